@@ -1,0 +1,1 @@
+"""Subcommands of `davinci`, one module per area; each exposes COMMANDS."""

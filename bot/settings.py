@@ -1,0 +1,165 @@
+"""Typed settings, read once from the environment.
+
+Nothing else in the project reads ``os.environ``: the process entry points call
+:func:`Settings.from_env` and pass the result down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_DATA_DIR = "./var"
+DEFAULT_SANDBOX_IMAGE = "davinci-sandbox-base:latest"
+SANDBOX_BACKENDS = ("docker", "local")
+LOG_FORMATS = ("json", "console")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the process needs to know about its environment."""
+
+    github_app_id: str | None = None
+    """The App's id or client id, used as the JWT issuer (`GITHUB_APP_ID`)."""
+    github_private_key: str | None = field(default=None, repr=False)
+    """The App's private key in PEM (`GITHUB_PRIVATE_KEY` or `GITHUB_PRIVATE_KEY_PATH`)."""
+    webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Accepted webhook secrets; several during rotation (`GITHUB_WEBHOOK_SECRET`)."""
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    """REST base URL (`GITHUB_API_URL`)."""
+    redis_url: str = DEFAULT_REDIS_URL
+    """Redis for rq, locks and the token cache (`REDIS_URL`)."""
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    """Database, mirrors, corpus exports and work trees (`DAVINCI_DATA_DIR`)."""
+    database_url: str = ""
+    """SQLAlchemy URL (`DATABASE_URL`); empty means a SQLite file under `data_dir`."""
+    sandbox: str | None = None
+    """`docker` or `local` (`DAVINCI_SANDBOX`); None chooses docker when an engine answers."""
+    sandbox_image: str = DEFAULT_SANDBOX_IMAGE
+    """Base image for sandboxes (`DAVINCI_SANDBOX_IMAGE`)."""
+    llm_base_url: str | None = None
+    """OpenAI-compatible endpoint (`LLM_BASE_URL`); unset means the replay policy."""
+    llm_api_key: str | None = field(default=None, repr=False)
+    """API key for the endpoint (`LLM_API_KEY`)."""
+    llm_model: str | None = None
+    """Model name at the endpoint (`LLM_MODEL`)."""
+    dashboard_token: str | None = field(default=None, repr=False)
+    """Bearer token for the dashboard (`DAVINCI_DASHBOARD_TOKEN`); unset turns it off."""
+    log_format: str = "console"
+    """`json` (production) or `console` (development) (`DAVINCI_LOG_FORMAT`)."""
+    log_level: str = "info"
+    """Lowest level logged (`DAVINCI_LOG_LEVEL`)."""
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'davinci.db').resolve()}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value the log redactor must never print."""
+        values = [*self.webhook_secrets, self.github_private_key, self.llm_api_key,
+                  self.dashboard_token]
+        return tuple(v for v in values if v)
+
+    def require_github_app(self) -> Settings:
+        """Fail with a clear message unless the App's credentials are all present."""
+        missing = [name for name, value in (
+            ("GITHUB_APP_ID", self.github_app_id),
+            ("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH", self.github_private_key),
+            ("GITHUB_WEBHOOK_SECRET", self.webhook_secrets),
+        ) if not value]
+        if missing:
+            raise SettingsError(
+                "server mode needs " + ", ".join(missing)
+                + " (see the configuration table in README.md)"
+            )
+        return self
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            github_app_id=_optional(env, "GITHUB_APP_ID"),
+            github_private_key=_private_key(env),
+            webhook_secrets=_secrets(env),
+            github_api_url=_url(env, "GITHUB_API_URL", DEFAULT_GITHUB_API_URL, ("http", "https")),
+            redis_url=_url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix")),
+            data_dir=Path(_optional(env, "DAVINCI_DATA_DIR") or DEFAULT_DATA_DIR),
+            database_url=_optional(env, "DATABASE_URL") or "",
+            sandbox=_choice(env, "DAVINCI_SANDBOX", SANDBOX_BACKENDS, None),
+            sandbox_image=_optional(env, "DAVINCI_SANDBOX_IMAGE") or DEFAULT_SANDBOX_IMAGE,
+            llm_base_url=_optional(env, "LLM_BASE_URL"),
+            llm_api_key=_optional(env, "LLM_API_KEY"),
+            llm_model=_optional(env, "LLM_MODEL"),
+            dashboard_token=_optional(env, "DAVINCI_DASHBOARD_TOKEN"),
+            log_format=_choice(env, "DAVINCI_LOG_FORMAT", LOG_FORMATS, "console") or "console",
+            log_level=_choice(env, "DAVINCI_LOG_LEVEL",
+                              ("debug", "info", "warning", "error"), "info") or "info",
+        )
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...],
+            default: str | None) -> str | None:
+    value = _optional(env, name)
+    if value is None:
+        return default
+    if value.lower() not in allowed:
+        raise SettingsError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
+    return value.lower()
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = _optional(env, name) or default
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in schemes:
+        raise SettingsError(f"{name}={value!r} must be a URL starting with "
+                            + " or ".join(f"{s}://" for s in schemes))
+    return value.rstrip("/")
+
+
+def _secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("GITHUB_WEBHOOK_SECRET", "")
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _private_key(env: Mapping[str, str]) -> str | None:
+    text = _optional(env, "GITHUB_PRIVATE_KEY")
+    path = _optional(env, "GITHUB_PRIVATE_KEY_PATH")
+    name = "GITHUB_PRIVATE_KEY"
+    if text is None and path is not None:
+        name = "GITHUB_PRIVATE_KEY_PATH"
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise SettingsError(f"GITHUB_PRIVATE_KEY_PATH: cannot read {path!r}: "
+                                f"{exc.strerror}") from exc
+    if text is None:
+        return None
+    # Environments often flatten newlines to a literal "\n".
+    text = text.replace("\\n", "\n").strip() + "\n"
+    try:
+        load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"{name} does not hold a PEM private key that parses "
+                            f"(expected '-----BEGIN RSA PRIVATE KEY-----' ...): {exc}") from exc
+    return text

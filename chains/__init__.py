@@ -1,0 +1,1 @@
+"""The PR graph: models, link extraction, chain extension, sources and persistence."""

@@ -1,0 +1,1 @@
+"""Isolated execution of untrusted repository code. Imports nothing else of ours."""

@@ -1,0 +1,70 @@
+"""Shared fixtures: real Redis, real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import text
+
+from bot.db import Database
+from tests.services import RedisServer, postgres_server
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """A clean Redis database for one test."""
+    if redis_server.process is None:  # a test stopped it to simulate an outage
+        redis_server.start()
+    client = Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server for the session; skipped off CI when none can be started."""
+    try:
+        with postgres_server() as url:
+            yield url
+    except (RuntimeError, OSError) as exc:
+        if IN_CI:
+            raise
+        pytest.skip(f"PostgreSQL could not be started here: {exc}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The same test on SQLite (WAL file) and on PostgreSQL, each with a fresh schema."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'davinci.db'}")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        db = Database(url)
+        with db.engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    db.create_schema()
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    db = Database(f"sqlite:///{tmp_path / 'davinci.db'}")
+    db.create_schema()
+    yield db
+    db.dispose()

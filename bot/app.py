@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from bot import dashboard
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -12,8 +13,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     """Build the web app; tests pass their own settings or runtime."""
     if runtime is None:
         runtime = Runtime(settings or Settings.from_env())
-    app = Flask("davinci")
+    app = Flask("bot")
     app.extensions["davinci"] = runtime
+    dashboard.install(app, runtime)
 
     @app.get("/healthz")
     def healthz() -> tuple[dict[str, str], int]:

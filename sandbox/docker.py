@@ -112,8 +112,14 @@ class DockerSandbox:
              stdin_data: bytes | None = None) -> ExecResult:
         started = time.perf_counter()
         api = self.engine.api
-        wrapped = ["timeout", "-s", "KILL", str(max(1, int(timeout + 0.999))),
-                   "bash", "-c", command]
+        seconds = str(max(1, int(timeout + 0.999)))
+        if stdin_data is None:
+            # timeout leads its own process group; once it returns, whatever the command left
+            # running in that group (background jobs, a fork bomb) is killed too.
+            wrapped = ["bash", "-c", 'timeout -s KILL "$0" bash -c "$1" & t=$!; wait $t; '
+                       'rc=$?; kill -KILL -- -$t 2>/dev/null; exit $rc', seconds, command]
+        else:
+            wrapped = ["timeout", "-s", "KILL", seconds, "bash", "-c", command]
         try:
             exec_id = api.exec_create(self.container.id, wrapped, workdir=workdir,
                                       user="1000:1000", stdin=stdin_data is not None)["Id"]

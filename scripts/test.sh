@@ -8,5 +8,7 @@ echo "== ruff" >&2
 python3 -m ruff check .
 echo "== mypy" >&2
 python3 -m mypy
+echo "== docker" >&2
+scripts/docker-up.sh
 echo "== pytest" >&2
 python3 -m pytest "$@"

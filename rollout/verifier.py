@@ -109,7 +109,11 @@ class Verifier:
             text = f"The hidden tests could not run: {run.error}\n{run.log}"
         else:
             parts = ["These hidden tests fail:", *(f"- {t}" for t in failing), ""]
-            parts += [f"{t}:\n{run.messages.get(t, '(no output)')}" for t in failing]
+            parts += [f"{t}:\n{run.messages[t]}" for t in failing if t in run.messages]
+            # Tests that never ran (collection or import errors) only show in the log.
+            others = [m for t, m in run.messages.items() if t not in failing]
+            if others or any(t not in run.messages for t in failing):
+                parts += [*others, "Test output:", run.log[-self.feedback_limit:]]
             text = "\n".join(parts)
         return truncate(text, self.feedback_limit)
 

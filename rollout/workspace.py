@@ -43,7 +43,7 @@ def restore(sandbox: Sandbox, snapshot: Snapshot) -> None:
 
 def tree_id(sandbox: Sandbox) -> str:
     """A git tree id of the work tree as it is now, without touching the index or HEAD."""
-    command = ("idx=$(mktemp) && cp .git/index \"$idx\" 2>/dev/null; "
+    command = ("idx=$(mktemp) && cp \"$(git rev-parse --git-path index)\" \"$idx\" 2>/dev/null; "
                "GIT_INDEX_FILE=\"$idx\" git add -A . >/dev/null && "
                "GIT_INDEX_FILE=\"$idx\" git write-tree; rc=$?; rm -f \"$idx\"; exit $rc")
     result = sandbox.exec(command, timeout=60)

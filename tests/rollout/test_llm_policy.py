@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rollout import RolloutConfig, Task, build_task, run_rollout
+from rollout import RolloutConfig, Task, TaskValidation, build_task, run_rollout
 from rollout.instructions import LLMWriter
 from rollout.llm import LLMClient, LLMConfig, LLMError, LLMUnavailable
 from rollout.policies import LLMPolicy
@@ -24,17 +24,13 @@ def client(llm_sim: LLMSim) -> LLMClient:
                                backoff=0.01, retries=2, temperature=0.3, max_tokens=777))
 
 
-@pytest.fixture
-def first_pr_task(chain_repo: ChainRepo) -> Task:
-    return build_task(chain_repo.path, "chain-one", chain_repo.prs[:1])
-
-
 def _tool_messages(request: dict[str, Any]) -> list[str]:
     return [m["content"] for m in request["messages"] if m["role"] == "tool"]
 
 
 def test_failed_attempt_gets_feedback_and_the_retry_passes(
-        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task, chain_repo: ChainRepo,
+        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task,
+        first_pr_validation: TaskValidation, chain_repo: ChainRepo,
         open_sandbox: Callable) -> None:
     llm_sim.reply("Let me look at the package first.", [
         ("bash", {"command": "ls calc"}),
@@ -54,7 +50,7 @@ def test_failed_attempt_gets_feedback_and_the_retry_passes(
         ("submit", {}), ("bash", {"command": "echo after submit"})])
 
     result = run_rollout(chain_repo.path, first_pr_task, open_sandbox(first_pr_task.base_commit),
-                         LLMPolicy(client))
+                         LLMPolicy(client), validation=first_pr_validation)
 
     stage = result.stages[0]
     assert (stage.verdict, stage.attempts) == ("passed", 2)
@@ -89,14 +85,16 @@ def test_failed_attempt_gets_feedback_and_the_retry_passes(
 
 
 def test_a_transient_llm_error_is_retried_and_a_rejected_rollout_is_reported(
-        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task, chain_repo: ChainRepo,
+        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task,
+        first_pr_validation: TaskValidation, chain_repo: ChainRepo,
         open_sandbox: Callable) -> None:
     llm_sim.fail(429)
     llm_sim.fail(500)
     llm_sim.reply("Nothing to do.", [("submit", {})])
 
     result = run_rollout(chain_repo.path, first_pr_task, open_sandbox(first_pr_task.base_commit),
-                         LLMPolicy(client), RolloutConfig(max_attempts=1))
+                         LLMPolicy(client), RolloutConfig(max_attempts=1),
+                         validation=first_pr_validation)
 
     assert len(llm_sim.requests) == 3
     summary = verdict_summary(result)
@@ -108,12 +106,13 @@ def test_a_transient_llm_error_is_retried_and_a_rejected_rollout_is_reported(
 
 
 def test_an_llm_that_keeps_failing_is_an_infrastructure_error(
-        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task, chain_repo: ChainRepo,
+        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task,
+        first_pr_validation: TaskValidation, chain_repo: ChainRepo,
         open_sandbox: Callable) -> None:
     llm_sim.fail(503, times=3)
     with pytest.raises(LLMUnavailable, match="HTTP 503"):
         run_rollout(chain_repo.path, first_pr_task, open_sandbox(first_pr_task.base_commit),
-                    LLMPolicy(client))
+                    LLMPolicy(client), validation=first_pr_validation)
     assert len(llm_sim.requests) == 3
 
 
@@ -144,23 +143,26 @@ def test_gold_patch_carries_a_failed_stage_when_configured(
 
 
 def test_step_budget_ends_the_rollout(llm_sim: LLMSim, client: LLMClient, task: Task,
-                                      chain_repo: ChainRepo, open_sandbox: Callable) -> None:
+                                      validation: TaskValidation, chain_repo: ChainRepo,
+                                      open_sandbox: Callable) -> None:
     for _ in range(3):
         llm_sim.reply(None, [("bash", {"command": "true"})])
     result = run_rollout(chain_repo.path, task, open_sandbox(task.base_commit),
-                         LLMPolicy(client), RolloutConfig(max_steps=3))
+                         LLMPolicy(client), RolloutConfig(max_steps=3), validation=validation)
     assert result.exit_status == "budget_exceeded"
     assert [s.verdict for s in result.stages] == ["failed"] * 3
     assert result.steps == 3 and not result.accepted
 
 
 def test_observations_are_truncated_with_a_marker(
-        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task, chain_repo: ChainRepo,
+        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task,
+        first_pr_validation: TaskValidation, chain_repo: ChainRepo,
         open_sandbox: Callable) -> None:
     llm_sim.reply(None, [("bash", {"command": "seq 1 5000"})])
     llm_sim.reply(None, [("submit", {})])
     run_rollout(chain_repo.path, first_pr_task, open_sandbox(first_pr_task.base_commit),
-                LLMPolicy(client), RolloutConfig(max_attempts=1, observation_limit=200))
+                LLMPolicy(client), RolloutConfig(max_attempts=1, observation_limit=200),
+                validation=first_pr_validation)
     seen = _tool_messages(llm_sim.requests[1])[0]
     assert "characters truncated" in seen and len(seen) < 300
     assert seen.startswith("exit code: 0") and seen.rstrip().endswith("5000")
@@ -201,7 +203,8 @@ def test_instructions_fall_back_to_the_template_when_every_draft_leaks(
 
 
 def test_the_judge_score_enters_the_stage_score(
-        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task, chain_repo: ChainRepo,
+        llm_sim: LLMSim, client: LLMClient, first_pr_task: Task,
+        first_pr_validation: TaskValidation, chain_repo: ChainRepo,
         open_sandbox: Callable) -> None:
     llm_sim.responder = lambda body: {
         "id": "j", "object": "chat.completion", "created": 0, "model": "sim-model",
@@ -210,7 +213,7 @@ def test_the_judge_score_enters_the_stage_score(
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
     judge = LLMJudge(client)
     result = run_rollout(chain_repo.path, first_pr_task, open_sandbox(first_pr_task.base_commit),
-                         judge=judge)
+                         judge=judge, validation=first_pr_validation)
     check = result.stages[0].checks[0]
     assert check.judge_score == 0.5 and "partial" in check.judge_answer
     assert result.score == pytest.approx(0.6 * 1.0 + 0.1 * 1.0 + 0.3 * 0.5)

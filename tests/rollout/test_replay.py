@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
-from rollout import RolloutConfig, Task, run_rollout
+import pytest
+
+from rollout import RolloutResult, Task, run_rollout
 from rollout.record import audit, record_id, trajectory_record, verdict_summary
 from tests.rollout.fixture_repo import ChainRepo
+from tests.rollout.sandboxes import open_sandbox
 
 
-def test_replay_passes_every_stage(task: Task, chain_repo: ChainRepo,
-                                   open_sandbox: Callable) -> None:
-    result = run_rollout(chain_repo.path, task, open_sandbox(task.base_commit))
+@pytest.fixture(scope="module")
+def result(chain_repo: ChainRepo, task: Task) -> RolloutResult:
+    """One replay rollout, validation included, shared by the tests below."""
+    with open_sandbox(chain_repo.path, task.base_commit) as box:
+        return run_rollout(chain_repo.path, task, box)
+
+
+def test_replay_passes_every_stage(result: RolloutResult) -> None:
 
     assert result.policy == "replay"
     assert result.exit_status == "completed"
@@ -31,9 +38,8 @@ def test_replay_passes_every_stage(task: Task, chain_repo: ChainRepo,
     assert result.stages[2].checks[0].similarity == 1.0
 
 
-def test_replay_trajectory_record_follows_the_corpus_format(
-        task: Task, chain_repo: ChainRepo, open_sandbox: Callable) -> None:
-    result = run_rollout(chain_repo.path, task, open_sandbox(task.base_commit))
+def test_replay_trajectory_record_follows_the_corpus_format(result: RolloutResult,
+                                                           task: Task) -> None:
     record = trajectory_record(result)
 
     assert record["schema_version"] == 1
@@ -63,10 +69,7 @@ def test_replay_trajectory_record_follows_the_corpus_format(
     assert evidence["validation"]["eligible"] is True
 
 
-def test_replay_records_time_per_stage(task: Task, chain_repo: ChainRepo,
-                                       open_sandbox: Callable) -> None:
-    result = run_rollout(chain_repo.path, task, open_sandbox(task.base_commit),
-                         config=RolloutConfig(max_attempts=1))
+def test_replay_records_time_per_stage(result: RolloutResult) -> None:
     for stage in result.stages:
         assert stage.timings["total"] >= stage.timings["tests"] > 0
         assert stage.timings["sandbox"] > 0

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from rollout import Task, TaskError, build_task, validate_task
+from rollout import Task, TaskError, TaskValidation, build_task, validate_task
 from rollout.gitdiff import is_test_path
 from tests.rollout.fixture_repo import ChainRepo
 
@@ -54,8 +54,7 @@ def test_a_pr_without_code_changes_is_refused(chain_repo: ChainRepo) -> None:
         build_task(chain_repo.path, "c", [no_code])
 
 
-def test_gold_validation_finds_fail_to_pass(task: Task, open_sandbox: Callable) -> None:
-    validation = validate_task(task, open_sandbox(task.base_commit))
+def test_gold_validation_finds_fail_to_pass(validation: TaskValidation) -> None:
     assert validation.eligible, validation.reason
     one, two, three = validation.stages
     assert one.fail_to_pass == ("tests/test_stats.py::test_mean",

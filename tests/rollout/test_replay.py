@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import select
 
+from bot.db import Database
 from rollout import RolloutResult, Task, run_rollout
 from rollout.record import audit, record_id, trajectory_record, verdict_summary
+from rollout.store import ValidationRow, latest_rollout, save_rollout, save_validation
 from tests.rollout.fixture_repo import ChainRepo
 from tests.rollout.sandboxes import open_sandbox
 
@@ -73,3 +76,20 @@ def test_replay_records_time_per_stage(result: RolloutResult) -> None:
     for stage in result.stages:
         assert stage.timings["total"] >= stage.timings["tests"] > 0
         assert stage.timings["sandbox"] > 0
+
+
+def test_validation_and_verdict_are_stored_for_audit(result: RolloutResult,
+                                                     database: Database) -> None:
+    with database.session() as session:
+        save_validation(session, result.validation)
+        rollout_id = save_rollout(session, result)
+    with database.session() as session:
+        row = latest_rollout(session, "chain-stats")
+        assert row is not None and row.id == rollout_id
+        assert row.accepted and row.score == 1.0 and row.policy == "replay"
+        assert row.summary["stages"][2]["verdict"] == "passed"
+        assert "passed" in row.audit["stages"][0]["checks"][0]["test_log"]
+        assert row.record["id"] == row.record_id
+        stored = session.scalars(select(ValidationRow)).one()
+        assert stored.eligible and stored.result["stages"][0]["fail_to_pass"]
+        assert latest_rollout(session, "another-chain") is None

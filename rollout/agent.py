@@ -99,6 +99,8 @@ class Agent:
         self.tokens = 0
         self.steps = 0
         self.tool_calls = 0
+        self._attempts = 0
+        """Attempts at the current stage, for the record when a budget ends it."""
 
     def run(self) -> tuple[list[StageResult], str]:
         results: list[StageResult] = []
@@ -216,8 +218,6 @@ class Agent:
         done = len(results)
         return results + [StageResult(s.pr, s.instruction, FAILED, 0.0, 0)
                           for s in self.task.stages[done:]]
-
-    _attempts = 0
 
 
 def _assistant_message(completion: Completion) -> dict[str, Any]:

@@ -27,7 +27,7 @@ _LINK_PHRASES = {
     "same_area": "It touches the same area as the previous change.",
 }
 _FENCED = re.compile(r"```.*?(```|$)", re.DOTALL)
-_PATCH_LINE = re.compile(r"^\s*(diff --git|@@|\+\+\+|---|[+-]\S)")
+_PATCH_LINE = re.compile(r"^\s*(diff --git|@@|\+\+\+|---|[+-]\S|[+-]( {2,}|\t))")
 _INDENTED = re.compile(r"^(    |\t)\S")
 
 

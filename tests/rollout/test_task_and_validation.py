@@ -8,6 +8,8 @@ import pytest
 
 from rollout import Task, TaskError, TaskValidation, build_task, validate_task
 from rollout.gitdiff import is_test_path
+from rollout.validation import StageValidation
+from rollout.verifier import Verifier
 from tests.rollout.fixture_repo import ChainRepo
 
 
@@ -78,3 +80,14 @@ def test_a_chain_whose_gold_patches_do_not_apply_in_order_is_invalid(
     validation = validate_task(broken, open_sandbox(broken.base_commit))
     assert not validation.eligible
     assert "gold patch does not apply" in validation.reason
+
+
+def test_a_stage_without_tests_is_scored_by_similarity(task: Task, chain_repo: ChainRepo,
+                                                       open_sandbox: Callable) -> None:
+    stage = task.stages[1]
+    verifier = Verifier(open_sandbox(stage.base_commit))
+    untested = StageValidation(stage.pr, (), (), False, "no test fails before the gold patch")
+    empty = verifier.verify(stage, untested, agent_patch="")
+    gold = verifier.verify(stage, untested, agent_patch=stage.gold_patch)
+    assert empty.resolved and empty.score == 0.0 and "no hidden tests" in empty.test_log
+    assert gold.resolved and gold.score == 1.0

@@ -142,16 +142,21 @@ def test_gold_patch_carries_a_failed_stage_when_configured(
     assert "tests/test_stats.py::test_variance" in result.stages[1].checks[0].failing
 
 
-def test_step_budget_ends_the_rollout(llm_sim: LLMSim, client: LLMClient, task: Task,
-                                      validation: TaskValidation, chain_repo: ChainRepo,
-                                      open_sandbox: Callable) -> None:
+@pytest.mark.parametrize(("config", "steps"), [
+    (RolloutConfig(max_steps=3), 3),
+    (RolloutConfig(max_tokens=200), 2),  # each scripted turn reports 120 tokens
+], ids=["steps", "tokens"])
+def test_a_spent_budget_ends_the_rollout(llm_sim: LLMSim, client: LLMClient, task: Task,
+                                         validation: TaskValidation, chain_repo: ChainRepo,
+                                         open_sandbox: Callable, config: RolloutConfig,
+                                         steps: int) -> None:
     for _ in range(3):
         llm_sim.reply(None, [("bash", {"command": "true"})])
     result = run_rollout(chain_repo.path, task, open_sandbox(task.base_commit),
-                         LLMPolicy(client), RolloutConfig(max_steps=3), validation=validation)
+                         LLMPolicy(client), config, validation=validation)
     assert result.exit_status == "budget_exceeded"
     assert [s.verdict for s in result.stages] == ["failed"] * 3
-    assert result.steps == 3 and not result.accepted
+    assert result.steps == steps and not result.accepted
 
 
 def test_observations_are_truncated_with_a_marker(

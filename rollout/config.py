@@ -1,0 +1,31 @@
+"""Everything a rollout can be tuned by, in one typed value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    max_attempts: int = 3
+    """Submissions per stage before the stage counts as failed."""
+    max_steps: int = 200
+    """Assistant turns over the whole rollout."""
+    max_tokens: int = 400_000
+    """Tokens (prompt + completion, as the endpoint reports them) over the whole rollout."""
+    observation_limit: int = 8_000
+    """Characters of a tool observation shown to the agent; the rest is replaced by a marker."""
+    feedback_limit: int = 4_000
+    """Characters of test output sent back after a failed attempt."""
+    gold_on_failure: bool = False
+    """After a stage fails for good, apply its gold patch and go on (else the rollout ends)."""
+    threshold: float = 0.8
+    """Chain score at or above which a trajectory is accepted."""
+    test_timeout: float = 300.0
+    """Seconds one run of a stage's tests may take."""
+    command_timeout: float = 120.0
+    """Seconds one `bash` tool call may take."""
+    instruction_attempts: int = 3
+    """LLM-written instructions tried before falling back to the template."""
+    leak_threshold: float = 0.2
+    """Largest share of distinctive added code lines an instruction may contain."""

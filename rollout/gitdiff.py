@@ -1,0 +1,110 @@
+"""Patches from a local clone: split a PR's change into gold (code) and test parts."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+
+class GitError(Exception):
+    """A git command on the local clone failed; the message carries git's own words."""
+
+
+_TEST_DIRS = {"tests", "test", "testing"}
+_TEST_FILE = re.compile(r"(^test_.*\.py$)|(.*_tests?\.py$)|(^conftest\.py$)")
+
+
+def is_test_path(path: str) -> bool:
+    """A test file lives under a test directory or is named like one (test_*.py, *_test.py)."""
+    parts = PurePosixPath(path).parts
+    if any(part in _TEST_DIRS for part in parts[:-1]):
+        return True
+    return bool(parts) and bool(_TEST_FILE.match(parts[-1]))
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise GitError(f"git {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def changed_paths(repo: Path, base: str, head: str) -> list[str]:
+    out = git(repo, "diff", "--name-only", "--no-renames", base, head)
+    return [line for line in out.splitlines() if line]
+
+
+def diff_paths(repo: Path, base: str, head: str, paths: list[str]) -> str:
+    """A binary-safe git patch from ``base`` to ``head`` restricted to ``paths``."""
+    if not paths:
+        return ""
+    return git(repo, "diff", "--binary", "--no-renames", base, head, "--", *paths)
+
+
+def file_at(repo: Path, commit: str, path: str) -> str | None:
+    """The text of ``path`` at ``commit``; None when the file does not exist there."""
+    proc = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"],
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class SplitPatch:
+    gold_patch: str
+    test_patch: str
+    gold_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+
+
+def split_change(repo: Path, base: str, head: str) -> SplitPatch:
+    paths = changed_paths(repo, base, head)
+    tests = [p for p in paths if is_test_path(p)]
+    code = [p for p in paths if not is_test_path(p)]
+    return SplitPatch(gold_patch=diff_paths(repo, base, head, code),
+                      test_patch=diff_paths(repo, base, head, tests),
+                      gold_files=tuple(code), test_files=tuple(tests))
+
+
+@dataclass(frozen=True)
+class PatchLines:
+    """What a patch changes: files, and the added and removed lines (content, not position)."""
+
+    files: frozenset[str]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+_DIFF_HEADER = re.compile(r"^diff --git a/(.+?) b/(.+)$")
+
+
+def parse_patch(patch: str, include_tests: bool = False) -> PatchLines:
+    files: set[str] = set()
+    added: list[str] = []
+    removed: list[str] = []
+    current: str | None = None
+    for line in patch.splitlines():
+        header = _DIFF_HEADER.match(line)
+        if header:
+            path = header.group(2)
+            current = path if (include_tests or not is_test_path(path)) else None
+            if current is not None:
+                files.add(current)
+            continue
+        if current is None or line.startswith(("+++", "---")):
+            continue
+        if line.startswith("+"):
+            added.append(line[1:])
+        elif line.startswith("-"):
+            removed.append(line[1:])
+    return PatchLines(frozenset(files), tuple(added), tuple(removed))
+
+
+def added_code_lines(patch: str, min_length: int = 12) -> list[str]:
+    """Added lines worth checking an instruction against: long enough to be distinctive."""
+    lines = [line.strip() for line in parse_patch(patch, include_tests=True).added]
+    return [line for line in lines if len(line) >= min_length and not line.startswith("#")]

@@ -1,0 +1,133 @@
+"""Policies: whatever answers the conversation with an assistant turn.
+
+`llm` asks an OpenAI-compatible endpoint. `replay` replays the human developers' own commits
+of each PR as tool calls, with their commit messages as the assistant's text.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from chains.model import Commit
+from rollout.gitdiff import GitError, file_at, git
+from rollout.llm import Completion, LLMClient, ToolCall
+from rollout.task import Stage, Task
+from rollout.tools import SUBMIT
+
+
+@dataclass(frozen=True)
+class Turn:
+    """Where the loop is when it asks the policy for a turn."""
+
+    stage: int
+    """Index of the stage in the task."""
+    attempt: int
+    """1-based attempt at that stage."""
+
+
+class Policy(Protocol):
+    name: str
+    model: str
+
+    def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+            turn: Turn) -> Completion: ...
+
+
+class LLMPolicy:
+    name = "llm"
+
+    def __init__(self, client: LLMClient) -> None:
+        self.client = client
+        self.model = client.config.model
+
+    def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+            turn: Turn) -> Completion:
+        return self.client.complete(messages, tools)
+
+
+class ReplayPolicy:
+    """The human commits of each PR, turned into tool calls against the sandbox."""
+
+    name = "replay"
+    model = "replay"
+
+    def __init__(self, repo_path: Path, task: Task) -> None:
+        self.repo = repo_path
+        self.task = task
+        self._script: deque[Completion] = deque()
+        self._at: Turn | None = None
+        self._ids = 0
+
+    def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+            turn: Turn) -> Completion:
+        if turn != self._at:
+            self._at = turn
+            stage = self.task.stages[turn.stage]
+            if turn.attempt == 1:
+                self._script = deque(self._stage_script(stage))
+            else:
+                self._script = deque([self._turn("The change as written is complete; "
+                                                 "submitting it again.", [(SUBMIT, {})])])
+        if not self._script:
+            return self._turn("Nothing more to replay.", [(SUBMIT, {})])
+        return self._script.popleft()
+
+    def _stage_script(self, stage: Stage) -> list[Completion]:
+        turns: list[Completion] = []
+        for commit, parent in self._commits(stage):
+            turns += self._commit_turns(commit, parent)
+        if stage.test_targets:
+            command = "python3 -m pytest -q -p no:cacheprovider " + " ".join(
+                shlex.quote(t) for t in stage.test_targets)
+            turns.append(self._turn("Running the tests for this change.",
+                                    [("bash", {"command": command})]))
+        turns.append(self._turn(f"Done: {stage.title}", [(SUBMIT, {"summary": stage.title})]))
+        return turns
+
+    def _commits(self, stage: Stage) -> list[tuple[Commit, str]]:
+        """The PR's commits with their parents; the whole PR as one when they are gone."""
+        found: list[tuple[Commit, str]] = []
+        for commit in stage.commits:
+            try:
+                parent = git(self.repo, "rev-parse", f"{commit.sha}^").strip()
+            except GitError:
+                found = []
+                break
+            found.append((commit, parent))
+        if not found:
+            found = [(Commit(sha=stage.merge_commit, message=stage.title), stage.base_commit)]
+        return found
+
+    def _commit_turns(self, commit: Commit, parent: str) -> list[Completion]:
+        out = git(self.repo, "diff", "--name-status", "--no-renames", parent, commit.sha)
+        changes = [line.split("\t", 1) for line in out.splitlines() if "\t" in line]
+        looks = [("read_file", {"path": path}) for status, path in changes if status != "A"]
+        writes: list[tuple[str, dict[str, Any]]] = []
+        for status, path in changes:
+            if status == "D":
+                writes.append(("bash", {"command": f"rm -f -- {shlex.quote(path)}"}))
+                continue
+            content = file_at(self.repo, commit.sha, path)
+            if content is not None:
+                writes.append(("write_file", {"path": path, "content": content}))
+        message = commit.message.strip() or f"Commit {commit.sha[:12]}"
+        turns = []
+        if looks:
+            turns.append(self._turn(message, looks))
+            message = ""
+        if writes:
+            turns.append(self._turn(message, writes))
+        return turns
+
+    def _turn(self, content: str, calls: list[tuple[str, dict[str, Any]]]) -> Completion:
+        tool_calls = []
+        for name, args in calls:
+            self._ids += 1
+            tool_calls.append(ToolCall(id=f"call_{self._ids}", name=name,
+                                       arguments=json.dumps(args)))
+        return Completion(content=content, tool_calls=tuple(tool_calls))

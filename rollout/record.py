@@ -1,0 +1,71 @@
+"""A rollout as a corpus trajectory record and as a verdict summary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from rollout.agent import RolloutResult
+
+SCHEMA_VERSION = 1
+
+
+def trajectory_record(result: RolloutResult) -> dict[str, Any]:
+    """The corpus record: chat messages + tools + metadata, with a content-hash id."""
+    task = result.task
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "repository": task.repository,
+        "chain": {"id": task.chain_id, "prs": list(task.prs), "kinds": list(task.kinds)},
+        "base_commit": task.base_commit,
+        "objective": task.objective,
+        "stages": [{"pr": s.pr, "instruction": s.instruction, "verdict": s.verdict,
+                    "score": s.score, "attempts": s.attempts} for s in result.stages],
+        "messages": result.messages,
+        "tools": result.tools,
+        "policy": result.policy,
+        "model": result.model,
+        "score": result.score,
+        "tokens": result.tokens,
+        "tool_calls": result.tool_calls,
+    }
+    record["id"] = record_id(record)
+    record["created_at"] = result.created_at
+    return record
+
+
+def record_id(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k not in ("id", "created_at")}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def verdict_summary(result: RolloutResult) -> dict[str, Any]:
+    """The document `davinci rollout --json` prints."""
+    return {
+        "chain": result.task.chain_id,
+        "accepted": result.accepted,
+        "score": result.score,
+        "policy": result.policy,
+        "model": result.model,
+        "exit_status": result.exit_status,
+        "stages": [{"pr": s.pr, "attempts": s.attempts, "score": s.score, "verdict": s.verdict}
+                   for s in result.stages],
+        "tool_calls": result.tool_calls,
+        "tokens": result.tokens,
+        "steps": result.steps,
+    }
+
+
+def audit(result: RolloutResult) -> dict[str, Any]:
+    """Everything the verifier saw: validation logs, test logs and judge answers per attempt."""
+    return {
+        "validation": result.validation.to_dict(),
+        "stages": [{"pr": s.pr, "verdict": s.verdict, "patch": s.patch, "checks": [
+            {"resolved": c.resolved, "score": c.score, "test_score": c.test_score,
+             "similarity": c.similarity, "judge_score": c.judge_score,
+             "failing": list(c.failing), "test_log": c.test_log,
+             "judge_answer": c.judge_answer, "outcomes": c.outcomes}
+            for c in s.checks]} for s in result.stages],
+    }

@@ -1,0 +1,93 @@
+"""Task synthesis and gold validation on the three-PR fixture chain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from rollout import Task, TaskError, TaskValidation, build_task, validate_task
+from rollout.gitdiff import is_test_path
+from rollout.validation import StageValidation
+from rollout.verifier import Verifier
+from tests.rollout.fixture_repo import ChainRepo
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("tests/test_stats.py", True), ("pkg/test/helpers.py", True), ("test_x.py", True),
+    ("src/thing_test.py", True), ("conftest.py", True), ("calc/stats.py", False),
+    ("calc/testing_utils.py", False), ("docs/tests.md", False)])
+def test_test_files_are_told_apart_from_code(path: str, expected: bool) -> None:
+    assert is_test_path(path) is expected
+
+
+def test_task_splits_each_pr_into_gold_and_test_patches(task: Task, chain_repo: ChainRepo) -> None:
+    assert task.base_commit == chain_repo.prs[0].base_commit
+    assert task.prs == (1, 2, 3)
+    assert task.kinds == ("references", "fixes")
+    for stage in task.stages:
+        assert stage.gold_files == ("calc/stats.py",)
+        assert stage.test_files == ("tests/test_stats.py",)
+        assert "tests/test_stats.py" not in stage.gold_patch
+        assert "calc/stats.py" not in stage.test_patch
+    last = task.stages[2]
+    assert "ordered = sorted(values)" in last.gold_patch
+    assert "test_median_even" in last.test_patch
+    # the README commit between PR 2 and PR 3 is in neither patch
+    assert "README" not in last.gold_patch + last.test_patch
+
+
+def test_template_instructions_do_not_leak_the_patch(task: Task) -> None:
+    first, _, last = task.stages
+    assert "mean and median" in first.instruction
+    assert "```" not in first.instruction
+    assert "values[len(values) // 2]" not in first.instruction
+    assert "sorted(values)" not in last.instruction
+    assert "Issue #7" in last.instruction and "median([3, 1, 2])" in last.instruction
+    assert "fixes a problem introduced by the previous change" in last.instruction
+    assert "3 related changes" in task.objective
+
+
+def test_a_pr_without_code_changes_is_refused(chain_repo: ChainRepo) -> None:
+    pr = chain_repo.prs[0]
+    no_code = type(pr)(repository=pr.repository, number=9, title="t",
+                       base_commit=pr.merge_commit, merge_commit=pr.merge_commit)
+    with pytest.raises(TaskError, match="changes no code"):
+        build_task(chain_repo.path, "c", [no_code])
+
+
+def test_gold_validation_finds_fail_to_pass(validation: TaskValidation) -> None:
+    assert validation.eligible, validation.reason
+    one, two, three = validation.stages
+    assert one.fail_to_pass == ("tests/test_stats.py::test_mean",
+                                "tests/test_stats.py::test_median_sorted")
+    # PR 2's tests import `variance`, so before its gold patch the whole module fails
+    assert "tests/test_stats.py::test_variance" in two.fail_to_pass
+    assert len(two.fail_to_pass) == 3 and two.pass_to_pass == ()
+    assert three.fail_to_pass == ("tests/test_stats.py::test_median_even",
+                                  "tests/test_stats.py::test_median_unsorted")
+    assert len(three.pass_to_pass) == 3
+    assert "test_median_unsorted" in three.log_before and "passed" in three.log_after
+
+
+def test_a_chain_whose_gold_patches_do_not_apply_in_order_is_invalid(
+        chain_repo: ChainRepo, open_sandbox: Callable) -> None:
+    # PR 3 alone on PR 1's base: its gold patch expects code that PR 1 and 2 added.
+    prs = [chain_repo.prs[2]]
+    task = build_task(chain_repo.path, "broken", prs)
+    broken = Task(task.repository, task.chain_id, chain_repo.prs[0].base_commit, task.objective,
+                  task.stages, task.kinds)
+    validation = validate_task(broken, open_sandbox(broken.base_commit))
+    assert not validation.eligible
+    assert "gold patch does not apply" in validation.reason
+
+
+def test_a_stage_without_tests_is_scored_by_similarity(task: Task, chain_repo: ChainRepo,
+                                                       open_sandbox: Callable) -> None:
+    stage = task.stages[1]
+    verifier = Verifier(open_sandbox(stage.base_commit))
+    untested = StageValidation(stage.pr, (), (), False, "no test fails before the gold patch")
+    empty = verifier.verify(stage, untested, agent_patch="")
+    gold = verifier.verify(stage, untested, agent_patch=stage.gold_patch)
+    assert empty.resolved and empty.score == 0.0 and "no hidden tests" in empty.test_log
+    assert gold.resolved and gold.score == 1.0

@@ -43,9 +43,10 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from bot.commands import app, chains, sandbox, server
+    from bot.commands import app, chains, corpus, sandbox, server
 
-    for command in (*server.COMMANDS, *chains.COMMANDS, *sandbox.COMMANDS, *app.COMMANDS):
+    for command in (*server.COMMANDS, *chains.COMMANDS, *corpus.COMMANDS, *sandbox.COMMANDS,
+                    *app.COMMANDS):
         main.add_command(command)
 
 

@@ -43,9 +43,11 @@ def all_metadata() -> list[MetaData]:
     """The table sets of every package that persists something."""
     from bot import models
     from chains import store as chains_store
+    from corpus import store as corpus_store
     from rollout import store as rollout_store
 
-    return [models.Base.metadata, chains_store.Base.metadata, rollout_store.Base.metadata]
+    return [models.Base.metadata, chains_store.Base.metadata, rollout_store.Base.metadata,
+            corpus_store.Base.metadata]
 
 
 def create_schema(engine: Engine) -> None:

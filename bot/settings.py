@@ -55,6 +55,9 @@ class Settings:
     """Model name at the endpoint (`LLM_MODEL`)."""
     dashboard_token: str | None = field(default=None, repr=False)
     """Bearer token for the dashboard (`DAVINCI_DASHBOARD_TOKEN`); unset turns it off."""
+    corpus_exclude: tuple[str, ...] = ()
+    """Repositories (owner/name or glob) whose trajectories never enter the corpus
+    (`DAVINCI_CORPUS_EXCLUDE`, comma-separated)."""
     log_format: str = "console"
     """`json` (production) or `console` (development) (`DAVINCI_LOG_FORMAT`)."""
     log_level: str = "info"
@@ -107,6 +110,8 @@ class Settings:
             llm_api_key=_optional(env, "LLM_API_KEY"),
             llm_model=_optional(env, "LLM_MODEL"),
             dashboard_token=_optional(env, "DAVINCI_DASHBOARD_TOKEN"),
+            corpus_exclude=tuple(p.strip() for p in env.get("DAVINCI_CORPUS_EXCLUDE", "")
+                                 .split(",") if p.strip()),
             log_format=_choice(env, "DAVINCI_LOG_FORMAT", LOG_FORMATS, "console") or "console",
             log_level=_choice(env, "DAVINCI_LOG_LEVEL",
                               ("debug", "info", "warning", "error"), "info") or "info",

@@ -1,0 +1,1 @@
+"""Verified trajectories: append (idempotent, gated), stats, export."""

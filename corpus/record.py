@@ -1,0 +1,132 @@
+"""The trajectory record: its schema checks and the redaction of secrets, applied at append."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from typing import Any
+
+SCHEMA_VERSION = 1
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int, "repository": str, "chain": dict, "base_commit": str,
+    "objective": str, "stages": list, "messages": list, "tools": list, "policy": str,
+    "score": (int, float), "tokens": int, "tool_calls": int}
+REDACTED = "[redacted secret]"
+SECRETS = (
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+               re.S),
+    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}\b"),
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}\b"),
+    re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"),
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{20,}=*"),
+)
+
+
+class InvalidRecord(ValueError):
+    """The record breaks the schema; the message says where."""
+
+
+class ExcludedRepository(ValueError):
+    """The repository must stay out of training data (for example a benchmark)."""
+
+
+def record_id(record: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of everything but `id` and `created_at`."""
+    body = {k: v for k, v in record.items() if k not in ("id", "created_at")}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def redact(text: str) -> str:
+    for pattern in SECRETS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redacted(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy with secret-shaped strings scrubbed from every message and the objective."""
+    clean = copy.deepcopy(record)
+    for message in clean.get("messages", []):
+        if isinstance(message.get("content"), str):
+            message["content"] = redact(message["content"])
+        for call in message.get("tool_calls") or []:
+            function = call.get("function", {})
+            if isinstance(function.get("arguments"), str):
+                function["arguments"] = redact(function["arguments"])
+    clean["objective"] = redact(clean.get("objective", ""))
+    for stage in clean.get("stages", []):
+        if isinstance(stage.get("instruction"), str):
+            stage["instruction"] = redact(stage["instruction"])
+    return clean
+
+
+def validate(record: dict[str, Any]) -> None:
+    """Raise InvalidRecord unless the record is a well-formed trajectory."""
+    for key, kind in REQUIRED.items():
+        if key not in record:
+            raise InvalidRecord(f"`{key}` is missing")
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            raise InvalidRecord(f"`{key}` has the wrong type ({type(record[key]).__name__})")
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise InvalidRecord(f"schema_version {record['schema_version']} is not "
+                            f"{SCHEMA_VERSION}")
+    chain = record["chain"]
+    if not isinstance(chain.get("prs"), list) or not all(isinstance(n, int)
+                                                          for n in chain["prs"]):
+        raise InvalidRecord("`chain.prs` must be a list of PR numbers")
+    _check_tools(record["tools"])
+    _check_messages(record["messages"])
+
+
+def _check_tools(tools: list[Any]) -> None:
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if tool.get("type") != "function" or not isinstance(function, dict) \
+                or not isinstance(function.get("name"), str):
+            raise InvalidRecord(f"tools[{index}] is not an OpenAI function tool")
+
+
+def _check_messages(messages: list[Any]) -> None:
+    if not messages or not isinstance(messages[0], dict):
+        raise InvalidRecord("there are no messages")
+    pending: dict[str, int] = {}
+    previous = None
+    for index, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        where = f"messages[{index}]"
+        if role not in ("system", "user", "assistant", "tool"):
+            raise InvalidRecord(f"{where} has no valid role")
+        if role == "system" and index != 0:
+            raise InvalidRecord(f"{where}: a system message may only come first")
+        if role in ("user", "system") and pending:
+            raise InvalidRecord(f"{where}: tool calls {sorted(pending)} have no result")
+        if role == "assistant":
+            if pending:
+                raise InvalidRecord(f"{where}: tool calls {sorted(pending)} have no result")
+            if previous not in ("user", "tool"):
+                raise InvalidRecord(f"{where}: an assistant turn must follow a user or tool "
+                                    "message")
+            calls = message.get("tool_calls") or []
+            if not (message.get("content") or "").strip() and not calls:
+                raise InvalidRecord(f"{where}: empty assistant turn")
+            for call in calls:
+                arguments = call.get("function", {}).get("arguments")
+                if not isinstance(call.get("id"), str) or not isinstance(arguments, str):
+                    raise InvalidRecord(f"{where}: a tool call needs an id and JSON arguments")
+                pending[call["id"]] = index
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in pending:
+                raise InvalidRecord(f"{where}: result for unknown tool call {call_id!r}")
+            del pending[call_id]
+            if not isinstance(message.get("content"), str):
+                raise InvalidRecord(f"{where}: a tool result needs text content")
+        if role == "user" and not isinstance(message.get("content"), str):
+            raise InvalidRecord(f"{where}: a user message needs text content")
+        previous = role
+    if pending:
+        raise InvalidRecord(f"tool calls {sorted(pending)} have no result")

@@ -1,0 +1,116 @@
+"""The corpus tables and appending to them: once per trajectory, whoever appends."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Float, Index, String, Text, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from corpus.record import ExcludedRepository, record_id, redacted, validate
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TrajectoryRow(Base):
+    __tablename__ = "corpus_trajectories"
+    __table_args__ = (Index("ix_corpus_appended", "appended_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255), index=True)
+    chain_id: Mapped[str] = mapped_column(String(64))
+    policy: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    score: Mapped[float] = mapped_column(Float)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    tool_calls: Mapped[int] = mapped_column()
+    stages: Mapped[int] = mapped_column()
+    created_at: Mapped[str] = mapped_column(String(40))
+    appended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    document: Mapped[str] = mapped_column(Text)
+
+
+class RejectionRow(Base):
+    """Rollouts the verifier rejected: counted for acceptance rates, never exported."""
+
+    __tablename__ = "corpus_rejections"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255))
+    chain_id: Mapped[str] = mapped_column(String(64))
+    policy: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    appended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    verdict: Mapped[str] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class Appended:
+    id: str
+    stored: bool
+    """False when the same trajectory was already in the corpus."""
+
+
+def check_repository(repository: str, excluded: Iterable[str]) -> None:
+    for pattern in excluded:
+        if fnmatch.fnmatch(repository.lower(), pattern.lower()):
+            raise ExcludedRepository(f"{repository} is on the exclusion list ({pattern}): "
+                                     "its trajectories must stay out of training data")
+
+
+def _insert_ignoring_duplicates(session: Session, table: Any, values: dict[str, Any]) -> bool:
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        statement: Any = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        statement = pg_insert(table).values(**values).on_conflict_do_nothing()
+    else:
+        statement = insert(table).values(**values)
+    # RETURNING tells whether a row went in; rowcount is not reliable across drivers here.
+    return session.execute(statement.returning(table.c.id)).first() is not None
+
+
+def append(session: Session, record: dict[str, Any], excluded: Iterable[str] = ()) -> Appended:
+    """Gate, redact and store one accepted trajectory; a second append stores nothing."""
+    check_repository(str(record.get("repository", "")), excluded)
+    clean = redacted(record)
+    validate(clean)
+    clean["id"] = record_id(clean)
+    clean.setdefault("created_at", utcnow().isoformat(timespec="seconds"))
+    stored = _insert_ignoring_duplicates(session, TrajectoryRow.__table__, {
+        "id": clean["id"], "repository": clean["repository"],
+        "chain_id": str(clean["chain"].get("id", "")), "policy": clean["policy"],
+        "model": clean.get("model"), "score": float(clean["score"]),
+        "tokens": clean["tokens"], "tool_calls": clean["tool_calls"],
+        "stages": len(clean["stages"]), "created_at": clean["created_at"],
+        "appended_at": utcnow(),
+        "document": json.dumps(clean, ensure_ascii=False, separators=(",", ":"))})
+    return Appended(clean["id"], stored)
+
+
+def record_rejection(session: Session, record: dict[str, Any], reason: str) -> Appended:
+    """Keep a rejected rollout's verdict (not its messages) for acceptance rates."""
+    identity = record.get("id") or record_id(record)
+    verdict = {k: record.get(k) for k in ("repository", "chain", "stages", "policy", "model",
+                                          "score", "tokens", "tool_calls", "created_at")}
+    stored = _insert_ignoring_duplicates(session, RejectionRow.__table__, {
+        "id": identity, "repository": str(record.get("repository", "")),
+        "chain_id": str((record.get("chain") or {}).get("id", "")),
+        "policy": str(record.get("policy", "")), "score": float(record.get("score") or 0),
+        "reason": reason, "appended_at": utcnow(),
+        "verdict": json.dumps(verdict, ensure_ascii=False)})
+    return Appended(identity, stored)

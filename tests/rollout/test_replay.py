@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
 
 from bot.db import Database
-from rollout import RolloutResult, Task, run_rollout
+from chains.model import Commit
+from rollout import RolloutResult, Task, build_task, run_rollout
 from rollout.record import audit, record_id, trajectory_record, verdict_summary
 from rollout.store import ValidationRow, latest_rollout, save_rollout, save_validation
 from tests.rollout.fixture_repo import ChainRepo
@@ -93,3 +96,13 @@ def test_validation_and_verdict_are_stored_for_audit(result: RolloutResult,
         stored = session.scalars(select(ValidationRow)).one()
         assert stored.eligible and stored.result["stages"][0]["fail_to_pass"]
         assert latest_rollout(session, "another-chain") is None
+
+
+def test_a_pr_whose_commits_are_gone_is_replayed_as_one_change(
+        chain_repo: ChainRepo, open_sandbox: Callable) -> None:
+    squashed = replace(chain_repo.prs[2], commits=(Commit("0" * 40, "lost"),))
+    task = build_task(chain_repo.path, "chain-squashed", [*chain_repo.prs[:2], squashed])
+    result = run_rollout(chain_repo.path, task, open_sandbox(task.base_commit))
+    assert [s.verdict for s in result.stages] == ["passed"] * 3
+    assert {"role": "assistant", "content": squashed.title} in [
+        {"role": m["role"], "content": m["content"]} for m in result.messages]

@@ -43,9 +43,9 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from bot.commands import server
+    from bot.commands import app, chains, server
 
-    for command in (*server.COMMANDS,):
+    for command in (*server.COMMANDS, *chains.COMMANDS, *app.COMMANDS):
         main.add_command(command)
 
 

@@ -42,8 +42,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def all_metadata() -> list[MetaData]:
     """The table sets of every package that persists something."""
     from bot import models
+    from chains import store as chains_store
 
-    return [models.Base.metadata]
+    return [models.Base.metadata, chains_store.Base.metadata]
 
 
 def create_schema(engine: Engine) -> None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
+import time
 
 import click
+import structlog
+from redis.exceptions import LockError, RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot import webhooks
 from bot.runtime import QUEUES, Runtime
+
+SWEEP_SECONDS = 30.0
+log = structlog.get_logger()
 
 
 @click.command()
@@ -43,8 +53,57 @@ def worker(runtime: Runtime, queues: tuple[str, ...], burst: bool) -> None:
     from rq import Worker
 
     runtime.db  # noqa: B018 - create the schema before the first job
+    if not burst:
+        start_sweeper(runtime)
     rq_worker = Worker([runtime.queue(name) for name in queues], connection=runtime.redis)
     rq_worker.work(burst=burst, with_scheduler=True)
 
 
-COMMANDS = [serve, worker]
+def start_sweeper(runtime: Runtime, every: float = SWEEP_SECONDS) -> threading.Thread:
+    """Sweep the webhook inbox periodically from the worker's main process."""
+    from handlers import build_router
+
+    router = build_router()
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                lock = runtime.redis.lock("davinci:lock:sweep", timeout=every * 4,
+                                          blocking_timeout=0)
+                if lock.acquire():
+                    try:
+                        webhooks.sweep(runtime, router)
+                    finally:
+                        lock.release()
+            except (RedisError, SQLAlchemyError, LockError) as exc:
+                log.warning("sweep.failed", error=type(exc).__name__)
+
+    thread = threading.Thread(target=loop, name="davinci-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def sweep(runtime: Runtime, as_json: bool) -> None:
+    """Enqueue webhook deliveries left pending (Redis was down, or a process died).
+
+    The worker also does this every 30 seconds.
+    """
+    from handlers import build_router
+
+    try:
+        result = webhooks.sweep(runtime, build_router())
+    except RedisError as exc:
+        raise click.ClickException(f"Redis at {runtime.settings.redis_url} is unreachable: "
+                                   f"{exc}") from exc
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"{result['processed']} of {result['pending']} pending deliveries enqueued; "
+                   f"{result['still_pending']} still pending")
+
+
+COMMANDS = [serve, worker, sweep]

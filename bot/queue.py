@@ -1,0 +1,39 @@
+"""Enqueueing jobs exactly once: deterministic ids plus a Redis marker per id."""
+
+from __future__ import annotations
+
+import contextlib
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Retry
+from rq.job import Job
+
+from handlers import JobSpec
+
+MARKER_TTL = 7 * 24 * 3600
+JOB_TIMEOUTS = {"davinci-mining": 30 * 60, "davinci-rollouts": 3 * 3600}
+
+
+def enqueue(redis: Redis, spec: JobSpec, force: bool = False) -> bool:
+    """Enqueue ``spec`` unless a job with its id is already known; True when enqueued.
+
+    The marker (SET NX) keeps two enqueuers racing (a request and the sweeper) from both
+    pushing the job; a marker whose job does not exist (an enqueue that failed half-way) does
+    not block. Raises redis' errors when Redis is unreachable, so the caller keeps the
+    delivery pending for the sweeper.
+    """
+    marker = f"davinci:enqueued:{spec.job_id}"
+    fresh = redis.set(marker, "1", nx=True, ex=MARKER_TTL)
+    if not fresh and not force and Job.exists(spec.job_id, connection=redis):
+        return False
+    try:
+        Queue(spec.queue, connection=redis).enqueue(
+            spec.func, *spec.args, job_id=spec.job_id, description=spec.description or None,
+            job_timeout=JOB_TIMEOUTS.get(spec.queue, 1800), result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600, retry=Retry(max=3, interval=[10, 60, 300]))
+    except BaseException:
+        with contextlib.suppress(RedisError):
+            redis.delete(marker)
+        raise
+    return True

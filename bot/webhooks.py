@@ -1,0 +1,196 @@
+"""`POST /webhooks/github`: verify, record once, route, enqueue; answer in milliseconds.
+
+Order of checks: signature (401) before anything is read into the inbox, then the delivery
+headers (400), the body (400), the inbox insert (a repeated delivery id answers 200
+`duplicate`), routing through the handler registry, and enqueueing. When Redis cannot be
+reached the delivery stays `pending` in the inbox and the sweeper enqueues it later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import structlog
+from flask import Blueprint, current_app, request
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot import metrics
+from bot.models import Delivery
+from bot.queue import enqueue
+from bot.runtime import Runtime
+from handlers import Event, PayloadError, Router, build_router
+
+MAX_BODY = 25 * 1024 * 1024
+"""GitHub caps payloads at 25 MB."""
+log = structlog.get_logger()
+blueprint = Blueprint("webhooks", __name__)
+
+
+def verify_signature(body: bytes, header: str | None, secrets: tuple[str, ...]) -> bool:
+    """HMAC-SHA256 of the raw body against every configured secret, in constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    given = header[len("sha256="):].strip().encode()
+    matched = False
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+        matched |= hmac.compare_digest(expected, given)
+    return matched
+
+
+def _answer(http_status: int, /, **body: Any) -> tuple[dict[str, Any], int]:
+    return body, http_status
+
+
+@blueprint.post("/webhooks/github")
+def receive() -> tuple[dict[str, Any], int]:
+    started = time.perf_counter()
+    runtime: Runtime = current_app.extensions["davinci"]
+    router: Router = current_app.extensions["davinci.router"]
+    try:
+        body, status = _receive(runtime, router)
+    finally:
+        metrics.observe_latency(runtime, time.perf_counter() - started)
+    return body, status
+
+
+def _receive(runtime: Runtime, router: Router) -> tuple[dict[str, Any], int]:
+    if (request.content_length or 0) > MAX_BODY:
+        return _answer(413, error="payload larger than 25 MiB")
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_BODY:
+        return _answer(413, error="payload larger than 25 MiB")
+    if not verify_signature(raw, request.headers.get("X-Hub-Signature-256"),
+                            runtime.settings.webhook_secrets):
+        metrics.count_rejected(runtime, "signature")
+        return _answer(401, error="missing or wrong X-Hub-Signature-256")
+    name = request.headers.get("X-GitHub-Event", "").strip()
+    delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
+    if not name or not delivery_id:
+        missing = [h for h, v in (("X-GitHub-Event", name), ("X-GitHub-Delivery", delivery_id))
+                   if not v]
+        return _answer(400, error=f"missing header {', '.join(missing)}")
+    if len(delivery_id) > 64:
+        return _answer(400, error="X-GitHub-Delivery is longer than 64 characters")
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _answer(400, error=f"body is not JSON: {exc}")
+    if not isinstance(payload, dict):
+        return _answer(400, error="body must be a JSON object")
+    event = Event(name, delivery_id, payload)
+    try:
+        router.validate(event)
+    except PayloadError as exc:
+        return _answer(400, error=f"{name} payload: {exc}")
+    bound = log.bind(delivery=delivery_id, github_event=name, action=event.action)
+    if not _store(runtime, event, raw) and not _failed_before(runtime, delivery_id):
+        bound.info("webhook.duplicate")
+        return _answer(200, status="duplicate", delivery=delivery_id)
+    result = process(runtime, router, delivery_id)
+    bound.info("webhook.accepted", status=result["status"], jobs=result["jobs"])
+    if result["status"] == "failed":
+        # A 500 marks the delivery failed on GitHub, so it can be redelivered.
+        return _answer(500, delivery=delivery_id, **result)
+    return _answer(202, delivery=delivery_id, **result)
+
+
+def _failed_before(runtime: Runtime, delivery_id: str) -> bool:
+    """A redelivery of a delivery we failed to route is worked again, not a duplicate."""
+    with runtime.db.session() as session:
+        row = session.get(Delivery, delivery_id)
+        return row is not None and row.status == "failed"
+
+
+def _store(runtime: Runtime, event: Event, raw: bytes) -> bool:
+    """Insert the delivery into the inbox; False when its id is already there."""
+    installation = event.payload.get("installation")
+    repository = event.payload.get("repository")
+    row = Delivery(
+        id=event.delivery, event=event.name, action=event.action, status="pending",
+        installation_id=installation.get("id") if isinstance(installation, dict) else None,
+        repository=repository.get("full_name") if isinstance(repository, dict) else None,
+        payload=raw.decode("utf-8"))
+    try:
+        with runtime.db.session() as session:
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True
+
+
+def process(runtime: Runtime, router: Router, delivery_id: str) -> dict[str, Any]:
+    """Route a stored delivery and enqueue its jobs; safe to run again (the sweeper does)."""
+    with runtime.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None:
+            raise LookupError(f"delivery {delivery_id} is not in the inbox")
+        event = Event(delivery.event, delivery.id, json.loads(delivery.payload))
+        if not router.knows(event.name):
+            return _finish(delivery, "ignored", [], f"event {event.name} is not handled")
+        try:
+            with session.begin_nested():
+                outcome = router.dispatch(event, session)
+        except Exception as exc:  # a handler's bug must not lose the delivery
+            log.exception("webhook.handler_failed", delivery=delivery_id)
+            return _finish(delivery, "failed", [], f"handler failed: {type(exc).__name__}")
+        delivery.job_ids = [job.job_id for job in outcome.jobs]
+        if not outcome.jobs:
+            return _finish(delivery, "ignored", [], outcome.note)
+        session.flush()
+    # Routing is committed before enqueueing, so a crash between the two leaves the
+    # delivery pending with its jobs named, and the sweeper finishes the work.
+    try:
+        for job in outcome.jobs:
+            enqueue(runtime.redis, job)
+    except RedisError as exc:
+        with runtime.db.session() as session:
+            row = session.get(Delivery, delivery_id)
+            assert row is not None
+            row.attempts += 1
+            row.outcome = f"enqueue failed ({type(exc).__name__}); the sweeper will retry"
+        log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
+        return {"status": "pending", "jobs": [job.job_id for job in outcome.jobs]}
+    with runtime.db.session() as session:
+        row = session.get(Delivery, delivery_id)
+        assert row is not None
+        return _finish(row, "enqueued", [job.job_id for job in outcome.jobs], outcome.note)
+
+
+def _finish(delivery: Delivery, status: str, jobs: list[str], note: str) -> dict[str, Any]:
+    delivery.status = status
+    delivery.outcome = note or None
+    return {"status": status, "jobs": jobs, **({"note": note} if note else {})}
+
+
+def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
+    """Enqueue deliveries still pending (Redis was down, or a process died mid-way)."""
+    with runtime.db.session() as session:
+        ids = _pending(session, limit)
+    done = failed = 0
+    for delivery_id in ids:
+        result = process(runtime, router, delivery_id)
+        if result["status"] == "pending":
+            failed += 1
+            break  # Redis is still down; try again at the next sweep
+        done += 1
+    return {"pending": len(ids), "processed": done, "still_pending": len(ids) - done,
+            "failed": failed}
+
+
+def _pending(session: Session, limit: int) -> list[str]:
+    return list(session.scalars(select(Delivery.id).where(Delivery.status == "pending")
+                                .order_by(Delivery.received_at).limit(limit)))
+
+
+def install(app: Any, runtime: Runtime) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.extensions["davinci.router"] = build_router()
+    app.register_blueprint(blueprint)

@@ -1,0 +1,275 @@
+"""Pull requests from a local git clone, without network.
+
+GitHub leaves two kinds of traces on the default branch: merge commits ("Merge pull request
+#N from owner/branch", the PR title on the following line) and squash merges ("Title (#N)").
+The whole first-parent history is read in one `git log` stream with each commit's diff against
+its first parent, so mining costs one process however long the history is; `git blame` runs
+only for fixes.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from chains.model import Commit, FileChange, LineRange, PullRequest
+
+_MERGE = re.compile(r"^Merge pull request #(?P<number>\d+) from (?P<branch>\S+)")
+_SQUASH = re.compile(r"^(?P<title>.+?) \(#(?P<number>\d+)\)\s*$")
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_BLAME_HEADER = re.compile(rb"^([0-9a-f]{40}) \d+ \d+")
+RECORD, FIELD = "\x1e", "\x1f"
+
+
+class GitSourceError(RuntimeError):
+    """The path cannot be mined; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class _Raw:
+    sha: str
+    parents: tuple[str, ...]
+    timestamp: int
+    author: str
+    message: str
+    diff: str
+
+
+def git(path: Path, *args: str, check: bool = True) -> str:
+    result = subprocess.run(["git", "-C", str(path), "-c", "core.quotePath=false", *args],
+                            capture_output=True, text=True, errors="replace")
+    if check and result.returncode != 0:
+        raise GitSourceError(f"git {args[0]} failed in {path}: {result.stderr.strip()}")
+    return result.stdout
+
+
+class GitHistory:
+    """The merged PRs of a local clone's default branch."""
+
+    def __init__(self, path: Path, repository: str | None = None, ref: str = "HEAD") -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise GitSourceError(f"{self.path} does not exist")
+        probe = subprocess.run(["git", "-C", str(self.path), "rev-parse", "--git-dir"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise GitSourceError(f"{self.path} is not a git repository")
+        if subprocess.run(["git", "-C", str(self.path), "rev-parse", "--verify", "-q", ref],
+                          capture_output=True).returncode != 0:
+            raise GitSourceError(f"{self.path} has no commits yet: nothing to mine")
+        self.ref = ref
+        self.repository = repository or repository_name(self.path)
+        self.shallow = git(self.path, "rev-parse", "--is-shallow-repository").strip() == "true"
+        self.skipped: list[str] = []
+        """Why PRs that left a trace could not be read (for example a base commit gone)."""
+
+    def pull_requests(self, since: datetime | None = None,
+                      limit: int | None = None) -> list[PullRequest]:
+        """Merged PRs, oldest first; ``limit`` keeps the most recent ones."""
+        raws = []
+        for raw in self._first_parent_log(since):
+            if _pr_number(raw) is not None:
+                raws.append(raw)
+            elif not raw.parents and (number := _traced_number(raw)) is not None:
+                self.skipped.append(f"PR #{number}: its base commit is not in this clone "
+                                    "(a shallow clone?)")
+        if limit is not None:
+            raws = raws[-limit:] if limit > 0 else []
+        side = self._side_commits([r for r in raws if len(r.parents) > 1])
+        prs = []
+        for raw in raws:
+            pr = self._pull_request(raw, side.get(raw.sha, ()))
+            if pr is not None:
+                prs.append(pr)
+        return prs
+
+    def _first_parent_log(self, since: datetime | None) -> Iterator[_Raw]:
+        args = ["log", "--first-parent", "--reverse", "--diff-merges=first-parent", "-p",
+                "-U0", "-M", "--no-color", "--no-ext-diff",
+                f"--format={RECORD}%H{FIELD}%P{FIELD}%ct{FIELD}%an{FIELD}%B{FIELD}"]
+        if since is not None:
+            args.append(f"--since={since.isoformat()}")
+        args.append(self.ref)
+        process = subprocess.Popen(["git", "-C", str(self.path), "-c", "core.quotePath=false",
+                                    *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, errors="replace")
+        assert process.stdout is not None
+        buffer = ""
+        for chunk in iter(lambda: process.stdout.read(1 << 16), ""):  # type: ignore[union-attr]
+            buffer += chunk
+            *records, buffer = buffer.split(RECORD)
+            for record in records:
+                if record:
+                    yield _parse_record(record)
+        if buffer:
+            yield _parse_record(buffer)
+        if process.wait() != 0:
+            error = process.stderr.read() if process.stderr else ""
+            raise GitSourceError(f"git log failed in {self.path}: {error.strip()}")
+
+    def _side_commits(self, merges: list[_Raw]) -> dict[str, tuple[Commit, ...]]:
+        """The commits each merged branch brought, from one `git log` of all branches."""
+        if not merges:
+            return {}
+        listing = git(self.path, "log", "--topo-order",
+                      f"--format={RECORD}%H{FIELD}%P{FIELD}%an{FIELD}%B", self.ref)
+        info: dict[str, tuple[tuple[str, ...], str, str]] = {}
+        for record in listing.split(RECORD):
+            if not record:
+                continue
+            sha, parents, author, message = record.split(FIELD, 3)
+            info[sha] = (tuple(parents.split()), author, message.strip())
+        mainline = set(git(self.path, "rev-list", "--first-parent", self.ref).split())
+        claimed: set[str] = set()
+        result: dict[str, tuple[Commit, ...]] = {}
+        for merge in merges:
+            stack, seen = [merge.parents[1]], []
+            while stack:
+                sha = stack.pop()
+                if sha in mainline or sha in claimed or sha not in info:
+                    continue
+                claimed.add(sha)
+                seen.append(sha)
+                stack.extend(info[sha][0])
+            commits = [Commit(sha, info[sha][2], info[sha][1]) for sha in seen]
+            result[merge.sha] = tuple(reversed(commits))
+        return result
+
+    def _pull_request(self, raw: _Raw, side: tuple[Commit, ...]) -> PullRequest | None:
+        number = _pr_number(raw)
+        if number is None or not raw.parents:
+            return None
+        subject, _, rest = raw.message.partition("\n")
+        if _MERGE.match(subject):
+            title, _, body = rest.strip().partition("\n")
+            title = title.strip() or subject
+            commits = side or (Commit(raw.sha, raw.message, raw.author),)
+        else:
+            match = _SQUASH.match(subject)
+            title = match.group("title") if match else subject
+            body = rest
+            commits = (Commit(raw.sha, raw.message, raw.author),)
+        authors = [c.author for c in commits if c.author]
+        return PullRequest(
+            repository=self.repository, number=number, title=title.strip(),
+            body=body.strip(), author=authors[0] if authors else raw.author,
+            base_commit=raw.parents[0], merge_commit=raw.sha,
+            merged_at=datetime.fromtimestamp(raw.timestamp, UTC), commits=commits,
+            files=tuple(parse_diff(raw.diff)))
+
+
+def _pr_number(raw: _Raw) -> int | None:
+    subject = raw.message.partition("\n")[0]
+    match = _MERGE.match(subject)
+    if match and len(raw.parents) > 1:
+        return int(match.group("number"))
+    match = _SQUASH.match(subject)
+    if match and len(raw.parents) == 1:
+        return int(match.group("number"))
+    return None
+
+
+def _traced_number(raw: _Raw) -> int | None:
+    subject = raw.message.partition("\n")[0]
+    match = _MERGE.match(subject) or _SQUASH.match(subject)
+    return int(match.group("number")) if match else None
+
+
+def _parse_record(record: str) -> _Raw:
+    sha, parents, stamp, author, message, diff = record.split(FIELD, 5)
+    return _Raw(sha.strip(), tuple(parents.split()), int(stamp or 0), author,
+                message.strip(), diff)
+
+
+def parse_diff(diff: str) -> Iterator[FileChange]:
+    """FileChanges from a `git diff -U0 -M` text."""
+    for block in re.split(r"^diff --git ", diff, flags=re.M)[1:]:
+        yield _parse_file(block)
+
+
+def _parse_file(block: str) -> FileChange:
+    lines = block.splitlines()
+    header = lines[0]
+    old_path = new_path = header.split(" b/", 1)[-1] if " b/" in header else header
+    if header.startswith("a/") and " b/" in header:
+        old_path = header[2:].rsplit(" b/", 1)[0]
+    status, binary = "modified", False
+    old_lines: list[int] = []
+    new_lines: list[int] = []
+    additions = deletions = 0
+    old_no = new_no = 0
+    for line in lines[1:]:
+        if line.startswith("new file mode"):
+            status = "added"
+        elif line.startswith("deleted file mode"):
+            status = "removed"
+        elif line.startswith("rename from "):
+            old_path, status = line[len("rename from "):], "renamed"
+        elif line.startswith("rename to "):
+            new_path = line[len("rename to "):]
+        elif line.startswith("Binary files ") or line.startswith("GIT binary patch"):
+            binary = True
+        elif line.startswith("--- ") or line.startswith("+++ "):
+            continue
+        elif (match := _HUNK.match(line)):
+            old_no, new_no = int(match.group(1)), int(match.group(3))
+        elif line.startswith("-"):
+            old_lines.append(old_no)
+            old_no += 1
+            deletions += 1
+        elif line.startswith("+"):
+            new_lines.append(new_no)
+            new_no += 1
+            additions += 1
+    return FileChange(path=new_path, status=status,
+                      old_path=old_path if old_path != new_path else None, binary=binary,
+                      additions=additions, deletions=deletions,
+                      old_ranges=to_ranges(old_lines), new_ranges=to_ranges(new_lines))
+
+
+def to_ranges(numbers: list[int]) -> tuple[LineRange, ...]:
+    ranges: list[LineRange] = []
+    for number in sorted(set(numbers)):
+        if ranges and ranges[-1].end == number - 1:
+            ranges[-1] = LineRange(ranges[-1].start, number)
+        else:
+            ranges.append(LineRange(number, number))
+    return tuple(ranges)
+
+
+class GitBlame:
+    """`git blame` in a local clone or bare mirror."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def blame(self, commit: str, path: str, ranges: tuple[LineRange, ...]) -> dict[str, int]:
+        if not ranges:
+            return {}
+        args = ["git", "-C", str(self.path), "blame", "--porcelain"]
+        for r in ranges[:200]:
+            args += ["-L", f"{r.start},{r.end}"]
+        result = subprocess.run([*args, commit, "--", path], capture_output=True)
+        if result.returncode != 0:
+            return {}  # the file or those lines are not at that commit (a rename, a rewrite)
+        counts: dict[str, int] = {}
+        for line in result.stdout.splitlines():
+            match = _BLAME_HEADER.match(line)
+            if match:
+                sha = match.group(1).decode()
+                counts[sha] = counts.get(sha, 0) + 1
+        return counts
+
+
+def repository_name(path: Path) -> str:
+    """owner/name from the `origin` remote, else `local/<directory>`."""
+    url = subprocess.run(["git", "-C", str(path), "config", "--get", "remote.origin.url"],
+                         capture_output=True, text=True).stdout.strip()
+    match = re.search(r"[:/](?P<owner>[\w.-]+)/(?P<name>[\w.-]+?)(?:\.git)?/?$", url)
+    if match:
+        return f"{match.group('owner')}/{match.group('name')}"
+    return f"local/{Path(path).resolve().name}"

@@ -1,0 +1,93 @@
+"""What PR text says about other PRs and issues: references, closing keywords, fix signals."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+CLOSING = r"(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)"
+_NUMBER_REF = re.compile(
+    r"(?<![\w/#])(?:(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<name>[\w.-]+))?#(?P<number>\d+)\b")
+_URL_REF = re.compile(
+    r"https?://[^/\s]+/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+)/(?:pull|issues)/(?P<number>\d+)")
+_CLOSING_REF = re.compile(
+    rf"\b{CLOSING}\s*:?\s+(?:(?P<owner>[\w.-]+)/(?P<name>[\w.-]+))?#(?P<number>\d+)\b", re.I)
+_FOLLOW_UP = re.compile(r"\b(?:follow[- ]?up|builds? (?:on|upon)|continues?|part \d+ of)\b",
+                        re.I)
+_REVERT_TITLE = re.compile(r'^Revert\s+"(?P<title>.+)"\s*$', re.I)
+_REVERTS_COMMIT = re.compile(r"\breverts? commit (?P<sha>[0-9a-f]{7,40})\b", re.I)
+_PART = re.compile(r"(?P<prefix>.*?)[\s,:;(-]*\bpart\s+(?P<n>\d+)\s*(?:of|/)\s*(?P<m>\d+)\b",
+                   re.I)
+_FIX_WORDS = re.compile(r"\b(?:fix(?:e[sd]|ing)?|bug(?:fix)?|regression|revert(?:s|ed)?|"
+                        r"hotfix|broken|crash(?:es)?)\b", re.I)
+_CONVENTIONAL_FIX = re.compile(r"^\s*(?:fix|revert)(?:\([^)]*\))?!?:", re.I)
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
+
+
+@dataclass(frozen=True)
+class Mention:
+    number: int
+    closing: bool
+    snippet: str
+    """The words around the mention, for evidence."""
+
+
+def _same_repo(match: re.Match[str], repository: str) -> bool:
+    owner, name = match.group("owner"), match.group("name")
+    return owner is None or f"{owner}/{name}".lower() == repository.lower()
+
+
+def mentions(text: str, repository: str) -> list[Mention]:
+    """Every number this text names in its own repository, closing or not, first first."""
+    text = _CODE.sub(" ", text or "")
+    closing = {int(m.group("number")) for m in _CLOSING_REF.finditer(text)
+               if _same_repo(m, repository)}
+    found: dict[int, tuple[int, Mention]] = {}
+    for pattern in (_NUMBER_REF, _URL_REF):
+        for match in pattern.finditer(text):
+            if not _same_repo(match, repository):
+                continue
+            number = int(match.group("number"))
+            if number not in found or match.start() < found[number][0]:
+                found[number] = (match.start(), Mention(number, number in closing,
+                                                        snippet(text, match.start())))
+    return [mention for _, mention in sorted(found.values(), key=lambda item: item[0])]
+
+
+def snippet(text: str, at: int, width: int = 70) -> str:
+    """The sentence-ish around position ``at``, on one line."""
+    start = max(text.rfind("\n", 0, at) + 1, at - width // 2)
+    end = text.find("\n", at)
+    end = min(end if end != -1 else len(text), at + width)
+    return " ".join(text[start:end].split())
+
+
+def is_follow_up(text: str) -> bool:
+    return bool(_FOLLOW_UP.search(text or ""))
+
+
+def reverted_title(title: str) -> str | None:
+    match = _REVERT_TITLE.match(title or "")
+    return match.group("title") if match else None
+
+
+def reverted_commits(text: str) -> list[str]:
+    return [m.group("sha") for m in _REVERTS_COMMIT.finditer(text or "")]
+
+
+def series(title: str) -> tuple[str, int] | None:
+    """("normalised title prefix", part number) for titles such as "Slugify, part 2 of 3"."""
+    match = _PART.search(title or "")
+    if match is None:
+        return None
+    prefix = " ".join(re.sub(r"[^\w\s]", " ", match.group("prefix").lower()).split())
+    return (prefix, int(match.group("n"))) if prefix else None
+
+
+def is_fix(title: str, labels: tuple[str, ...] = (), issue_texts: tuple[str, ...] = ()) -> bool:
+    """A fix by its title, a label, or a linked issue's text."""
+    if _CONVENTIONAL_FIX.match(title or "") or _FIX_WORDS.search(title or ""):
+        return True
+    if any(_FIX_WORDS.search(label) for label in labels):
+        return True
+    return any(_FIX_WORDS.search(text) for text in issue_texts)

@@ -1,0 +1,254 @@
+"""The Docker backend: one locked-down container per sandbox.
+
+The container runs as the unprivileged user of the image (uid 1000), with no network, all
+capabilities dropped, `no-new-privileges`, a read-only root file system, and size-capped tmpfs
+mounts for the work tree (`/work`) and `/tmp` (the disk-write limit); memory, CPU and pids are
+capped by the engine. Each command runs under `timeout -s KILL`, which kills its whole process
+group at the deadline. Every container carries the label `davinci.sandbox=1` so
+`davinci sandbox gc` can remove leftovers of a crashed process.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import shlex
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from sandbox.base import (
+    ExecResult,
+    PatchConflict,
+    PathOutsideWorkTree,
+    SandboxError,
+    SandboxUnavailable,
+)
+from sandbox.output import DEFAULT_CAP, CappedBuffer
+
+LABEL = "davinci.sandbox"
+WORKDIR = "/work/repo"
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: str = "2g"
+    cpus: float = 2.0
+    pids: int = 256
+    work_size: str = "1g"
+    """Size of the writable work tree (tmpfs): the disk-write limit."""
+    tmp_size: str = "512m"
+    output_cap: int = DEFAULT_CAP
+
+
+def client() -> docker.DockerClient:
+    try:
+        engine = docker.from_env(timeout=30)
+        engine.ping()
+    except DockerException as exc:
+        raise SandboxUnavailable(f"no Docker engine answers: {exc}") from exc
+    return engine
+
+
+class DockerSandbox:
+    def __init__(self, repo: Path, commit: str, image: str, limits: Limits | None = None,
+                 engine: docker.DockerClient | None = None) -> None:
+        self.limits = limits or Limits()
+        self.engine = engine or client()
+        self.start_commit = commit
+        try:
+            self.engine.images.get(image)
+        except ImageNotFound as exc:
+            raise SandboxUnavailable(f"sandbox image {image} is missing; build it with "
+                                     "`davinci sandbox build-base`") from exc
+        self.container = self.engine.containers.create(
+            image, command=["sleep", "infinity"], user="1000:1000", working_dir="/work",
+            network_mode="none", read_only=True, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], mem_limit=self.limits.memory,
+            memswap_limit=self.limits.memory, nano_cpus=int(self.limits.cpus * 1e9),
+            pids_limit=self.limits.pids, init=True,
+            tmpfs={"/work": f"size={self.limits.work_size},exec,uid=1000,gid=1000,mode=0755",
+                   "/tmp": f"size={self.limits.tmp_size},exec,mode=1777",  # noqa: S108
+                   "/home/agent": "size=64m,uid=1000,gid=1000,mode=0755"},
+            labels={LABEL: "1", "davinci.created": str(int(time.time()))},
+            environment={"HOME": "/home/agent", "LANG": "C.UTF-8",
+                         "GIT_CONFIG_NOSYSTEM": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+        try:
+            self.container.start()
+            self._copy_in(repo, commit)
+        except BaseException:
+            self.close()
+            raise
+
+    def _copy_in(self, repo: Path, commit: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="davinci-copy-") as scratch:
+            clone = Path(scratch) / "repo"
+            subprocess.run(["git", "clone", "-q", "--no-checkout", "--no-local", str(repo),
+                            str(clone)], check=True, capture_output=True)
+            archive = io.BytesIO()
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                tar.add(clone, arcname="repo", filter=_owned_by_agent)
+            # put_archive refuses a read-only root even for a tmpfs path: untar from stdin.
+            copied = self._run("tar -xf - -C /work", 120, workdir="/work",
+                               stdin_data=archive.getvalue())
+            if copied.exit_code != 0:
+                raise SandboxError(f"could not copy the repository in: {copied.stderr.strip()}")
+        setup = self._run("git config --global user.name agent && "
+                          "git config --global user.email agent@sandbox && "
+                          "git config --global --add safe.directory /work/repo", 30)
+        if setup.exit_code != 0:
+            raise SandboxError(f"sandbox set-up failed: {setup.stderr.strip()}")
+        self.reset(commit)
+
+    def _run(self, command: str, timeout: float, workdir: str = WORKDIR,
+             stdin_data: bytes | None = None) -> ExecResult:
+        started = time.perf_counter()
+        api = self.engine.api
+        wrapped = ["timeout", "-s", "KILL", str(max(1, int(timeout + 0.999))),
+                   "bash", "-c", command]
+        try:
+            exec_id = api.exec_create(self.container.id, wrapped, workdir=workdir,
+                                      user="1000:1000", stdin=stdin_data is not None)["Id"]
+            if stdin_data is not None:
+                socket = api.exec_start(exec_id, socket=True)
+                raw = getattr(socket, "_sock", socket)
+                raw.sendall(stdin_data)
+                raw.shutdown(1)
+                stream = _demux_socket(raw)
+            else:
+                stream = api.exec_start(exec_id, stream=True, demux=True)
+            out, err = CappedBuffer(self.limits.output_cap), CappedBuffer(self.limits.output_cap)
+            for stdout, stderr in stream:
+                if stdout:
+                    out.feed(stdout)
+                if stderr:
+                    err.feed(stderr)
+            code = api.exec_inspect(exec_id)["ExitCode"]
+        except (APIError, NotFound) as exc:
+            raise SandboxError(f"the sandbox container failed: {exc}") from exc
+        duration = time.perf_counter() - started
+        timed_out = code in (124, 137) and duration >= timeout - 0.05
+        return ExecResult(int(code if code is not None else -1), out.text(), err.text(),
+                          duration, timed_out, out.truncated, err.truncated)
+
+    def exec(self, command: str, timeout: float = 60.0) -> ExecResult:
+        return self._run(command, timeout)
+
+    def _path(self, path: str) -> str:
+        target = posixpath.normpath(posixpath.join(WORKDIR, path))
+        if target != WORKDIR and not target.startswith(WORKDIR + "/"):
+            raise PathOutsideWorkTree(f"{path!r} is outside the work tree")
+        return target
+
+    def read_file(self, path: str) -> str:
+        target = self._path(path)
+        result = self._run(f"test -f {shlex.quote(target)} && "
+                           f"test \"$(realpath {shlex.quote(target)})\" = "
+                           f"\"$(realpath -m {shlex.quote(target)})\" && cat {shlex.quote(target)}",
+                           30)
+        if result.exit_code != 0:
+            raise SandboxError(f"no such file: {path}")
+        return result.stdout
+
+    def write_file(self, path: str, content: str) -> None:
+        target = self._path(path)
+        result = self._run(f"mkdir -p {shlex.quote(posixpath.dirname(target))} && "
+                           f"cat > {shlex.quote(target)}", 30, stdin_data=content.encode())
+        if result.exit_code != 0:
+            raise SandboxError(f"cannot write {path}: {result.stderr.strip()}")
+
+    def list_dir(self, path: str = ".") -> list[str]:
+        target = self._path(path)
+        result = self._run(f"cd {shlex.quote(target)} && ls -1Ap | grep -vx '.git/' || true", 30)
+        if result.exit_code != 0 or result.stderr.strip():
+            raise SandboxError(f"no such directory: {path}")
+        return sorted(line for line in result.stdout.splitlines() if line)
+
+    def diff(self) -> str:
+        result = self._run(f"git add -A && git diff --cached --binary {self.start_commit}", 120)
+        if result.exit_code != 0:
+            raise SandboxError(f"git diff failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def apply_patch(self, patch: str, reverse: bool = False) -> None:
+        if not patch.strip():
+            return
+        flag = "-R " if reverse else ""
+        result = self._run(f"git apply --whitespace=nowarn {flag}-", 60,
+                           stdin_data=patch.encode())
+        if result.exit_code != 0:
+            raise PatchConflict(f"patch does not apply: {result.stderr.strip()}")
+
+    def reset(self, commit: str) -> None:
+        result = self._run(f"git checkout -q -f {shlex.quote(commit)} && git clean -qfdx && "
+                           "git rev-parse HEAD", 60)
+        if result.exit_code != 0:
+            raise SandboxError(f"cannot check out {commit}: {result.stderr.strip()}")
+        self.start_commit = result.stdout.strip().splitlines()[-1]
+
+    def close(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if "already in progress" not in str(exc):
+                raise SandboxError(f"could not remove sandbox container: {exc}") from exc
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _owned_by_agent(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 1000
+    info.uname = info.gname = "agent"
+    return info
+
+
+def _demux_socket(sock: Any) -> Any:
+    """Docker's multiplexed stream frames: 8-byte header (stream, size) then payload."""
+    def read_exact(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                return data
+            data += chunk
+        return data
+
+    while True:
+        header = read_exact(8)
+        if len(header) < 8:
+            return
+        size = int.from_bytes(header[4:8], "big")
+        payload = read_exact(size)
+        yield (payload, None) if header[0] == 1 else (None, payload)
+
+
+def gc(engine: docker.DockerClient | None = None, older_than: float = 0.0) -> list[str]:
+    """Remove sandbox containers (all, or those older than ``older_than`` seconds)."""
+    engine = engine or client()
+    removed = []
+    now = time.time()
+    for container in engine.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+        created = float(container.labels.get("davinci.created", "0") or 0)
+        if older_than and now - created < older_than:
+            continue
+        try:
+            container.remove(force=True)
+            removed.append(container.short_id)
+        except (NotFound, APIError):
+            continue
+    return removed

@@ -1,0 +1,57 @@
+"""Choosing a backend: Docker when an engine answers, the local backend only when allowed."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from sandbox.base import Sandbox, SandboxUnavailable
+
+DEFAULT_IMAGE = "davinci-sandbox-base:latest"
+
+
+class LocalSandboxWarning(UserWarning):
+    """Repository code is about to run on this machine with weak isolation."""
+
+
+def docker_available() -> bool:
+    from sandbox.docker import client
+
+    try:
+        client().close()
+    except SandboxUnavailable:
+        return False
+    return True
+
+
+def choose_backend(requested: str | None, allow_local: bool = True) -> str:
+    """`docker` or `local`. None means docker when an engine answers.
+
+    Server mode passes ``allow_local=False``: then the local backend is refused unless it was
+    asked for by name (DAVINCI_SANDBOX=local).
+    """
+    if requested == "docker":
+        return "docker"
+    if requested == "local":
+        return "local"
+    if docker_available():
+        return "docker"
+    if not allow_local:
+        raise SandboxUnavailable("no Docker engine answers and the local sandbox is not "
+                                 "allowed here; start Docker or set DAVINCI_SANDBOX=local")
+    warnings.warn("no Docker engine answers: using the LOCAL sandbox, which runs repository "
+                  "code on this machine with weak isolation", LocalSandboxWarning, stacklevel=2)
+    return "local"
+
+
+def open_sandbox(repo: Path, commit: str, backend: str = "docker",
+                 image: str = DEFAULT_IMAGE) -> Sandbox:
+    if backend == "docker":
+        from sandbox.docker import DockerSandbox
+
+        return DockerSandbox(repo, commit, image)
+    if backend == "local":
+        from sandbox.local import LocalSandbox
+
+        return LocalSandbox(repo, commit)
+    raise ValueError(f"unknown sandbox backend {backend!r} (docker or local)")

@@ -1,0 +1,161 @@
+"""The local backend: a temporary git clone and subprocesses on this machine.
+
+For development machines without Docker. It isolates much less than a container: commands
+run as this user with this machine's network and files. What it does enforce: a wall-clock
+timeout that kills the command's whole process group, capped output, file methods confined to
+the work tree, a private temporary directory, and an address-space limit per command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from sandbox.base import ExecResult, PatchConflict, PathOutsideWorkTree, SandboxError
+from sandbox.output import DEFAULT_CAP, CappedBuffer
+
+MEMORY_LIMIT = 2 * 1024**3
+
+
+class LocalSandbox:
+    """A work tree in a temporary directory; see the module docstring for what it isolates."""
+
+    def __init__(self, repo: Path, commit: str, output_cap: int = DEFAULT_CAP,
+                 memory_limit: int = MEMORY_LIMIT) -> None:
+        self.output_cap = output_cap
+        self.memory_limit = memory_limit
+        self.dir = Path(tempfile.mkdtemp(prefix="davinci-sandbox-"))
+        self.root = self.dir / "work"
+        self.home = self.dir / "home"
+        self.home.mkdir()
+        (self.dir / "tmp").mkdir()
+        self.start_commit = commit
+        try:
+            self._git_host("clone", "-q", "--no-checkout", "--no-hardlinks", str(repo),
+                           str(self.root))
+            self.reset(commit)
+        except BaseException:
+            self.close()
+            raise
+
+    def _git_host(self, *args: str) -> None:
+        result = subprocess.run(["git", *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SandboxError(f"git {args[0]} failed: {result.stderr.strip()}")
+
+    def _env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
+                "TMPDIR": str(self.dir / "tmp"), "LANG": "C.UTF-8",
+                "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "agent",
+                "GIT_AUTHOR_EMAIL": "agent@sandbox", "GIT_COMMITTER_NAME": "agent",
+                "GIT_COMMITTER_EMAIL": "agent@sandbox", "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def _limits(self) -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    def exec(self, command: str, timeout: float = 60.0) -> ExecResult:
+        started = time.perf_counter()
+        process = subprocess.Popen(["bash", "-c", command], cwd=self.root, env=self._env(),
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, start_new_session=True,
+                                   preexec_fn=self._limits)
+        out, err = CappedBuffer(self.output_cap), CappedBuffer(self.output_cap)
+        readers = [threading.Thread(target=_drain, args=(stream, buffer), daemon=True)
+                   for stream, buffer in ((process.stdout, out), (process.stderr, err))]
+        for reader in readers:
+            reader.start()
+        timed_out = False
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            _kill_group(process.pid)
+            process.wait()
+        for reader in readers:
+            reader.join(timeout=5)
+        code = 124 if timed_out else process.returncode
+        return ExecResult(code, out.text(), err.text(), time.perf_counter() - started,
+                          timed_out, out.truncated, err.truncated)
+
+    def _path(self, path: str) -> Path:
+        root = self.root.resolve()
+        target = (root / path).resolve()
+        if target != root and root not in target.parents:
+            raise PathOutsideWorkTree(f"{path!r} is outside the work tree")
+        return target
+
+    def read_file(self, path: str) -> str:
+        target = self._path(path)
+        if not target.is_file():
+            raise SandboxError(f"no such file: {path}")
+        return target.read_text(errors="replace")
+
+    def write_file(self, path: str, content: str) -> None:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+
+    def list_dir(self, path: str = ".") -> list[str]:
+        target = self._path(path)
+        if not target.is_dir():
+            raise SandboxError(f"no such directory: {path}")
+        return sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir()
+                      if p.name != ".git")
+
+    def diff(self) -> str:
+        result = self.exec(f"git add -A && git diff --cached --binary {self.start_commit}", 120)
+        if result.exit_code != 0:
+            raise SandboxError(f"git diff failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def apply_patch(self, patch: str, reverse: bool = False) -> None:
+        if not patch.strip():
+            return
+        args = ["git", "apply", "--whitespace=nowarn", *(["-R"] if reverse else []), "-"]
+        result = subprocess.run(args, cwd=self.root, input=patch, capture_output=True,
+                                text=True, env=self._env())
+        if result.returncode != 0:
+            raise PatchConflict(f"patch does not apply: {result.stderr.strip()}")
+
+    def reset(self, commit: str) -> None:
+        for args in (("checkout", "-q", "-f", commit), ("clean", "-qfdx"), ("rev-parse", "HEAD")):
+            result = subprocess.run(["git", *args], cwd=self.root, capture_output=True,
+                                    text=True, env=self._env())
+            if result.returncode != 0:
+                raise SandboxError(f"cannot check out {commit}: {result.stderr.strip()}")
+        self.start_commit = result.stdout.strip()
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _drain(stream: IO[bytes] | None, buffer: CappedBuffer) -> None:
+    if stream is None:
+        return
+    for chunk in iter(lambda: stream.read(65536), b""):
+        buffer.feed(chunk)
+    stream.close()
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

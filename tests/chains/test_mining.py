@@ -1,0 +1,180 @@
+"""Mining real git histories into links and chains."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.db import Database
+from bot.sample import SampleRepository, build_sample_repository
+from chains.config import RepoConfig
+from chains.gitsource import GitBlame, GitHistory, GitSourceError
+from chains.mining import attach_pull_request
+from chains.queries import all_links, chain_rows
+from tests.gitrepo import GitRepo
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleRepository:
+    return build_sample_repository(tmp_path_factory.mktemp("sample") / "textkit")
+
+
+def mine(db: Database, path: Path, ref: str = "HEAD",
+         config: RepoConfig | None = None) -> GitHistory:
+    history = GitHistory(path, repository="textkit-dev/textkit", ref=ref)
+    for pr in history.pull_requests():
+        with db.session() as session:
+            attach_pull_request(session, pr, GitBlame(path), config)
+    return history
+
+
+def chains_of(db: Database) -> list[tuple[list[int], list[str], bool]]:
+    with db.session() as session:
+        return sorted((list(r.prs), list(r.kinds), r.eligible) for r in chain_rows(session))
+
+
+def test_sample_history_gives_exactly_the_expected_chains(database: Database,
+                                                          sample: SampleRepository) -> None:
+    mine(database, sample.path)
+    assert chains_of(database) == [
+        ([1, 2, 4], ["references", "fixes"], True),
+        ([3, 5, 6], ["shares_issue", "references"], True),
+    ]
+    with database.session() as session:
+        links = {(k["from"], k["to"], k["kind"]): k["evidence"]
+                 for k in all_links(session, "textkit-dev/textkit")}
+    assert "Follow-up to #1" in links[(1, 2, "references")]
+    assert links[(2, 4, "fixes")] == "fix changes 1 line of #2 in textkit/slug.py (git blame)"
+    assert links[(3, 5, "shares_issue")] == "both close #20"
+    assert "Follow-up to #5" in links[(5, 6, "references")]
+    assert not any(7 in key[:2] for key in links), "the docs PR links to nothing"
+
+
+def test_the_fix_is_found_only_by_blame(sample: SampleRepository) -> None:
+    history = GitHistory(sample.path)
+    fix = next(pr for pr in history.pull_requests() if pr.number == 4)
+    from chains.text import mentions
+
+    text = "\n".join([fix.title, fix.body, *(c.message for c in fix.commits)])
+    assert [m.number for m in mentions(text, history.repository)] == [4]
+
+
+def test_remining_changes_nothing(sqlite_db: Database, sample: SampleRepository) -> None:
+    mine(sqlite_db, sample.path)
+    before = chains_of(sqlite_db)
+    with sqlite_db.session() as session:
+        links_before = all_links(session, "textkit-dev/textkit")
+    mine(sqlite_db, sample.path)
+    assert chains_of(sqlite_db) == before
+    with sqlite_db.session() as session:
+        assert all_links(session, "textkit-dev/textkit") == links_before
+
+
+def test_incremental_equals_batch(tmp_path: Path, sample: SampleRepository) -> None:
+    batch = Database(f"sqlite:///{tmp_path / 'batch.db'}")
+    batch.create_schema()
+    mine(batch, sample.path)
+    incremental = Database(f"sqlite:///{tmp_path / 'inc.db'}")
+    incremental.create_schema()
+    for number in (1, 3, 2, 5, 4, 6, 7):  # the order GitHub merged them
+        mine(incremental, sample.path, ref=sample.merge_commits[number])
+    assert chains_of(incremental) == chains_of(batch)
+
+
+def test_a_second_follow_up_of_the_same_pr_forks_a_new_path(sqlite_db: Database,
+                                                            tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "fork", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"a.py": "A = 1\n"})
+    repo.pull_request(1, "Add b", {"b.py": "B = 1\n", "tests/test_b.py": "def test(): pass\n"})
+    repo.pull_request(2, "Follow-up to #1: c", {"c.py": "C = 1\n"}, squash=True)
+    repo.pull_request(3, "Follow-up to #1: d", {"d.py": "D = 1\n"}, squash=True)
+    mine(sqlite_db, repo.path)
+    assert chains_of(sqlite_db) == [([1, 2], ["references"], True),
+                                    ([1, 3], ["references"], True)]
+
+
+def test_chain_length_is_capped(sqlite_db: Database, tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "long", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"a.py": "A = 0\n"})
+    repo.pull_request(1, "Start", {"tests/test_a.py": "def test(): pass\n"}, squash=True)
+    for n in range(2, 6):
+        repo.pull_request(n, f"Follow-up to #{n - 1}", {f"m{n}.py": "X = 1\n"}, squash=True)
+    mine(sqlite_db, repo.path, config=RepoConfig(max_chain_length=3))
+    chains = [prs for prs, _, _ in chains_of(sqlite_db)]
+    assert max(len(prs) for prs in chains) == 3
+    assert [1, 2, 3] in chains and chains[-1][-1] == 5
+
+
+def test_binary_and_renamed_files_are_read(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "files")
+    repo.commit("init", {"src/old.py": "A = 1\nB = 2\n"})
+    repo.branch("pr-8")
+    repo.rename("src/old.py", "src/new.py")
+    repo.commit("rename and logo", {"logo.png": b"\x89PNG\x00\x01", "src/new.py": "A = 1\nB = 3\n"})
+    repo.merge_pr("pr-8", 8, "Rename module")
+    [pr] = GitHistory(repo.path).pull_requests()
+    files = {f.path: f for f in pr.files}
+    assert files["logo.png"].binary and files["logo.png"].status == "added"
+    renamed = files["src/new.py"]
+    assert (renamed.status, renamed.old_path) == ("renamed", "src/old.py")
+    assert [(r.start, r.end) for r in renamed.old_ranges] == [(2, 2)]
+
+
+def test_clear_errors_for_paths_that_cannot_be_mined(tmp_path: Path) -> None:
+    with pytest.raises(GitSourceError, match="does not exist"):
+        GitHistory(tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(GitSourceError, match="not a git repository"):
+        GitHistory(tmp_path / "plain")
+    GitRepo.init(tmp_path / "empty")
+    with pytest.raises(GitSourceError, match="no commits yet"):
+        GitHistory(tmp_path / "empty")
+    repo = GitRepo.init(tmp_path / "nopr")
+    repo.commit("just a commit", {"a.txt": "a\n"})
+    assert GitHistory(repo.path).pull_requests() == []
+
+
+def test_a_shallow_clone_skips_prs_whose_base_is_gone(sqlite_db: Database, tmp_path: Path,
+                                                       sample: SampleRepository) -> None:
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "2", f"file://{sample.path}", str(shallow)],
+                   check=True)
+    history = GitHistory(shallow)
+    assert history.shallow
+    prs = history.pull_requests()
+    assert [pr.number for pr in prs] == [7]
+    assert history.skipped == ["PR #6: its base commit is not in this clone (a shallow clone?)"]
+
+
+def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DAVINCI_DATA_DIR": str(data_dir)}
+    env.pop("DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_cli_json_contract(tmp_path: Path, sample: SampleRepository) -> None:
+    result = run_cli("mine", "--git", str(sample.path), "--json", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) >= {"repository", "pull_requests", "links", "chains"}
+    assert document["pull_requests"] == 7
+    assert all(isinstance(k["from"], int) and isinstance(k["to"], int) and k["from"] < k["to"]
+               for k in document["links"])
+    assert {"from": 2, "to": 4, "kind": "fixes",
+            "evidence": "fix changes 1 line of #2 in textkit/slug.py (git blame)"} \
+        in document["links"]
+    assert sorted(c["prs"] for c in document["chains"]) == [[1, 2, 4], [3, 5, 6]]
+    listed = json.loads(run_cli("chains", "list", "--json", data_dir=tmp_path).stdout)
+    chain_id = next(c["id"] for c in listed["chains"] if c["prs"] == [1, 2, 4])
+    shown = run_cli("chains", "show", chain_id[:6], data_dir=tmp_path)
+    assert shown.returncode == 0 and "fixes #2: fix changes 1 line" in shown.stdout
+    missing = run_cli("chains", "show", "nope", data_dir=tmp_path)
+    assert missing.returncode != 0 and "no chain 'nope'" in missing.stderr
+    bad = run_cli("mine", "--git", str(tmp_path / "nowhere"), data_dir=tmp_path)
+    assert bad.returncode != 0 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from bot.app import create_app
+from bot.db import Database
+from bot.models import Delivery, Installation, Repository
+from bot.runtime import Runtime
+from bot.settings import Settings
+
+TOKEN = "dashboard-token-for-tests"
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, redis_url: str, sqlite_db: Database) -> Iterator[Runtime]:
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path, dashboard_token=TOKEN)
+    yield Runtime(settings, _db=sqlite_db)
+
+
+@pytest.fixture
+def populated(runtime: Runtime) -> Runtime:
+    with runtime.db.session() as session:
+        session.add(Installation(id=11, account_login="textkit-dev", account_type="Organization"))
+        session.add(Repository(id=101, full_name="textkit-dev/textkit", installation_id=11))
+        session.add(Delivery(id="d-1", event="pull_request", action="closed",
+                             repository="textkit-dev/textkit", status="enqueued", payload="{}",
+                             job_ids=["mine-textkit-dev-textkit-4"],
+                             received_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC)))
+        session.add(Delivery(id="d-2", event="push", status="ignored", payload="{}",
+                             received_at=datetime(2026, 11, 2, 12, 0, tzinfo=UTC)))
+    return runtime
+
+
+@pytest.fixture
+def app(populated: Runtime) -> Flask:
+    return create_app(runtime=populated)

@@ -1,0 +1,243 @@
+"""POST /webhooks/github: every bad input, duplicates, routing, and the Redis-down path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from rq import Queue
+from sqlalchemy import func, select
+
+from bot.models import Delivery, Installation, Repository
+from bot.runtime import Runtime
+from handlers import build_router
+from tests.services import RedisServer
+from tests.webhooks import payloads
+from tests.webhooks.conftest import OLD_SECRET, SECRET
+
+
+def post(client: FlaskClient, event: str, payload: dict[str, Any] | bytes,
+         secret: str | None = SECRET, delivery: str | None = None,
+         drop: tuple[str, ...] = ()) -> Any:
+    body = payload if isinstance(payload, bytes) else payloads.encode(payload)
+    headers = payloads.headers(event, body, secret, delivery)
+    for name in drop:
+        headers.pop(name)
+    return client.post("/webhooks/github", data=body, headers=headers)
+
+
+def stored(runtime: Runtime) -> int:
+    with runtime.db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Delivery)) or 0)
+
+
+def jobs(runtime: Runtime, queue: str = "davinci-mining") -> list[str]:
+    return Queue(queue, connection=runtime.redis).job_ids
+
+
+@pytest.mark.parametrize("secret", [None, "wrong-secret"])
+def test_missing_or_wrong_signature_is_401_and_nothing_is_stored(
+        client: FlaskClient, runtime: Runtime, secret: str | None) -> None:
+    answer = post(client, "pull_request", payloads.pull_request(), secret=secret)
+    assert answer.status_code == 401
+    assert stored(runtime) == 0 and jobs(runtime) == []
+
+
+def test_a_signature_over_other_bytes_is_refused(client: FlaskClient, runtime: Runtime) -> None:
+    body = payloads.encode(payloads.pull_request())
+    headers = payloads.headers("pull_request", body + b" ", SECRET)
+    assert client.post("/webhooks/github", data=body, headers=headers).status_code == 401
+
+
+def test_the_previous_secret_still_works_during_rotation(client: FlaskClient,
+                                                         runtime: Runtime) -> None:
+    assert post(client, "ping", payloads.ping(), secret=OLD_SECRET).status_code == 202
+
+
+def test_body_over_25_mib_is_413(client: FlaskClient, runtime: Runtime) -> None:
+    body = b"{" + b" " * (25 * 1024 * 1024) + b"}"
+    answer = post(client, "ping", body)
+    assert answer.status_code == 413
+    assert stored(runtime) == 0
+
+
+@pytest.mark.parametrize("header", ["X-GitHub-Event", "X-GitHub-Delivery"])
+def test_missing_delivery_headers_are_400(client: FlaskClient, runtime: Runtime,
+                                          header: str) -> None:
+    answer = post(client, "ping", payloads.ping(), drop=(header,))
+    assert answer.status_code == 400
+    assert header in answer.get_json()["error"]
+    assert stored(runtime) == 0
+
+
+def test_signed_body_that_is_not_json_is_400(client: FlaskClient, runtime: Runtime) -> None:
+    answer = post(client, "pull_request", b"action=closed&number=4")
+    assert answer.status_code == 400 and "not JSON" in answer.get_json()["error"]
+    assert stored(runtime) == 0 and jobs(runtime) == []
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda p: p.pop("number"), "`number` is missing"),
+    (lambda p: p["pull_request"].update(merged="yes"), "`pull_request.merged` must be bool"),
+    (lambda p: p.update(repository=[]), "`repository.id` is missing"),
+    (lambda p: p.pop("installation"), "`installation.id` is missing"),
+])
+def test_json_of_the_wrong_shape_is_400_with_the_reason(client: FlaskClient, runtime: Runtime,
+                                                        mutate: Any, message: str) -> None:
+    payload = payloads.pull_request()
+    mutate(payload)
+    answer = post(client, "pull_request", payload)
+    assert answer.status_code == 400
+    assert message in answer.get_json()["error"]
+    assert stored(runtime) == 0 and jobs(runtime) == []
+
+
+def test_a_json_array_is_400(client: FlaskClient, runtime: Runtime) -> None:
+    assert post(client, "ping", b"[1, 2]").status_code == 400
+
+
+def test_merged_pr_becomes_one_mining_job_with_a_deterministic_id(
+        client: FlaskClient, runtime: Runtime) -> None:
+    answer = post(client, "pull_request", payloads.pull_request(), delivery="d-merged")
+    assert answer.status_code == 202
+    body = answer.get_json()
+    assert body["delivery"] == "d-merged" and body["status"] == "enqueued"
+    [job_id] = body["jobs"]
+    assert job_id.startswith("mine-textkit-dev-textkit-4-")
+    assert jobs(runtime) == [job_id]
+    job = Queue("davinci-mining", connection=runtime.redis).fetch_job(job_id)
+    assert job is not None and job.func_name == "bot.jobs.mining.mine_pull_request"
+    assert job.args == (2311213, "textkit-dev/textkit", 4)
+    # The same PR delivered again under another id (a second webhook) is not mined twice.
+    again = post(client, "pull_request", payloads.pull_request(), delivery="d-merged-2")
+    assert again.get_json()["jobs"] == [job_id]
+    assert jobs(runtime) == [job_id]
+
+
+def test_a_redelivery_is_a_duplicate_and_enqueues_nothing(client: FlaskClient,
+                                                          runtime: Runtime) -> None:
+    first = post(client, "pull_request", payloads.pull_request(), delivery="d-1")
+    assert first.status_code == 202
+    Queue("davinci-mining", connection=runtime.redis).empty()
+    second = post(client, "pull_request", payloads.pull_request(), delivery="d-1")
+    assert second.status_code == 200
+    assert second.get_json() == {"status": "duplicate", "delivery": "d-1"}
+    assert jobs(runtime) == [] and stored(runtime) == 1
+
+
+@pytest.mark.parametrize("payload", [
+    payloads.pull_request(merged=False),
+    payloads.pull_request(action="opened", merged=False),
+    payloads.pull_request(action="synchronize", merged=False, body=None),
+])
+def test_other_pull_request_actions_are_accepted_and_ignored(
+        client: FlaskClient, runtime: Runtime, payload: dict[str, Any]) -> None:
+    answer = post(client, "pull_request", payload)
+    assert answer.status_code == 202
+    assert answer.get_json()["status"] == "ignored" and answer.get_json()["jobs"] == []
+    assert jobs(runtime) == [] and stored(runtime) == 1
+
+
+def test_a_disabled_repository_is_not_mined(client: FlaskClient, runtime: Runtime) -> None:
+    with runtime.db.session() as session:
+        session.add(Repository(id=1296269, full_name="textkit-dev/textkit", enabled=False))
+    answer = post(client, "pull_request", payloads.pull_request())
+    assert answer.get_json()["status"] == "ignored"
+    assert "disabled" in answer.get_json()["note"]
+    assert jobs(runtime) == []
+
+
+def test_unknown_events_are_accepted_recorded_and_ignored(client: FlaskClient,
+                                                          runtime: Runtime) -> None:
+    answer = post(client, "star", {"action": "created", "starred_at": None})
+    assert answer.status_code == 202 and answer.get_json()["status"] == "ignored"
+    with runtime.db.session() as session:
+        [row] = session.scalars(select(Delivery)).all()
+        assert (row.event, row.status) == ("star", "ignored")
+
+
+def test_ping_is_answered(client: FlaskClient, runtime: Runtime) -> None:
+    answer = post(client, "ping", payloads.ping())
+    assert answer.status_code == 202 and answer.get_json()["note"] == "pong"
+
+
+def test_installation_lifecycle_keeps_the_database_right(client: FlaskClient,
+                                                         runtime: Runtime) -> None:
+    created = post(client, "installation", payloads.installation("created", repositories=2))
+    assert created.status_code == 202
+    backfills = created.get_json()["jobs"]
+    assert len(backfills) == 2 and all(j.startswith("backfill-") for j in backfills)
+    with runtime.db.session() as session:
+        installation = session.get(Installation, payloads.INSTALLATION["id"])
+        assert installation is not None
+        assert (installation.account_login, installation.state) == ("textkit-dev", "active")
+        names = session.scalars(select(Repository.full_name).order_by(Repository.id)).all()
+        assert names == ["textkit-dev/repo0", "textkit-dev/repo1"]
+    for action, state in (("suspend", "suspended"), ("unsuspend", "active"),
+                          ("new_permissions_accepted", "active"), ("deleted", "deleted")):
+        assert post(client, "installation", payloads.installation(action)).status_code == 202
+        with runtime.db.session() as session:
+            row = session.get(Installation, payloads.INSTALLATION["id"])
+            assert row is not None and row.state == state, action
+    with runtime.db.session() as session:
+        assert all(r.removed for r in session.scalars(select(Repository)))
+
+
+def test_repositories_added_and_removed(client: FlaskClient, runtime: Runtime) -> None:
+    added = post(client, "installation_repositories",
+                 payloads.installation_repositories("added", range(3)))
+    assert len(added.get_json()["jobs"]) == 3
+    post(client, "installation_repositories",
+         payloads.installation_repositories("removed", range(1)))
+    with runtime.db.session() as session:
+        removed = dict(session.execute(select(Repository.full_name, Repository.removed)).all())
+    assert removed == {"textkit-dev/more0": True, "textkit-dev/more1": False,
+                       "textkit-dev/more2": False}
+
+
+def test_a_maintainers_command_on_a_pr_becomes_a_job(client: FlaskClient,
+                                                     runtime: Runtime) -> None:
+    answer = post(client, "issue_comment", payloads.issue_comment("/davinci rollout"))
+    [job_id] = answer.get_json()["jobs"]
+    job = Queue("davinci-mining", connection=runtime.redis).fetch_job(job_id)
+    assert job is not None and job.func_name == "bot.jobs.commands.run_pr_command"
+    assert job.args == (2311213, "textkit-dev/textkit", 4, "rollout", 1362934389, "alice")
+
+
+@pytest.mark.parametrize("comment", [
+    payloads.issue_comment(association="CONTRIBUTOR"),
+    payloads.issue_comment(association="NONE"),
+    payloads.issue_comment(sender_type="Bot", login="davinci-agency[bot]"),
+    payloads.issue_comment(on_pull_request=False),
+    payloads.issue_comment(body="Thanks, looks good"),
+])
+def test_comments_that_are_not_maintainer_commands_on_prs_are_ignored(
+        client: FlaskClient, runtime: Runtime, comment: dict[str, Any]) -> None:
+    answer = post(client, "issue_comment", comment)
+    assert answer.status_code == 202 and answer.get_json()["status"] == "ignored"
+    assert jobs(runtime) == []
+
+
+def test_redis_down_keeps_the_delivery_pending_and_the_sweeper_enqueues_it(
+        client: FlaskClient, runtime: Runtime, redis_server: RedisServer) -> None:
+    redis_server.stop()
+    try:
+        answer = post(client, "pull_request", payloads.pull_request(), delivery="d-down")
+        assert answer.status_code == 202
+        assert answer.get_json()["status"] == "pending"
+        with runtime.db.session() as session:
+            row = session.get(Delivery, "d-down")
+            assert row is not None and row.status == "pending" and row.attempts == 1
+    finally:
+        redis_server.start()
+    from bot.webhooks import sweep
+
+    result = sweep(runtime, build_router())
+    assert result == {"pending": 1, "processed": 1, "still_pending": 0, "failed": 0}
+    assert len(jobs(runtime)) == 1
+    with runtime.db.session() as session:
+        row = session.get(Delivery, "d-down")
+        assert row is not None and row.status == "enqueued"
+    assert sweep(runtime, build_router())["pending"] == 0
+    assert len(jobs(runtime)) == 1

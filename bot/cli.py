@@ -43,9 +43,9 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from bot.commands import app, chains, server
+    from bot.commands import app, chains, mining, server
 
-    for command in (*server.COMMANDS, *chains.COMMANDS, *app.COMMANDS):
+    for command in (*server.COMMANDS, *chains.COMMANDS, *app.COMMANDS, *mining.COMMANDS):
         main.add_command(command)
 
 

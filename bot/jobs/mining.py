@@ -1,0 +1,213 @@
+"""Mining jobs on `davinci-mining`: one merged PR, or a repository's recent history.
+
+`mine` and `backfill` are the reusable steps (they take an open Runtime and a client);
+`mine_pull_request` and `backfill_repository` are the rq entry points that open them.
+Whoever needs to act once a PR has been mined (the status comment) registers a function in
+`AFTER_MINING`; it receives the runtime, the installation client and the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from github import Github
+from sqlalchemy import select
+
+from bot.github import installation_client
+from bot.models import Repository
+from bot.queue import enqueue
+from bot.runtime import ROLLOUT_QUEUE, Runtime
+from bot.settings import Settings
+from chains.config import ParsedConfig, parse_config
+from chains.github_source import GitHubSource, RepositoryInfo, installation_token
+from chains.gitsource import GitBlame
+from chains.mining import AttachResult, attach_pull_request
+from chains.model import Chain
+from chains.store import PullRequestRow
+from handlers import JobSpec
+
+log = structlog.get_logger(__name__)
+
+ROLLOUT_FUNC = "bot.jobs.rollouts.rollout_chain"
+
+
+@dataclass(frozen=True)
+class MiningOutcome:
+    repository: str
+    number: int
+    skipped: str | None = None
+    """Why nothing was mined (the repository is disabled), else None."""
+    config_problem: str | None = None
+    """What is wrong with `.github/davinci.yml` (defaults applied), for the PR's status."""
+    links: int = 0
+    chain: Chain | None = None
+    already_mined: bool = False
+    rollout_job: str | None = None
+    """The rollout job enqueued because the chain became eligible or grew."""
+
+
+AfterMining = Callable[[Runtime, Github, MiningOutcome], None]
+AFTER_MINING: list[AfterMining] = []
+
+
+@dataclass
+class BackfillSummary:
+    repository: str
+    candidates: int = 0
+    mined: int = 0
+    skipped: int = 0
+    """Already mined before this run (an earlier, interrupted backfill or a webhook)."""
+    rollouts: list[str] = field(default_factory=list)
+    disabled: bool = False
+    config_problem: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"repository": self.repository, "candidates": self.candidates,
+                "mined": self.mined, "skipped": self.skipped, "rollouts": self.rollouts,
+                "disabled": self.disabled, "config_problem": self.config_problem}
+
+
+def rollout_job_id(chain: Chain) -> str:
+    """One rollout per chain and length: a re-run enqueues nothing, growth enqueues anew."""
+    return f"rollout-{chain.id}-len{len(chain.prs)}"
+
+
+def enqueue_rollout(runtime: Runtime, chain: Chain) -> str | None:
+    spec = JobSpec(ROLLOUT_QUEUE, ROLLOUT_FUNC, (chain.id,), rollout_job_id(chain),
+                   f"rollout {chain.repository} chain {chain.id}")
+    if enqueue(runtime.redis, spec):
+        log.info("mining.rollout_enqueued", chain=chain.id, job=spec.job_id)
+        return spec.job_id
+    return None
+
+
+def _wants_rollout(result: AttachResult) -> bool:
+    chain = result.chain
+    return (chain is not None and chain.eligible and not result.already_mined
+            and (result.grew or result.became_eligible))
+
+
+def _config(runtime: Runtime, source: GitHubSource, installation_id: int) -> ParsedConfig:
+    """The repository's configuration; records whether it is enabled on its row."""
+    parsed = parse_config(source.config_text())
+    if parsed.problem:
+        log.warning("mining.config_problem", repo=source.repository, problem=parsed.problem)
+    _record_repository(runtime, source.info(), installation_id, parsed.config.enabled)
+    return parsed
+
+
+def _record_repository(runtime: Runtime, info: RepositoryInfo, installation_id: int,
+                       enabled: bool) -> None:
+    with runtime.db.session() as session:
+        row = session.get(Repository, info.id)
+        if row is None:
+            row = session.scalars(select(Repository).where(
+                Repository.full_name == info.full_name)).first()
+        if row is None:
+            row = Repository(id=info.id, full_name=info.full_name)
+            session.add(row)
+        row.installation_id = installation_id
+        row.private = info.private
+        row.enabled = enabled
+
+
+def _mined(runtime: Runtime, repository: str) -> set[int]:
+    with runtime.db.session() as session:
+        return set(session.scalars(select(PullRequestRow.number).where(
+            PullRequestRow.repository == repository)))
+
+
+def _attach(runtime: Runtime, client: Github, source: GitHubSource, number: int,
+            parsed: ParsedConfig) -> AttachResult:
+    pr = source.pull_request(number)
+    mirror, pr = source.sync_mirror(pr, installation_token(client))
+    with runtime.db.session() as session:
+        return attach_pull_request(session, pr, GitBlame(mirror.path), parsed.config)
+
+
+def mine(runtime: Runtime, client: Github, installation_id: int, repository: str,
+         number: int) -> MiningOutcome:
+    """Mine one merged PR: configuration, PR, links, chain, then the rollout if due."""
+    bound = log.bind(repo=repository, pr=number, installation=installation_id)
+    source = GitHubSource(client, repository, runtime.settings.data_dir)
+    parsed = _config(runtime, source, installation_id)
+    if not parsed.config.enabled:
+        bound.info("mining.disabled")
+        return MiningOutcome(repository, number, skipped="disabled by .github/davinci.yml",
+                             config_problem=parsed.problem)
+    result = _attach(runtime, client, source, number, parsed)
+    rollout = enqueue_rollout(runtime, result.chain) if (
+        result.chain is not None and _wants_rollout(result)) else None
+    outcome = MiningOutcome(repository, number, config_problem=parsed.problem,
+                            links=len(result.links), chain=result.chain,
+                            already_mined=result.already_mined, rollout_job=rollout)
+    bound.info("mining.done", links=outcome.links, already=outcome.already_mined,
+               chain=result.chain.id if result.chain else None, rollout=rollout)
+    for after in AFTER_MINING:
+        after(runtime, client, outcome)
+    return outcome
+
+
+def backfill(runtime: Runtime, client: Github, installation_id: int, repository: str,
+             limit: int | None = 100,
+             progress: Callable[[int, int], None] | None = None) -> BackfillSummary:
+    """Mine the most recent merged PRs, oldest first; PRs already mined are skipped.
+
+    Each PR is its own transaction, so an interruption loses at most the PR in flight and a
+    re-run continues where the last one stopped. Rollouts are enqueued once at the end, for
+    each chain at its final length, rather than once per step of its growth.
+    """
+    summary = BackfillSummary(repository)
+    source = GitHubSource(client, repository, runtime.settings.data_dir)
+    parsed = _config(runtime, source, installation_id)
+    summary.config_problem = parsed.problem
+    if not parsed.config.enabled:
+        summary.disabled = True
+        return summary
+    numbers = [n for n, _ in source.merged_pull_numbers(limit)]
+    summary.candidates = len(numbers)
+    done = _mined(runtime, repository)
+    due: dict[str, Chain] = {}
+    for index, number in enumerate(numbers, start=1):
+        if number in done:
+            summary.skipped += 1
+        else:
+            result = _attach(runtime, client, source, number, parsed)
+            summary.mined += 1
+            if result.chain is not None and _wants_rollout(result):
+                due[result.chain.id] = result.chain
+        if progress is not None:
+            progress(index, len(numbers))
+    for chain in due.values():
+        job = enqueue_rollout(runtime, chain)
+        if job:
+            summary.rollouts.append(job)
+    log.info("mining.backfilled", repo=repository, **summary.as_json())
+    return summary
+
+
+def mine_pull_request(installation_id: int, repository: str, number: int) -> dict[str, Any]:
+    """rq job: mine one merged PR."""
+    runtime = Runtime(Settings.from_env())
+    try:
+        client = installation_client(runtime.settings, runtime.redis, installation_id)
+        outcome = mine(runtime, client, installation_id, repository, number)
+        return {"repository": repository, "number": number, "skipped": outcome.skipped,
+                "links": outcome.links, "chain": outcome.chain.id if outcome.chain else None,
+                "rollout_job": outcome.rollout_job}
+    finally:
+        runtime.close()
+
+
+def backfill_repository(installation_id: int, repository: str,
+                        limit: int | None = 100) -> dict[str, Any]:
+    """rq job: mine a repository's recent merged PRs (after installation)."""
+    runtime = Runtime(Settings.from_env())
+    try:
+        client = installation_client(runtime.settings, runtime.redis, installation_id)
+        return backfill(runtime, client, installation_id, repository, limit).as_json()
+    finally:
+        runtime.close()

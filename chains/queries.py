@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from chains.model import Commit, FileChange, PullRequest
 from chains.store import ChainRow, LinkRow, PullRequestRow
 
 
@@ -59,3 +61,31 @@ def all_links(session: Session, repository: str) -> list[dict[str, Any]]:
 def pr_count(session: Session, repository: str) -> int:
     return int(session.scalar(select(func.count()).select_from(PullRequestRow)
                               .where(PullRequestRow.repository == repository)) or 0)
+
+
+def load_pull_requests(session: Session, repository: str,
+                       numbers: list[int]) -> list[PullRequest]:
+    """The stored PRs, in the order given (a chain's order)."""
+    rows = {r.number: r for r in session.scalars(select(PullRequestRow).where(
+        PullRequestRow.repository == repository, PullRequestRow.number.in_(numbers)))}
+    missing = [n for n in numbers if n not in rows]
+    if missing:
+        raise LookupError(f"{repository}: PRs {missing} were never mined")
+    return [_to_pull_request(rows[n]) for n in numbers]
+
+
+def _to_pull_request(row: PullRequestRow) -> PullRequest:
+    merged_at = row.merged_at
+    if merged_at is not None and merged_at.tzinfo is None:
+        merged_at = merged_at.replace(tzinfo=UTC)
+    return PullRequest(
+        repository=row.repository, number=row.number, title=row.title, body=row.body,
+        author=row.author, labels=tuple(row.labels), base_commit=row.base_commit,
+        merge_commit=row.merge_commit, merged_at=merged_at,
+        commits=tuple(Commit(c["sha"], c["message"]) for c in row.commits),
+        files=tuple(FileChange(path=f["path"], status=f.get("status", "modified"),
+                               old_path=f.get("old_path"), binary=bool(f.get("binary")),
+                               additions=int(f.get("additions", 0)),
+                               deletions=int(f.get("deletions", 0))) for f in row.files),
+        linked_issues=tuple(row.linked_issues),
+        issue_texts={int(k): v for k, v in (row.issue_texts or {}).items()})

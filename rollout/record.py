@@ -27,12 +27,17 @@ def trajectory_record(result: RolloutResult) -> dict[str, Any]:
         "policy": result.policy,
         "model": result.model,
         "score": result.score,
-        "tokens": result.tokens,
+        "tokens": result.tokens or estimate_tokens(result.messages),
         "tool_calls": result.tool_calls,
     }
     record["id"] = record_id(record)
     record["created_at"] = result.created_at
     return record
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """About four characters a token, for policies whose endpoint reports no usage (replay)."""
+    return len(json.dumps(messages, ensure_ascii=False)) // 4
 
 
 def record_id(record: dict[str, Any]) -> str:
@@ -53,7 +58,7 @@ def verdict_summary(result: RolloutResult) -> dict[str, Any]:
         "stages": [{"pr": s.pr, "attempts": s.attempts, "score": s.score, "verdict": s.verdict}
                    for s in result.stages],
         "tool_calls": result.tool_calls,
-        "tokens": result.tokens,
+        "tokens": result.tokens or estimate_tokens(result.messages),
         "steps": result.steps,
     }
 

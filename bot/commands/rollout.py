@@ -1,0 +1,156 @@
+"""`davinci rollout` and `davinci demo`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.commands.chains import mine_local
+from bot.pipeline import POLICIES, PipelineError, Progress, roll_out_chain
+from bot.runtime import Runtime
+from chains.gitsource import GitSourceError
+from rollout.task import TaskError
+from sandbox.base import SandboxError
+
+
+def _progress(quiet: bool) -> Any:
+    def show(progress: Progress) -> None:
+        if not quiet:
+            click.echo(f"  {progress.step}: {progress.detail}", err=True)
+    return show
+
+
+@click.command()
+@click.option("--git", "path", required=True, type=click.Path(path_type=Path, exists=True),
+              help="The local clone the chain was mined from.")
+@click.option("--chain", "chain_id", required=True, help="Chain id (or a unique prefix).")
+@click.option("--policy", type=click.Choice(POLICIES), default="replay", show_default=True,
+              help="replay: the human commits; llm: the model at LLM_BASE_URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as one JSON document.")
+@click.pass_obj
+def rollout(runtime: Runtime, path: Path, chain_id: str, policy: str, as_json: bool) -> None:
+    """Run one rollout of a mined chain inline: validate the task in a sandbox, run the agent
+    through every stage, verify, and append an accepted trajectory to the corpus.
+
+    A rollout the verifier rejects is a normal outcome (exit code 0, `accepted: false`).
+    """
+    try:
+        verdict = roll_out_chain(runtime, path, chain_id, policy,
+                                 on_progress=_progress(as_json))
+    except (PipelineError, TaskError, SandboxError, LookupError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(verdict, indent=2))
+        return
+    _print_verdict(verdict)
+
+
+def _print_verdict(verdict: dict[str, Any]) -> None:
+    if not verdict.get("eligible", True):
+        click.echo(f"chain {verdict['chain']}: not eligible ({verdict['reason']})")
+        return
+    state = "ACCEPTED" if verdict["accepted"] else "rejected"
+    click.echo(f"chain {verdict['chain']}: {state}, score {verdict['score']:.2f}, "
+               f"{verdict['tool_calls']} tool calls, {verdict['tokens']:,} tokens "
+               f"({verdict['policy']})")
+    for stage in verdict["stages"]:
+        click.echo(f"  PR #{stage['pr']}: {stage['verdict']} after {stage['attempts']} "
+                   f"attempt(s), score {stage['score']:.2f}")
+
+
+@click.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
+              help="Where the demo puts everything (default: DAVINCI_DATA_DIR/demo).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+@click.pass_obj
+def demo(runtime: Runtime, directory: Path | None, as_json: bool) -> None:
+    """The whole pipeline on a sample repository, offline, in a few minutes.
+
+    Builds a small project with a realistic PR history, mines its chains, validates the
+    tasks and runs replay rollouts in the Docker sandbox (the local sandbox, with a warning,
+    when no engine answers), appends accepted trajectories to a fresh corpus, exports it, and
+    prints a report.
+    """
+    from bot.sample import build_sample_repository
+    from corpus.export import export
+    from corpus.stats import corpus_stats
+
+    started = time.monotonic()
+    root = (directory or runtime.settings.data_dir / "demo").resolve()
+    _fresh(root)
+    demo_runtime = Runtime(runtime.settings.with_overrides(data_dir=root, database_url=""))
+    say = (lambda text: None) if as_json else (lambda text: click.echo(text, err=True))
+    say(f"[1/5] building the sample repository in {root / 'textkit'}")
+    sample = build_sample_repository(root / "textkit")
+    say(f"[2/5] mining {len(sample.prs)} merged pull requests")
+    try:
+        mined = mine_local(demo_runtime, sample.path, show_progress=False)
+    except GitSourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    chains = [c for c in mined["chains"] if c["eligible"]]
+    for chain in mined["chains"]:
+        say(f"      chain {' → '.join(f'#{n}' for n in chain['prs'])} "
+            f"({', '.join(chain['kinds'])})")
+    verdicts = []
+    for index, chain in enumerate(chains, start=1):
+        say(f"[3/5] rollout {index} of {len(chains)}: chain "
+            f"{' → '.join(f'#{n}' for n in chain['prs'])} (replay policy)")
+        try:
+            verdicts.append(roll_out_chain(demo_runtime, sample.path, chain["id"], "replay",
+                                           on_progress=_progress(as_json)))
+        except (PipelineError, TaskError, SandboxError) as exc:
+            raise click.ClickException(f"rollout of chain {chain['id']} failed: {exc}") from exc
+    say("[4/5] exporting the corpus")
+    with demo_runtime.db.session() as session:
+        exported = export(session, root / "export", "openai")
+        stats = corpus_stats(session)
+    report = {
+        "repository": mined["repository"], "pull_requests": mined["pull_requests"],
+        "links": mined["links"], "chains": mined["chains"], "rollouts": verdicts,
+        "stages_verified": sum(1 for v in verdicts for s in v["stages"]
+                               if s["verdict"] == "passed"),
+        "trajectories_accepted": sum(1 for v in verdicts if v["accepted"]),
+        "corpus": {k: stats[k] for k in ("records", "acceptance_rate", "mean_tokens",
+                                         "mean_tool_calls")},
+        "export": {"directory": str(root / "export"), "records": exported.records,
+                   "manifest": str(exported.manifest) if exported.manifest else None},
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    demo_runtime.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    say("[5/5] report")
+    click.echo(f"\nMined {report['pull_requests']} PRs of {report['repository']}: "
+               f"{len(report['links'])} links, {len(report['chains'])} chains.")
+    for chain in report["chains"]:
+        click.echo(f"  {' → '.join(f'#{n}' for n in chain['prs'])}  "
+                   f"({', '.join(chain['kinds'])})")
+    click.echo(f"Stages verified: {report['stages_verified']}; trajectories accepted: "
+               f"{report['trajectories_accepted']} of {len(verdicts)}.")
+    for verdict in verdicts:
+        _print_verdict(verdict)
+    click.echo(f"Corpus: {stats['records']} trajectories, mean "
+               f"{stats['mean_tool_calls']:.0f} tool calls, {stats['mean_tokens']:,.0f} tokens.")
+    click.echo(f"Exported to {report['export']['directory']} "
+               f"(manifest {Path(report['export']['manifest'] or '-').name}); "
+               f"took {report['seconds']} s.")
+
+
+def _fresh(root: Path) -> None:
+    marker = root / ".davinci-demo"
+    if root.exists():
+        if any(root.iterdir()) and not marker.exists():
+            raise click.ClickException(f"{root} exists and is not a demo directory; "
+                                       "pass --dir with an empty or new directory")
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    marker.write_text("made by davinci demo; removed and remade by the next run\n")
+
+
+COMMANDS = [rollout, demo]

@@ -83,7 +83,8 @@ def test_installation_token_is_cached_in_redis(settings: Settings, github_sim: G
 
 
 def test_mine_pull_request_links_chains_and_enqueues_rollout(
-        runtime: Runtime, history: GitRepo, database: Database) -> None:
+        runtime: Runtime, history: GitRepo, database: Database,
+        github_sim: GitHubSimulator) -> None:
     client = installation_client(runtime.settings, runtime.redis, INSTALLATION_ID)
     first = mine(runtime, client, INSTALLATION_ID, REPO, 10)
     assert first.chain is not None and first.chain.prs == (10,) and first.rollout_job is None
@@ -103,7 +104,9 @@ def test_mine_pull_request_links_chains_and_enqueues_rollout(
     assert (mirror / "HEAD").exists()
 
     before = _counts(database)
+    pulls_fetched = len(github_sim.requests_to("GET", r"/pulls/11"))
     again = mine(runtime, client, INSTALLATION_ID, REPO, 11)
+    assert len(github_sim.requests_to("GET", r"/pulls/11")) == pulls_fetched
     assert again.already_mined and again.rollout_job is None
     assert again.chain is not None and again.chain.id == second.chain.id
     assert _counts(database) == before

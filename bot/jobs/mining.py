@@ -25,7 +25,7 @@ from chains.config import ParsedConfig, parse_config
 from chains.github_source import GitHubSource, RepositoryInfo, installation_token
 from chains.gitsource import GitBlame
 from chains.mining import AttachResult, attach_pull_request
-from chains.model import Chain
+from chains.model import Chain, PullRequest
 from chains.store import PullRequestRow
 from handlers import JobSpec
 
@@ -122,6 +122,11 @@ def _mined(runtime: Runtime, repository: str) -> set[int]:
 
 def _attach(runtime: Runtime, client: Github, source: GitHubSource, number: int,
             parsed: ParsedConfig) -> AttachResult:
+    if number in _mined(runtime, source.repository):
+        # Already recorded: attaching is a lookup, so a re-run costs no API calls or fetches.
+        with runtime.db.session() as session:
+            return attach_pull_request(session, PullRequest(source.repository, number, ""),
+                                       None, parsed.config)
     pr = source.pull_request(number)
     mirror, pr = source.sync_mirror(pr, installation_token(client))
     with runtime.db.session() as session:

@@ -83,7 +83,8 @@ def test_installation_token_is_cached_in_redis(settings: Settings, github_sim: G
 
 
 def test_mine_pull_request_links_chains_and_enqueues_rollout(
-        runtime: Runtime, history: GitRepo, database: Database) -> None:
+        runtime: Runtime, history: GitRepo, database: Database,
+        github_sim: GitHubSimulator) -> None:
     client = installation_client(runtime.settings, runtime.redis, INSTALLATION_ID)
     first = mine(runtime, client, INSTALLATION_ID, REPO, 10)
     assert first.chain is not None and first.chain.prs == (10,) and first.rollout_job is None
@@ -103,7 +104,9 @@ def test_mine_pull_request_links_chains_and_enqueues_rollout(
     assert (mirror / "HEAD").exists()
 
     before = _counts(database)
+    pulls_fetched = len(github_sim.requests_to("GET", r"/pulls/11"))
     again = mine(runtime, client, INSTALLATION_ID, REPO, 11)
+    assert len(github_sim.requests_to("GET", r"/pulls/11")) == pulls_fetched
     assert again.already_mined and again.rollout_job is None
     assert again.chain is not None and again.chain.id == second.chain.id
     assert _counts(database) == before
@@ -186,3 +189,30 @@ def test_backfill_command_prints_json(settings: Settings, history: GitRepo, tmp_
     assert document["repository"] == REPO and document["mined"] == 2
     unknown = CliRunner().invoke(main, ["backfill", "octo-org/nope", "--json"])
     assert unknown.exit_code != 0 and "octo-org/nope" in unknown.stderr
+
+
+def test_rq_worker_runs_the_job_from_the_environment(
+        settings: Settings, history: GitRepo, tmp_path: Path, github_sim: GitHubSimulator,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler's job path, run by a real rq worker that opens everything from the env."""
+    from rq import SimpleWorker
+
+    database_url = f"sqlite:///{tmp_path / 'worker.db'}"
+    env = {"GITHUB_APP_ID": str(github_sim.app_id), "GITHUB_PRIVATE_KEY":
+           github_sim.private_key_pem, "GITHUB_API_URL": github_sim.url,
+           "REDIS_URL": settings.redis_url, "DAVINCI_DATA_DIR": str(tmp_path / "worker"),
+           "DATABASE_URL": database_url}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    redis = Redis.from_url(settings.redis_url)
+    queue = Queue("davinci-mining", connection=redis)
+    jobs = [queue.enqueue("bot.jobs.mining.mine_pull_request", INSTALLATION_ID, REPO, n)
+            for n in (10, 11)]
+    SimpleWorker([queue], connection=redis).work(burst=True)
+    results = [job.latest_result() for job in jobs]
+    assert all(r is not None and r.type == r.Type.SUCCESSFUL for r in results)
+    assert jobs[1].return_value()["rollout_job"].endswith("-len2")
+    database = Database(database_url)
+    assert _counts(database)[0] == 2
+    database.dispose()
+    assert Queue(ROLLOUT_QUEUE, connection=redis).count == 1

@@ -142,3 +142,20 @@ def test_merged_pulls_oldest_first(world: GitRepo, client: Github, tmp_path: Pat
     source = GitHubSource(client, REPO, tmp_path)
     assert [n for n, _ in source.merged_pull_numbers(None)] == [10, 11]
     assert [n for n, _ in source.merged_pull_numbers(1)] == [11]
+
+
+def test_renamed_and_binary_files(world: GitRepo, client: Github, github_sim: GitHubSimulator,
+                                  tmp_path: Path) -> None:
+    world.branch("pr-12")
+    world.rename("src/parse.py", "src/parser.py")
+    world.commit("Rename, add a logo", {"logo.png": b"\x89PNG\x00\x01\x02\x03"})
+    github_sim.add_pull(REPO, 12, world.merge_pr("pr-12", 12, "Rename parser"),
+                        "Rename parser", None)
+    pr = GitHubSource(client, REPO, tmp_path).pull_request(12)
+    files = {f.path: f for f in pr.files}
+    renamed, logo = files["src/parser.py"], files["logo.png"]
+    assert (renamed.status, renamed.old_path, renamed.binary) == ("renamed", "src/parse.py",
+                                                                 False)
+    assert renamed.old_ranges == () and renamed.new_ranges == ()
+    assert (logo.status, logo.binary) == ("added", True)
+    assert pr.body == ""

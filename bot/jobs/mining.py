@@ -47,6 +47,8 @@ class MiningOutcome:
     already_mined: bool = False
     rollout_job: str | None = None
     """The rollout job enqueued because the chain became eligible or grew."""
+    comment: bool = True
+    """False when `.github/davinci.yml` turned the status comment off."""
 
 
 AfterMining = Callable[[Runtime, Github, MiningOutcome], None]
@@ -148,7 +150,8 @@ def mine(runtime: Runtime, client: Github, installation_id: int, repository: str
         result.chain is not None and _wants_rollout(result)) else None
     outcome = MiningOutcome(repository, number, config_problem=parsed.problem,
                             links=len(result.links), chain=result.chain,
-                            already_mined=result.already_mined, rollout_job=rollout)
+                            already_mined=result.already_mined, rollout_job=rollout,
+                            comment=parsed.config.comment)
     bound.info("mining.done", links=outcome.links, already=outcome.already_mined,
                chain=result.chain.id if result.chain else None, rollout=rollout)
     for after in AFTER_MINING:

@@ -1,0 +1,68 @@
+"""The rollout job on `davinci-rollouts`: one chain, one policy, one verdict.
+
+rq retries it (see bot.queue) when the infrastructure fails (sandbox, LLM endpoint, GitHub);
+an agent that fails its stages is a verdict, not an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from bot.github import installation_client
+from bot.jobs.status import refresh, set_progress
+from bot.models import Repository
+from bot.pipeline import PipelineError, Progress, roll_out_chain
+from bot.runtime import Runtime
+from bot.settings import Settings
+from chains.mirror import Mirror
+from chains.queries import find_chain
+from chains.store import ChainRow
+
+log = structlog.get_logger(__name__)
+
+
+def rollout_chain(chain_id: str, policy: str = "replay") -> dict[str, Any]:
+    runtime = Runtime(Settings.from_env())
+    try:
+        return run(runtime, chain_id, policy)
+    finally:
+        runtime.close()
+
+
+def run(runtime: Runtime, chain_id: str, policy: str = "replay") -> dict[str, Any]:
+    with runtime.db.session() as session:
+        chain = find_chain(session, chain_id)
+        if chain is None:
+            raise PipelineError(f"chain {chain_id} does not exist")
+        snapshot = ChainRow(id=chain.id, repository=chain.repository, prs=list(chain.prs),
+                            kinds=list(chain.kinds))
+        repo = session.query(Repository).filter_by(full_name=chain.repository).first()
+        installation = repo.installation_id if repo is not None else None
+    mirror = Mirror.at(runtime.settings.data_dir, snapshot.repository, "")
+    if not (mirror.path / "HEAD").exists():
+        raise PipelineError(f"{snapshot.repository} has no local mirror yet; mine it first")
+    client = (installation_client(runtime.settings, runtime.redis, installation)
+              if installation is not None and runtime.settings.github_app_id else None)
+    last = snapshot.prs[-1]
+
+    def on_progress(progress: Progress) -> None:
+        if progress.step == "running":
+            set_progress(runtime.redis, snapshot, "running", 1)
+        elif progress.step == "stage":
+            set_progress(runtime.redis, snapshot, "running", int(progress.detail or 1))
+        if client is not None and progress.step in ("running",):
+            refresh(runtime, client, snapshot.repository, last)
+
+    set_progress(runtime.redis, snapshot, "queued")
+    allow_local = runtime.settings.sandbox == "local"
+    try:
+        verdict = roll_out_chain(runtime, mirror.path, snapshot.id, policy,
+                                 allow_local=allow_local, on_progress=on_progress)
+    finally:
+        runtime.redis.delete(f"davinci:rollout-progress:{snapshot.id}")
+    if client is not None:
+        refresh(runtime, client, snapshot.repository, last)
+    log.info("rollout.job_done", chain=snapshot.id, accepted=verdict["accepted"])
+    return verdict

@@ -67,9 +67,9 @@ class Mirror:
                 raise MirrorError(f"not a commit id: {sha!r}")
         if not wanted:
             return 0
-        # Each fetched commit gets a ref, so clones of the mirror (the sandboxes) carry it.
+        # Each fetched commit gets a branch, so clones of the mirror (the sandboxes) carry it.
         self._git(*self._auth(token), "fetch", "-q", "--no-tags", "origin",
-                  *(f"{sha}:refs/davinci/commits/{sha}" for sha in wanted), network=True)
+                  *(f"{sha}:refs/heads/davinci/{sha}" for sha in wanted), network=True)
         log.info("mirror.fetched", mirror=str(self.path), commits=len(wanted))
         return len(wanted)
 

@@ -14,6 +14,7 @@ from bot.runtime import QUEUES, Runtime
 
 RECENT_DELIVERIES = 50
 FAILED_JOBS_SHOWN = 20
+CHAINS_SHOWN = 100
 
 
 def collect(runtime: Runtime) -> dict[str, Any]:
@@ -32,7 +33,45 @@ def collect(runtime: Runtime) -> dict[str, Any]:
 
 def _domain_sections() -> list[tuple[str, Any]]:
     """Sections owned by the domain packages, each a function of a session."""
-    return []
+    return [("chains", _chains), ("corpus", _corpus)]
+
+
+def _chains(session: Session) -> list[dict[str, Any]]:
+    from chains.queries import chain_rows
+
+    rows = sorted(chain_rows(session), key=lambda r: (-len(r.prs), r.repository, r.id))
+    return [{"id": r.id, "repository": r.repository, "prs": list(r.prs),
+             "kinds": list(r.kinds), "eligible": r.eligible} for r in rows[:CHAINS_SHOWN]]
+
+
+def _corpus(session: Session) -> dict[str, Any]:
+    from corpus.stats import corpus_stats
+
+    stats = corpus_stats(session)
+    return {**{k: stats[k] for k in ("records", "rejected", "acceptance_rate", "mean_tokens",
+                                     "mean_tool_calls")},
+            "growth": stats["growth"], "chart": growth_chart(stats["growth"])}
+
+
+def growth_chart(growth: list[dict[str, Any]], width: int = 480,
+                 height: int = 120) -> dict[str, Any] | None:
+    """SVG polyline points for cumulative records per day (no script, no build step)."""
+    if not growth:
+        return None
+    top = max(point["records"] for point in growth) or 1
+    pad = 24
+    steps = max(1, len(growth) - 1)
+    points = []
+    for index, point in enumerate(growth):
+        x = pad + (width - 2 * pad) * index / steps
+        y = height - pad - (height - 2 * pad) * point["records"] / top
+        points.append(f"{x:.1f},{y:.1f}")
+    if len(points) == 1:
+        points.append(f"{width - pad:.1f},{points[0].split(',')[1]}")
+    labels = [{"x": pad, "y": height - 6, "text": growth[0]["date"]},
+              {"x": width - pad - 60, "y": height - 6, "text": growth[-1]["date"]},
+              {"x": 2, "y": pad - 8, "text": f"{top} records"}]
+    return {"width": width, "height": height, "points": " ".join(points), "labels": labels}
 
 
 def _installations(session: Session) -> list[dict[str, Any]]:

@@ -12,6 +12,9 @@ from bot.db import Database
 from bot.models import Delivery, Installation, Repository
 from bot.runtime import Runtime
 from bot.settings import Settings
+from chains.store import ChainRow
+from corpus.store import append, record_rejection
+from tests.corpus.records import make_record
 
 TOKEN = "dashboard-token-for-tests"
 
@@ -33,6 +36,11 @@ def populated(runtime: Runtime) -> Runtime:
                              received_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC)))
         session.add(Delivery(id="d-2", event="push", status="ignored", payload="{}",
                              received_at=datetime(2026, 11, 2, 12, 0, tzinfo=UTC)))
+        for seed in range(3):
+            append(session, make_record(seed, tool_calls=4 + 2 * seed))
+        record_rejection(session, make_record(9), "stage 2 failed")
+        session.add(ChainRow(id="1-1-abc", repository="textkit-dev/textkit", prs=[1, 2, 4],
+                             kinds=["references", "fixes"], eligible=True))
     return runtime
 
 

@@ -39,6 +39,12 @@ def test_bearer_token_gives_the_data(app: Flask) -> None:
     assert data["deliveries"][1]["jobs"] == ["mine-textkit-dev-textkit-4"]
     assert data["delivery_outcomes"] == {"enqueued": 1, "ignored": 1}
     assert data["queues"]["reachable"] is True
+    assert data["corpus"]["records"] == 3 and data["corpus"]["rejected"] == 1
+    assert data["corpus"]["acceptance_rate"] == 0.75
+    assert data["corpus"]["mean_tool_calls"] == 6
+    assert data["chains"] == [{"id": "1-1-abc", "repository": "textkit-dev/textkit",
+                               "prs": [1, 2, 4], "kinds": ["references", "fixes"],
+                               "eligible": True}]
     assert {q["name"] for q in data["queues"]["queues"]} == {"davinci-mining", "davinci-rollouts"}
 
 

@@ -51,6 +51,12 @@ def test_operator_logs_in_and_reads_the_figures(served: str) -> None:
             rows = page.locator("#queues table tr")
             assert rows.count() == 3
             assert "pull_request.closed" in page.inner_text("#deliveries")
+            assert page.inner_text("[data-figure=records]") == "3"
+            assert page.inner_text("[data-figure=acceptance_rate]") == "75%"
+            assert page.inner_text("[data-figure=mean_tool_calls]") == "6.0"
+            assert page.locator("#growth polyline").count() == 1
+            assert "#1 —references→ #2 —fixes→ #4" in " ".join(
+                page.inner_text("#chains").split())
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             shot = ARTIFACTS / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -131,7 +131,10 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
     records, cursor = 0, after
     try:
         for row in _rows(session, after, since):
-            line = json.dumps(convert(json.loads(row.document)), ensure_ascii=False) + "\n"
+            if fmt == "openai":
+                line = row.training_line + "\n"
+            else:
+                line = json.dumps(convert(row.record()), ensure_ascii=False) + "\n"
             writer.write(line.encode())
             records += 1
             cursor = (row.appended_at.isoformat(), row.id)

@@ -41,6 +41,13 @@ class TrajectoryRow(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     appended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     document: Mapped[str] = mapped_column(Text)
+    """The record without `messages` and `tools` (those are in `training_line`)."""
+    training_line: Mapped[str] = mapped_column(Text)
+    """The record as fine-tuning tools read it (`{"messages", "tools"}`), ready to export."""
+
+    def record(self) -> dict[str, Any]:
+        """The whole trajectory record."""
+        return {**json.loads(self.document), **json.loads(self.training_line)}
 
 
 class RejectionRow(Base):
@@ -98,7 +105,10 @@ def append(session: Session, record: dict[str, Any], excluded: Iterable[str] = (
         "tokens": clean["tokens"], "tool_calls": clean["tool_calls"],
         "stages": len(clean["stages"]), "created_at": clean["created_at"],
         "appended_at": utcnow(),
-        "document": json.dumps(clean, ensure_ascii=False, separators=(",", ":"))})
+        "document": json.dumps({k: v for k, v in clean.items() if k not in ("messages", "tools")},
+                               ensure_ascii=False, separators=(",", ":")),
+        "training_line": json.dumps({"messages": clean["messages"], "tools": clean["tools"]},
+                                    ensure_ascii=False)})
     return Appended(clean["id"], stored)
 
 

@@ -90,7 +90,7 @@ def show_command(runtime: Runtime, record_id: str, as_json: bool) -> None:
             TrajectoryRow.id.startswith(record_id)).limit(2)).all()
     if len(rows) != 1:
         raise click.ClickException(f"no single record matches {record_id!r}")
-    record = json.loads(rows[0].document)
+    record = rows[0].record()
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return

@@ -76,8 +76,9 @@ def test_secrets_are_redacted_before_storing(sqlite_db: Database) -> None:
     with sqlite_db.session() as session:
         row = session.get(TrajectoryRow, appended.id)
         assert row is not None
-        assert token not in row.document and "AKIAABCDEFGHIJKLMNOP" not in row.document
-        assert "sk-proj" not in row.document and "[redacted secret]" in row.document
+        stored = json.dumps(row.record())
+        assert token not in stored and "AKIAABCDEFGHIJKLMNOP" not in stored
+        assert "sk-proj" not in stored and "[redacted secret]" in stored
 
 
 def test_excluded_repositories_are_refused(sqlite_db: Database) -> None:
@@ -145,7 +146,7 @@ def test_export_and_reexport_round_trip_every_record(database: Database,
     assert manifest2["previous_sha256"] == hashlib.sha256(first.manifest.read_bytes()).hexdigest()
     exported = read_shards(out, manifest1) + read_shards(out, manifest2)
     with database.session() as session:
-        stored = [json.loads(row.document) for row in session.scalars(select(TrajectoryRow))]
+        stored = [row.record() for row in session.scalars(select(TrajectoryRow))]
     expected = sorted((json.dumps(r["messages"], sort_keys=True), json.dumps(r["tools"]))
                       for r in stored)
     got = sorted((json.dumps(r["messages"], sort_keys=True), json.dumps(r["tools"]))

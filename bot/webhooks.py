@@ -25,7 +25,7 @@ from bot import metrics
 from bot.models import Delivery
 from bot.queue import enqueue
 from bot.runtime import Runtime
-from handlers import Event, PayloadError, Router, build_router
+from handlers import Event, Outcome, PayloadError, Router, build_router
 
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
@@ -91,10 +91,13 @@ def _receive(runtime: Runtime, router: Router) -> tuple[dict[str, Any], int]:
     except PayloadError as exc:
         return _answer(400, error=f"{name} payload: {exc}")
     bound = log.bind(delivery=delivery_id, github_event=name, action=event.action)
-    if not _store(runtime, event, raw) and not _failed_before(runtime, delivery_id):
-        bound.info("webhook.duplicate")
-        return _answer(200, status="duplicate", delivery=delivery_id)
-    result = process(runtime, router, delivery_id)
+    try:
+        result = process(runtime, router, delivery_id, new=(_row(event, raw), event))
+    except DuplicateDelivery:
+        if not _failed_before(runtime, delivery_id):
+            bound.info("webhook.duplicate")
+            return _answer(200, status="duplicate", delivery=delivery_id)
+        result = process(runtime, router, delivery_id)
     bound.info("webhook.accepted", status=result["status"], jobs=result["jobs"])
     if result["status"] == "failed":
         # A 500 marks the delivery failed on GitHub, so it can be redelivered.
@@ -109,44 +112,37 @@ def _failed_before(runtime: Runtime, delivery_id: str) -> bool:
         return row is not None and row.status == "failed"
 
 
-def _store(runtime: Runtime, event: Event, raw: bytes) -> bool:
-    """Insert the delivery into the inbox; False when its id is already there."""
+class DuplicateDelivery(Exception):
+    """The inbox already holds this delivery id."""
+
+
+def _row(event: Event, raw: bytes) -> Delivery:
     installation = event.payload.get("installation")
     repository = event.payload.get("repository")
-    row = Delivery(
+    return Delivery(
         id=event.delivery, event=event.name, action=event.action, status="pending",
         installation_id=installation.get("id") if isinstance(installation, dict) else None,
         repository=repository.get("full_name") if isinstance(repository, dict) else None,
         payload=raw.decode("utf-8"))
+
+
+def process(runtime: Runtime, router: Router, delivery_id: str,
+            new: tuple[Delivery, Event] | None = None) -> dict[str, Any]:
+    """Route a delivery and enqueue its jobs; safe to run again (the sweeper does).
+
+    With ``new``, the delivery is inserted into the inbox in the same transaction that routes
+    it (DuplicateDelivery when its id is already there). Routing is committed before anything
+    is enqueued, so a crash between the two leaves the delivery pending with its jobs named,
+    and the sweeper finishes the work.
+    """
     try:
         with runtime.db.session() as session:
-            session.add(row)
-    except IntegrityError:
-        return False
-    return True
-
-
-def process(runtime: Runtime, router: Router, delivery_id: str) -> dict[str, Any]:
-    """Route a stored delivery and enqueue its jobs; safe to run again (the sweeper does)."""
-    with runtime.db.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None:
-            raise LookupError(f"delivery {delivery_id} is not in the inbox")
-        event = Event(delivery.event, delivery.id, json.loads(delivery.payload))
-        if not router.knows(event.name):
-            return _finish(delivery, "ignored", [], f"event {event.name} is not handled")
-        try:
-            with session.begin_nested():
-                outcome = router.dispatch(event, session)
-        except Exception as exc:  # a handler's bug must not lose the delivery
-            log.exception("webhook.handler_failed", delivery=delivery_id)
-            return _finish(delivery, "failed", [], f"handler failed: {type(exc).__name__}")
-        delivery.job_ids = [job.job_id for job in outcome.jobs]
-        if not outcome.jobs:
-            return _finish(delivery, "ignored", [], outcome.note)
-        session.flush()
-    # Routing is committed before enqueueing, so a crash between the two leaves the
-    # delivery pending with its jobs named, and the sweeper finishes the work.
+            finished, outcome = _route(router, session, delivery_id, new)
+    except IntegrityError as exc:
+        raise DuplicateDelivery(delivery_id) from exc
+    if finished is not None:
+        return finished
+    jobs = [job.job_id for job in outcome.jobs]
     try:
         for job in outcome.jobs:
             enqueue(runtime.redis, job)
@@ -157,11 +153,39 @@ def process(runtime: Runtime, router: Router, delivery_id: str) -> dict[str, Any
             row.attempts += 1
             row.outcome = f"enqueue failed ({type(exc).__name__}); the sweeper will retry"
         log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
-        return {"status": "pending", "jobs": [job.job_id for job in outcome.jobs]}
+        return {"status": "pending", "jobs": jobs}
     with runtime.db.session() as session:
         row = session.get(Delivery, delivery_id)
         assert row is not None
-        return _finish(row, "enqueued", [job.job_id for job in outcome.jobs], outcome.note)
+        return _finish(row, "enqueued", jobs, outcome.note)
+
+
+def _route(router: Router, session: Session, delivery_id: str,
+           new: tuple[Delivery, Event] | None) -> tuple[dict[str, Any] | None, Outcome]:
+    """(a finished result, or None and the jobs to enqueue)."""
+    if new is not None:
+        delivery, event = new
+        session.add(delivery)
+        session.flush()
+    else:
+        found = session.get(Delivery, delivery_id)
+        if found is None:
+            raise LookupError(f"delivery {delivery_id} is not in the inbox")
+        delivery = found
+        event = Event(delivery.event, delivery.id, json.loads(delivery.payload))
+    if not router.knows(event.name):
+        return _finish(delivery, "ignored", [], f"event {event.name} is not handled"), Outcome()
+    try:
+        with session.begin_nested():
+            outcome = router.dispatch(event, session)
+    except Exception as exc:  # a handler's bug must not lose the delivery
+        log.exception("webhook.handler_failed", delivery=delivery_id)
+        return _finish(delivery, "failed", [], f"handler failed: {type(exc).__name__}"), \
+            Outcome()
+    delivery.job_ids = [job.job_id for job in outcome.jobs]
+    if not outcome.jobs:
+        return _finish(delivery, "ignored", [], outcome.note), outcome
+    return None, outcome
 
 
 def _finish(delivery: Delivery, status: str, jobs: list[str], note: str) -> dict[str, Any]:

@@ -72,13 +72,16 @@ class BackfillSummary:
                 "disabled": self.disabled, "config_problem": self.config_problem}
 
 
-def rollout_job_id(chain: Chain) -> str:
-    """One rollout per chain and length: a re-run enqueues nothing, growth enqueues anew."""
-    return f"rollout-{chain.id}-len{len(chain.prs)}"
+def rollout_job_id(chain: Chain, policy: str = "replay") -> str:
+    """One rollout per chain version and policy: a re-run enqueues nothing, growth anew."""
+    return f"rollout-{chain.id}-len{len(chain.prs)}-{policy}"
 
 
 def enqueue_rollout(runtime: Runtime, chain: Chain) -> str | None:
-    spec = JobSpec(ROLLOUT_QUEUE, ROLLOUT_FUNC, (chain.id,), rollout_job_id(chain),
+    policy = ("llm" if runtime.settings.llm_base_url and runtime.settings.llm_model
+              else "replay")
+    spec = JobSpec(ROLLOUT_QUEUE, ROLLOUT_FUNC, (chain.id, policy),
+                   rollout_job_id(chain, policy),
                    f"rollout {chain.repository} chain {chain.id}")
     if enqueue(runtime.redis, spec):
         log.info("mining.rollout_enqueued", chain=chain.id, job=spec.job_id)

@@ -23,12 +23,17 @@ from chains.store import ChainRow
 log = structlog.get_logger(__name__)
 
 
-def rollout_chain(chain_id: str, policy: str = "replay") -> dict[str, Any]:
+def rollout_chain(chain_id: str, policy: str | None = None) -> dict[str, Any]:
+    """rq job. The policy is `llm` when LLM_* is configured, else `replay`."""
     runtime = Runtime(Settings.from_env())
     try:
-        return run(runtime, chain_id, policy)
+        return run(runtime, chain_id, policy or default_policy(runtime.settings))
     finally:
         runtime.close()
+
+
+def default_policy(settings: Settings) -> str:
+    return "llm" if settings.llm_base_url and settings.llm_model else "replay"
 
 
 def run(runtime: Runtime, chain_id: str, policy: str = "replay") -> dict[str, Any]:

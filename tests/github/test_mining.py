@@ -95,7 +95,7 @@ def test_mine_pull_request_links_chains_and_enqueues_rollout(
     queue = Queue(ROLLOUT_QUEUE, connection=runtime.redis)
     job = queue.fetch_job(second.rollout_job)
     assert job is not None and job.func_name == "bot.jobs.rollouts.rollout_chain"
-    assert job.args == (second.chain.id,)
+    assert job.args == (second.chain.id, "replay")
     with database.session() as session:
         links = {(r.earlier, r.kind) for r in session.scalars(
             select(LinkRow).where(LinkRow.later == 11))}
@@ -118,7 +118,7 @@ def test_chain_growth_enqueues_a_new_rollout(runtime: Runtime, history: GitRepo)
     client = installation_client(runtime.settings, runtime.redis, INSTALLATION_ID)
     jobs = [mine(runtime, client, INSTALLATION_ID, REPO, n).rollout_job for n in (10, 11, 13)]
     assert jobs[0] is None and jobs[1] is not None and jobs[2] is not None
-    assert jobs[1] != jobs[2] and jobs[2].endswith("-len3")
+    assert jobs[1] != jobs[2] and jobs[2].endswith("-len3-replay")
 
 
 def test_disabled_repository_is_marked_and_not_mined(
@@ -211,7 +211,7 @@ def test_rq_worker_runs_the_job_from_the_environment(
     SimpleWorker([queue], connection=redis).work(burst=True)
     results = [job.latest_result() for job in jobs]
     assert all(r is not None and r.type == r.Type.SUCCESSFUL for r in results)
-    assert jobs[1].return_value()["rollout_job"].endswith("-len2")
+    assert jobs[1].return_value()["rollout_job"].endswith("-len2-replay")
     database = Database(database_url)
     assert _counts(database)[0] == 2
     database.dispose()

@@ -5,6 +5,8 @@ Importing this package registers the status comment as a follow-up of mining.
 
 from __future__ import annotations
 
+import hashlib
+
 from github import Github
 
 from bot.jobs import mining
@@ -15,8 +17,16 @@ from bot.runtime import Runtime
 def _status_after_mining(runtime: Runtime, client: Github, outcome: mining.MiningOutcome) -> None:
     if outcome.skipped or not outcome.comment:
         return
-    refresh(runtime, client, outcome.repository, outcome.number,
-            config_problem=outcome.config_problem)
+    problem = outcome.config_problem
+    if problem and not runtime.redis.set(_reported_key(outcome.repository, problem), "1",
+                                         nx=True, ex=30 * 24 * 3600):
+        problem = None  # reported once, on the PR that met it first
+    refresh(runtime, client, outcome.repository, outcome.number, config_problem=problem)
+
+
+def _reported_key(repository: str, problem: str) -> str:
+    digest = hashlib.sha256(problem.encode()).hexdigest()[:16]
+    return f"davinci:config-problem-reported:{repository}:{digest}"
 
 
 if _status_after_mining not in mining.AFTER_MINING:

@@ -31,6 +31,9 @@ from chains.store import (
 
 SAME_AREA_WINDOW = timedelta(days=30)
 SAME_AREA_OVERLAP = 0.5
+SAME_AREA_RECENT = 20
+"""Earlier PRs per file considered for `same_area` (the most recent ones)."""
+SAME_AREA_MAX_FILES = 200
 TEST_PATH_PARTS = ("test/", "tests/", "testing/", "__tests__/", "spec/")
 
 
@@ -120,7 +123,8 @@ def _record(session: Session, pr: PullRequest, files: tuple[FileChange, ...]) ->
     for sha in shas - {""}:
         session.merge(CommitRow(repository=pr.repository, sha=sha, number=pr.number))
     for path in {f.path for f in files if not is_test_path(f.path)}:
-        session.add(FileTouchRow(repository=pr.repository, path=path[:1024], number=pr.number))
+        session.add(FileTouchRow(repository=pr.repository, path=path[:1024], number=pr.number,
+                                 merged_at=pr.merged_at))
     return row
 
 
@@ -259,9 +263,14 @@ def _same_area(session: Session, pr: PullRequest, files: tuple[FileChange, ...],
     mine = {f.path for f in files if not is_test_path(f.path)}
     if not mine or pr.merged_at is None:
         return
-    touches = session.scalars(select(FileTouchRow).where(
-        FileTouchRow.repository == pr.repository, FileTouchRow.path.in_(list(mine))))
-    shared: Counter[int] = Counter(t.number for t in touches if t.number != pr.number)
+    shared: Counter[int] = Counter()
+    for path in sorted(mine)[:SAME_AREA_MAX_FILES]:
+        # The latest touches of each file only: the cost stays flat as history grows.
+        recent = session.scalars(select(FileTouchRow.number).where(
+            FileTouchRow.repository == pr.repository, FileTouchRow.path == path,
+            FileTouchRow.merged_at >= pr.merged_at - SAME_AREA_WINDOW)
+            .order_by(FileTouchRow.merged_at.desc()).limit(SAME_AREA_RECENT))
+        shared.update(n for n in recent if n != pr.number)
     known = _earlier_prs(session, pr, set(shared))
     for number, common in shared.items():
         row = known.get(number)

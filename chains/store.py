@@ -66,11 +66,13 @@ class FileTouchRow(Base):
     """Which PRs changed a file, for `same_area` without scanning history."""
 
     __tablename__ = "chain_file_touches"
-    __table_args__ = (Index("ix_chain_file_touches_path", "repository", "path"),)
+    __table_args__ = (Index("ix_chain_file_touches_recent", "repository", "path", "merged_at"),)
 
     repository: Mapped[str] = mapped_column(String(255), primary_key=True)
     path: Mapped[str] = mapped_column(String(1024), primary_key=True)
     number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    merged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Kept here so `same_area` reads only the recent touches of a file, however old it is."""
 
 
 class LinkRow(Base):

@@ -58,6 +58,9 @@ class Settings:
     corpus_exclude: tuple[str, ...] = ()
     """Repositories (owner/name or glob) whose trajectories never enter the corpus
     (`DAVINCI_CORPUS_EXCLUDE`, comma-separated)."""
+    abandoned_after: int = 90
+    """Seconds without a heartbeat after which a started job counts as abandoned (its worker
+    died) and is retried by another worker (`DAVINCI_ABANDONED_AFTER`)."""
     log_format: str = "console"
     """`json` (production) or `console` (development) (`DAVINCI_LOG_FORMAT`)."""
     log_level: str = "info"
@@ -112,10 +115,24 @@ class Settings:
             dashboard_token=_optional(env, "DAVINCI_DASHBOARD_TOKEN"),
             corpus_exclude=tuple(p.strip() for p in env.get("DAVINCI_CORPUS_EXCLUDE", "")
                                  .split(",") if p.strip()),
+            abandoned_after=_seconds(env, "DAVINCI_ABANDONED_AFTER", 90, minimum=3),
             log_format=_choice(env, "DAVINCI_LOG_FORMAT", LOG_FORMATS, "console") or "console",
             log_level=_choice(env, "DAVINCI_LOG_LEVEL",
                               ("debug", "info", "warning", "error"), "info") or "info",
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    value = _optional(env, name)
+    if value is None:
+        return default
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of seconds, not {value!r}") from None
+    if seconds < minimum:
+        raise SettingsError(f"{name} must be at least {minimum} seconds, not {seconds}")
+    return seconds
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:

@@ -12,21 +12,25 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from flask import Blueprint, current_app, request
 from redis.exceptions import RedisError
+from rq.job import Job
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import metrics
-from bot.models import Delivery
+from bot.models import Delivery, utcnow
 from bot.queue import enqueue
 from bot.runtime import Runtime
 from handlers import Event, Outcome, PayloadError, Router, build_router
 
+EPOCH_KEY = "davinci:epoch"
+LOST_WINDOW = timedelta(days=1)
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
 log = structlog.get_logger()
@@ -195,7 +199,12 @@ def _finish(delivery: Delivery, status: str, jobs: list[str], note: str) -> dict
 
 
 def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
-    """Enqueue deliveries still pending (Redis was down, or a process died mid-way)."""
+    """Enqueue deliveries still pending (Redis was down, or a process died mid-way).
+
+    First, if Redis lost its data (restarted without persistence, or flushed), deliveries of
+    the last day whose jobs vanished with it become pending again.
+    """
+    reopened = reopen_lost(runtime)
     with runtime.db.session() as session:
         ids = _pending(session, limit)
     done = failed = 0
@@ -206,7 +215,35 @@ def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
             break  # Redis is still down; try again at the next sweep
         done += 1
     return {"pending": len(ids), "processed": done, "still_pending": len(ids) - done,
-            "failed": failed}
+            "failed": failed, "reopened": reopened}
+
+
+def reopen_lost(runtime: Runtime, window: timedelta = LOST_WINDOW) -> int:
+    """Set enqueued deliveries whose jobs Redis no longer knows back to pending; how many.
+
+    The epoch key marks a Redis that still holds what we gave it: a Redis without it is new or
+    lost its data, and only then are the jobs of recent deliveries looked up. Jobs stay known
+    for a day after they finish (their result), so a job that ran is not run again; one that
+    is run again is harmless, since mining is idempotent.
+    """
+    if not runtime.redis.set(EPOCH_KEY, str(int(time.time())), nx=True):
+        return 0
+    reopened = 0
+    with runtime.db.session() as session:
+        rows = session.scalars(select(Delivery).where(
+            Delivery.status == "enqueued", Delivery.received_at >= utcnow() - window)).all()
+        for row in rows:
+            with runtime.redis.pipeline(transaction=False) as pipe:
+                for job in row.job_ids:
+                    pipe.exists(Job.key_for(job))
+                known = pipe.execute()
+            if not all(known):
+                row.status = "pending"
+                row.outcome = "its jobs were lost with Redis' data; enqueued again"
+                reopened += 1
+    if reopened:
+        log.warning("webhook.reopened_after_redis_data_loss", deliveries=reopened)
+    return reopened
 
 
 def _pending(session: Session, limit: int) -> list[str]:

@@ -32,7 +32,10 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 class RedisServer:
     """A `redis-server` process on a loopback port; can be stopped and started again."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, config: Path | None = None) -> None:
+        """``config``: a redis.conf to start with (persistence as in production); without
+        one, nothing is persisted and a restart loses every key."""
+        self.config = config
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="davinci-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -45,9 +48,11 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server)")
+        persistence = ["--save", "", "--appendonly", "no"] if self.config is None else []
+        first = [str(self.config)] if self.config is not None else []
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
+            [binary, *first, "--port", str(self.port), "--bind", "127.0.0.1", *persistence,
+             "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
 

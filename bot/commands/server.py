@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-import time
 
 import click
 import structlog
-from redis.exceptions import LockError, RedisError
-from sqlalchemy.exc import SQLAlchemyError
+from redis.exceptions import RedisError
 
 from bot import webhooks
 from bot.runtime import QUEUES, Runtime
 
-SWEEP_SECONDS = 30.0
 log = structlog.get_logger()
 
 
@@ -50,38 +46,9 @@ def worker(runtime: Runtime, queues: tuple[str, ...], burst: bool) -> None:
     Start as many as you like, on as many machines as you like: they share Redis
     and the database.
     """
-    from rq import Worker
+    from bot.worker import run_worker
 
-    runtime.db  # noqa: B018 - create the schema before the first job
-    if not burst:
-        start_sweeper(runtime)
-    rq_worker = Worker([runtime.queue(name) for name in queues], connection=runtime.redis)
-    rq_worker.work(burst=burst, with_scheduler=True)
-
-
-def start_sweeper(runtime: Runtime, every: float = SWEEP_SECONDS) -> threading.Thread:
-    """Sweep the webhook inbox periodically from the worker's main process."""
-    from handlers import build_router
-
-    router = build_router()
-
-    def loop() -> None:
-        while True:
-            time.sleep(every)
-            try:
-                lock = runtime.redis.lock("davinci:lock:sweep", timeout=every * 4,
-                                          blocking_timeout=0)
-                if lock.acquire():
-                    try:
-                        webhooks.sweep(runtime, router)
-                    finally:
-                        lock.release()
-            except (RedisError, SQLAlchemyError, LockError) as exc:
-                log.warning("sweep.failed", error=type(exc).__name__)
-
-    thread = threading.Thread(target=loop, name="davinci-sweeper", daemon=True)
-    thread.start()
-    return thread
+    run_worker(runtime, queues, burst)
 
 
 @click.command()

@@ -8,16 +8,21 @@ Whoever needs to act once a PR has been mined (the status comment) registers a f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from github import Github
+from redis.exceptions import LockError
 from sqlalchemy import select
 
 from bot.github import installation_client
-from bot.models import Repository
+from bot.models import Delivery, Repository, utcnow
 from bot.queue import enqueue
 from bot.runtime import ROLLOUT_QUEUE, Runtime
 from bot.settings import Settings
@@ -32,6 +37,8 @@ from handlers import JobSpec
 log = structlog.get_logger(__name__)
 
 ROLLOUT_FUNC = "bot.jobs.rollouts.rollout_chain"
+LOCK_SECONDS = 600
+LOCK_WAIT = 600
 
 
 @dataclass(frozen=True)
@@ -140,18 +147,32 @@ def _attach(runtime: Runtime, client: Github, source: GitHubSource, number: int,
 
 def mine(runtime: Runtime, client: Github, installation_id: int, repository: str,
          number: int) -> MiningOutcome:
-    """Mine one merged PR: configuration, PR, links, chain, then the rollout if due."""
-    bound = log.bind(repo=repository, pr=number, installation=installation_id)
+    """Mine one merged PR: configuration, PR, links, chain, then the rollout if due.
+
+    Under the repository's lock, PRs merged earlier whose deliveries arrived but are not mined
+    yet (another worker has not reached them) are mined first: links only point backwards, so
+    a repository is mined in merge order even when several workers share the queue.
+    """
     source = GitHubSource(client, repository, runtime.settings.data_dir)
     parsed = _config(runtime, source, installation_id)
     if not parsed.config.enabled:
-        bound.info("mining.disabled")
+        log.info("mining.disabled", repo=repository, pr=number)
         return MiningOutcome(repository, number, skipped="disabled by .github/davinci.yml",
                              config_problem=parsed.problem)
+    with repository_lock(runtime, repository):
+        for earlier in delivered_before(runtime, repository, number):
+            log.info("mining.earlier_first", repo=repository, pr=earlier, before=number)
+            _mine_one(runtime, client, source, parsed, installation_id, earlier)
+        return _mine_one(runtime, client, source, parsed, installation_id, number)
+
+
+def _mine_one(runtime: Runtime, client: Github, source: GitHubSource, parsed: ParsedConfig,
+              installation_id: int, number: int) -> MiningOutcome:
+    bound = log.bind(repo=source.repository, pr=number, installation=installation_id)
     result = _attach(runtime, client, source, number, parsed)
     rollout = enqueue_rollout(runtime, result.chain) if (
         result.chain is not None and _wants_rollout(result)) else None
-    outcome = MiningOutcome(repository, number, config_problem=parsed.problem,
+    outcome = MiningOutcome(source.repository, number, config_problem=parsed.problem,
                             links=len(result.links), chain=result.chain,
                             already_mined=result.already_mined, rollout_job=rollout,
                             comment=parsed.config.comment)
@@ -160,6 +181,49 @@ def mine(runtime: Runtime, client: Github, installation_id: int, repository: str
     for after in AFTER_MINING:
         after(runtime, client, outcome)
     return outcome
+
+
+class MiningBusy(RuntimeError):
+    """Another worker holds the repository for longer than we wait; rq retries the job."""
+
+
+@contextmanager
+def repository_lock(runtime: Runtime, repository: str) -> Iterator[None]:
+    """One miner per repository at a time: chains grow in one place, the mirror is fetched
+    by one process."""
+    lock = runtime.redis.lock(f"davinci:lock:mine:{repository}", timeout=LOCK_SECONDS,
+                              blocking_timeout=LOCK_WAIT)
+    if not lock.acquire():
+        raise MiningBusy(f"{repository} has been busy with another miner for {LOCK_WAIT}s")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()
+
+
+def delivered_before(runtime: Runtime, repository: str, number: int) -> list[int]:
+    """PRs merged before ``number`` (by their deliveries of the last day) not yet mined."""
+    since = utcnow() - timedelta(days=1)
+    merged: dict[int, str] = {}
+    with runtime.db.session() as session:
+        payloads = session.scalars(select(Delivery.payload).where(
+            Delivery.event == "pull_request", Delivery.action == "closed",
+            Delivery.repository == repository, Delivery.received_at >= since))
+        for text in payloads:
+            pull = json.loads(text).get("pull_request") or {}
+            if pull.get("merged") and isinstance(pull.get("number"), int) \
+                    and isinstance(pull.get("merged_at"), str):
+                merged[pull["number"]] = pull["merged_at"]
+        own = merged.get(number)
+        if own is None:
+            return []
+        earlier = {n for n, at in merged.items() if (at, n) < (own, number)}
+        if not earlier:
+            return []
+        done = set(session.scalars(select(PullRequestRow.number).where(
+            PullRequestRow.repository == repository, PullRequestRow.number.in_(earlier))))
+    return sorted(earlier - done, key=lambda n: (merged[n], n))
 
 
 def backfill(runtime: Runtime, client: Github, installation_id: int, repository: str,
@@ -186,7 +250,8 @@ def backfill(runtime: Runtime, client: Github, installation_id: int, repository:
         if number in done:
             summary.skipped += 1
         else:
-            result = _attach(runtime, client, source, number, parsed)
+            with repository_lock(runtime, repository):
+                result = _attach(runtime, client, source, number, parsed)
             summary.mined += 1
             if result.chain is not None and _wants_rollout(result):
                 due[result.chain.id] = result.chain

@@ -234,10 +234,33 @@ def test_redis_down_keeps_the_delivery_pending_and_the_sweeper_enqueues_it(
     from bot.webhooks import sweep
 
     result = sweep(runtime, build_router())
-    assert result == {"pending": 1, "processed": 1, "still_pending": 0, "failed": 0}
+    assert result == {"pending": 1, "processed": 1, "still_pending": 0, "failed": 0,
+                      "reopened": 0}
     assert len(jobs(runtime)) == 1
     with runtime.db.session() as session:
         row = session.get(Delivery, "d-down")
         assert row is not None and row.status == "enqueued"
     assert sweep(runtime, build_router())["pending"] == 0
     assert len(jobs(runtime)) == 1
+
+
+def test_jobs_lost_with_redis_data_are_enqueued_again_by_the_sweeper(
+        client: FlaskClient, runtime: Runtime, redis_server: RedisServer) -> None:
+    from bot.webhooks import sweep
+
+    assert sweep(runtime, build_router())["reopened"] == 0  # Redis holds its epoch now
+    answer = post(client, "pull_request", payloads.pull_request(), delivery="d-lost")
+    assert answer.get_json()["status"] == "enqueued"
+    [job_id] = jobs(runtime)
+    assert sweep(runtime, build_router())["reopened"] == 0  # nothing lost: nothing reopened
+    redis_server.stop()  # no persistence: the restart loses every job
+    redis_server.start()
+    assert jobs(runtime) == []
+    result = sweep(runtime, build_router())
+    assert result["reopened"] == 1 and result["processed"] == 1
+    assert jobs(runtime) == [job_id]
+    with runtime.db.session() as session:
+        row = session.get(Delivery, "d-lost")
+        assert row is not None and row.status == "enqueued"
+    assert sweep(runtime, build_router())["reopened"] == 0
+    assert jobs(runtime) == [job_id]

@@ -1,0 +1,95 @@
+"""The worker process: rq's Worker with a configurable abandonment limit and a sweeper thread.
+
+rq keeps every started job in a registry whose entry the worker renews with a heartbeat. When a
+worker dies with the job (machine lost, OOM kill, SIGKILL), the heartbeat stops; once the entry
+expires, any worker's maintenance retries the job (our jobs carry rq retries) or marks it
+failed. rq's own limit is the monitoring interval plus 60 seconds and its maintenance runs
+every ten minutes; here both follow `DAVINCI_ABANDONED_AFTER`, and the sweeper thread also
+enqueues webhook deliveries left pending while Redis was down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import structlog
+from redis.exceptions import LockError, RedisError
+from rq import Queue, Worker
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import webhooks
+from bot.runtime import Runtime
+
+SWEEP_SECONDS = 30.0
+log = structlog.get_logger()
+
+
+class DavinciWorker(Worker):
+    """An rq worker whose jobs count as abandoned ``abandoned_after`` seconds after the last
+    heartbeat (rq: monitoring interval + 60)."""
+
+    def __init__(self, *args: object, abandoned_after: int = 90, **kwargs: object) -> None:
+        interval = max(1, abandoned_after // 3)
+        kwargs.setdefault("job_monitoring_interval", interval)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.abandoned_after = abandoned_after
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        ttl = super().get_heartbeat_ttl(job, working_time)
+        grace = self.abandoned_after - self.job_monitoring_interval
+        return max(1, ttl - 60 + grace)
+
+
+def recover_abandoned(queues: list[Queue]) -> int:
+    """Retry (or fail) the started jobs whose heartbeat expired; how many there were."""
+    found = 0
+    for queue in queues:
+        registry = StartedJobRegistry(queue=queue)
+        expired = registry.get_expired_job_ids()
+        if expired:
+            log.warning("worker.abandoned_jobs", queue=queue.name, jobs=expired)
+            registry.cleanup()
+            found += len(expired)
+    return found
+
+
+def start_sweeper(runtime: Runtime, queues: list[Queue], every: float) -> threading.Thread:
+    """Every ``every`` seconds, one worker (a Redis lock elects it) recovers abandoned jobs
+    and enqueues pending webhook deliveries."""
+    from handlers import build_router
+
+    router = build_router()
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                lock = runtime.redis.lock("davinci:lock:sweep", timeout=max(every * 4, 60),
+                                          blocking_timeout=0)
+                if lock.acquire():
+                    try:
+                        recover_abandoned(queues)
+                        webhooks.sweep(runtime, router)
+                    finally:
+                        lock.release()
+            except (RedisError, SQLAlchemyError, LockError) as exc:
+                log.warning("sweep.failed", error=type(exc).__name__)
+
+    thread = threading.Thread(target=loop, name="davinci-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_worker(runtime: Runtime, queue_names: tuple[str, ...], burst: bool) -> None:
+    runtime.db  # noqa: B018 - create the schema before the first job
+    abandoned_after = runtime.settings.abandoned_after
+    queues = [runtime.queue(name) for name in queue_names]
+    worker = DavinciWorker(queues, connection=runtime.redis, abandoned_after=abandoned_after)
+    if not burst:
+        start_sweeper(runtime, queues, min(SWEEP_SECONDS, abandoned_after / 2))
+    else:
+        recover_abandoned(queues)
+    worker.work(burst=burst, with_scheduler=True)

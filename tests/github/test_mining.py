@@ -16,13 +16,14 @@ from bot.cli import main
 from bot.db import Database
 from bot.github import installation_client
 from bot.jobs.mining import backfill, mine
-from bot.models import Repository
+from bot.models import Delivery, Repository
 from bot.runtime import ROLLOUT_QUEUE, Runtime
 from bot.settings import Settings
 from chains.store import ChainRow, LinkRow, PullRequestRow
 from tests.github.conftest import INSTALLATION_ID
 from tests.github_sim import GitHubSimulator
 from tests.gitrepo import GitRepo
+from tests.webhooks import payloads
 
 REPO = "octo-org/widgets"
 
@@ -119,6 +120,31 @@ def test_chain_growth_enqueues_a_new_rollout(runtime: Runtime, history: GitRepo)
     jobs = [mine(runtime, client, INSTALLATION_ID, REPO, n).rollout_job for n in (10, 11, 13)]
     assert jobs[0] is None and jobs[1] is not None and jobs[2] is not None
     assert jobs[1] != jobs[2] and jobs[2].endswith("-len3-replay")
+
+
+def test_prs_delivered_earlier_are_mined_first_whatever_order_the_jobs_run_in(
+        runtime: Runtime, history: GitRepo, database: Database,
+        github_sim: GitHubSimulator) -> None:
+    """Two workers on one queue may start #13's job before #10's: the chains must not care."""
+    pulls = github_sim.repo(REPO).pulls
+    with database.session() as session:
+        for number in (10, 11, 12, 13):
+            payload = payloads.pull_request(number=number)
+            payload["pull_request"]["merged_at"] = pulls[number].merged_at.strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+            session.add(Delivery(id=f"d-{number}", event="pull_request", action="closed",
+                                 repository=REPO, installation_id=INSTALLATION_ID,
+                                 status="enqueued", payload=json.dumps(payload)))
+    client = installation_client(runtime.settings, runtime.redis, INSTALLATION_ID)
+    last = mine(runtime, client, INSTALLATION_ID, REPO, 13)
+    assert last.chain is not None and last.chain.prs == (10, 11, 13)
+    for number in (11, 10, 12):
+        assert mine(runtime, client, INSTALLATION_ID, REPO, number).already_mined
+    with database.session() as session:
+        chains = sorted(tuple(row.prs) for row in session.scalars(select(ChainRow)))
+        links = sorted((r.earlier, r.later, r.kind) for r in session.scalars(select(LinkRow)))
+    assert chains == [(10, 11, 13), (12,)]
+    assert (10, 11, "references") in links and (11, 13, "references") in links
 
 
 def test_disabled_repository_is_marked_and_not_mined(

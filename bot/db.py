@@ -6,6 +6,7 @@ Each package that persists something owns its tables on its own SQLAlchemy ``Met
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -50,9 +52,28 @@ def all_metadata() -> list[MetaData]:
             corpus_store.Base.metadata]
 
 
-def create_schema(engine: Engine) -> None:
-    for metadata in all_metadata():
-        metadata.create_all(engine)
+SCHEMA_LOCK = 0x0DA71C1  # the PostgreSQL advisory lock taken while the schema is created
+
+
+def create_schema(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables; safe when several processes start at once on a new database.
+
+    On PostgreSQL an advisory lock serialises the creators (DDL is transactional there); on
+    SQLite a creator that lost the race to another one tries again and finds the tables.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                       {"key": SCHEMA_LOCK})
+                for metadata in all_metadata():
+                    metadata.create_all(connection)
+            return
+        except DBAPIError:
+            if attempt == attempts:
+                raise
+            time.sleep(0.1 * attempt)
 
 
 class Database:

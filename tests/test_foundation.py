@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -69,6 +70,8 @@ def test_private_key_with_flattened_newlines_and_rotated_secrets(pem: str) -> No
     ("GITHUB_API_URL", "api.github.com"),
     ("DAVINCI_SANDBOX", "vm"),
     ("DAVINCI_LOG_FORMAT", "xml"),
+    ("DAVINCI_ABANDONED_AFTER", "soon"),
+    ("DAVINCI_ABANDONED_AFTER", "1"),
 ])
 def test_malformed_values_are_named(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
@@ -107,6 +110,27 @@ def test_storage_round_trip(database: Database) -> None:
         assert delivery is not None and delivery.job_ids == ["a", "b"]
         assert delivery.status == "pending"
         assert session.scalars(select(Installation.account_login)).all() == ["octo-org"]
+
+
+def test_processes_starting_together_on_a_new_database_all_get_the_schema(
+        database: Database) -> None:
+    """Several workers on several machines may start at once against an empty database."""
+    with database.engine.begin() as connection:
+        if database.dialect == "postgresql":
+            connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    if database.dialect == "sqlite":
+        database.dispose()
+        path = database.url.split(":///", 1)[1]
+        for suffix in ("", "-wal", "-shm"):
+            Path(path + suffix).unlink(missing_ok=True)
+    code = "import sys; from bot.db import Database; Database(sys.argv[1]).create_schema()"
+    starters = [subprocess.Popen([sys.executable, "-c", code, database.url],
+                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for process in starters:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-2000:]
+    with database.session() as session:
+        session.add(Delivery(id="after", event="ping", payload="{}"))
 
 
 def test_sqlite_runs_in_wal_mode(sqlite_db: Database) -> None:

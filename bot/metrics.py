@@ -16,17 +16,16 @@ from bot.models import Delivery
 from bot.runtime import Runtime
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-LATENCY_KEY = "davinci:metrics:webhook_latency"
+LATENCY_KEY = "davinci:metrics:webhook_latency:buckets"
 REJECTED_KEY = "davinci:metrics:webhook_rejected"
 
 
 def observe_latency(runtime: Runtime, seconds: float) -> None:
+    """Count the request in its own bucket only (one write); /metrics sums them up."""
+    bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
     try:
         pipe = runtime.redis.pipeline(transaction=False)
-        for bound in LATENCY_BUCKETS:
-            if seconds <= bound:
-                pipe.hincrby(LATENCY_KEY, str(bound), 1)
-        pipe.hincrby(LATENCY_KEY, "+Inf", 1)
+        pipe.hincrby(LATENCY_KEY, bucket, 1)
         pipe.hincrbyfloat(LATENCY_KEY, "sum", seconds)
         pipe.execute()
     except RedisError:
@@ -64,10 +63,11 @@ def render(runtime: Runtime) -> str:
         return "\n".join(lines) + "\n"
     lines += ["# HELP davinci_webhook_request_seconds Time to answer a webhook delivery.",
               "# TYPE davinci_webhook_request_seconds histogram"]
+    cumulative = 0
     for bound in LATENCY_BUCKETS:
-        lines.append(f'davinci_webhook_request_seconds_bucket{{le="{bound}"}} '
-                     f'{latency.get(str(bound), "0")}')
-    total = latency.get("+Inf", "0")
+        cumulative += int(latency.get(str(bound), "0"))
+        lines.append(f'davinci_webhook_request_seconds_bucket{{le="{bound}"}} {cumulative}')
+    total = cumulative + int(latency.get("+Inf", "0"))
     lines += [f'davinci_webhook_request_seconds_bucket{{le="+Inf"}} {total}',
               f"davinci_webhook_request_seconds_sum {latency.get('sum', '0')}",
               f"davinci_webhook_request_seconds_count {total}",

@@ -12,6 +12,8 @@ from rq.job import Job
 from handlers import JobSpec
 
 MARKER_TTL = 7 * 24 * 3600
+RESULT_TTL = 24 * 3600
+FAILURE_TTL = 7 * 24 * 3600
 JOB_TIMEOUTS = {"davinci-mining": 30 * 60, "davinci-rollouts": 3 * 3600}
 
 
@@ -28,10 +30,14 @@ def enqueue(redis: Redis, spec: JobSpec, force: bool = False) -> bool:
     if not fresh and not force and Job.exists(spec.job_id, connection=redis):
         return False
     try:
-        Queue(spec.queue, connection=redis).enqueue(
-            spec.func, *spec.args, job_id=spec.job_id, description=spec.description or None,
-            job_timeout=JOB_TIMEOUTS.get(spec.queue, 1800), result_ttl=24 * 3600,
-            failure_ttl=7 * 24 * 3600, retry=Retry(max=3, interval=[10, 60, 300]))
+        queue = Queue(spec.queue, connection=redis)
+        data = Queue.prepare_data(
+            spec.func, spec.args, job_id=spec.job_id, description=spec.description or None,
+            timeout=JOB_TIMEOUTS.get(spec.queue, 1800), result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL, retry=Retry(max=3, interval=[10, 60, 300]))
+        with redis.pipeline() as pipe:  # the job and its place in the queue: one round trip
+            queue.enqueue_many([data], pipeline=pipe)
+            pipe.execute()
     except BaseException:
         with contextlib.suppress(RedisError):
             redis.delete(marker)

@@ -19,7 +19,7 @@ import structlog
 from flask import Blueprint, current_app, request
 from redis.exceptions import RedisError
 from rq.job import Job
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -144,6 +144,9 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
             finished, outcome = _route(router, session, delivery_id, new)
     except IntegrityError as exc:
         raise DuplicateDelivery(delivery_id) from exc
+    except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept as failed
+        finished = _record_failure(runtime, delivery_id, new, exc.note)
+        outcome = Outcome()
     if finished is not None:
         return finished
     jobs = [job.job_id for job in outcome.jobs]
@@ -158,10 +161,10 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
             row.outcome = f"enqueue failed ({type(exc).__name__}); the sweeper will retry"
         log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
         return {"status": "pending", "jobs": jobs}
-    with runtime.db.session() as session:
-        row = session.get(Delivery, delivery_id)
-        assert row is not None
-        return _finish(row, "enqueued", jobs, outcome.note)
+    with runtime.db.engine.begin() as connection:  # one statement, no unit of work
+        connection.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+            status="enqueued", outcome=outcome.note or None))
+    return {"status": "enqueued", "jobs": jobs, **({"note": outcome.note} if outcome.note else {})}
 
 
 def _route(router: Router, session: Session, delivery_id: str,
@@ -180,16 +183,35 @@ def _route(router: Router, session: Session, delivery_id: str,
     if not router.knows(event.name):
         return _finish(delivery, "ignored", [], f"event {event.name} is not handled"), Outcome()
     try:
-        with session.begin_nested():
-            outcome = router.dispatch(event, session)
+        outcome = router.dispatch(event, session)
     except Exception as exc:  # a handler's bug must not lose the delivery
         log.exception("webhook.handler_failed", delivery=delivery_id)
-        return _finish(delivery, "failed", [], f"handler failed: {type(exc).__name__}"), \
-            Outcome()
+        raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
     delivery.job_ids = [job.job_id for job in outcome.jobs]
     if not outcome.jobs:
         return _finish(delivery, "ignored", [], outcome.note), outcome
     return None, outcome
+
+
+class HandlerFailed(Exception):
+    def __init__(self, note: str) -> None:
+        super().__init__(note)
+        self.note = note
+
+
+def _record_failure(runtime: Runtime, delivery_id: str, new: tuple[Delivery, Event] | None,
+                    note: str) -> dict[str, Any]:
+    """Keep a delivery whose handler raised, as failed (its handler's writes are gone)."""
+    with runtime.db.session() as session:
+        row = session.get(Delivery, delivery_id)
+        if row is None:
+            assert new is not None
+            fresh = new[0]
+            row = Delivery(id=fresh.id, event=fresh.event, action=fresh.action,
+                           installation_id=fresh.installation_id,
+                           repository=fresh.repository, payload=fresh.payload)
+            session.add(row)
+        return _finish(row, "failed", [], note)
 
 
 def _finish(delivery: Delivery, status: str, jobs: list[str], note: str) -> dict[str, Any]:

@@ -6,13 +6,14 @@ The rollout job, `davinci rollout` and `davinci demo` all call :func:`roll_out_c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from bot.runtime import Runtime
+from chains.config import config_at
 from chains.queries import find_chain, load_pull_requests
 from corpus.record import ExcludedRepository, InvalidRecord
 from corpus.store import append, record_rejection
@@ -23,6 +24,7 @@ from rollout.policies import LLMPolicy, Policy
 from rollout.record import trajectory_record, verdict_summary
 from rollout.store import save_rollout, save_validation
 from rollout.verifier import LLMJudge
+from sandbox.environment import EnvironmentBuildFailed
 from sandbox.factory import choose_backend, open_sandbox
 
 log = structlog.get_logger()
@@ -70,9 +72,21 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
     writer: InstructionWriter | None = LLMWriter(llm) if llm is not None else None
     task = build_task(repo_path, chain_key, prs, kinds, writer=writer)
     backend = choose_backend(runtime.settings.sandbox, allow_local=allow_local)
+    repo_config = config_at(repo_path, task.base_commit).config
+    if repo_config.test:
+        config = replace(config, test_runner=repo_config.test)
     notify(Progress("validating", f"{len(task.stages)} stages in a {backend} sandbox"))
-    with open_sandbox(repo_path, task.base_commit, backend, runtime.settings.sandbox_image) as box:
-        validation = validate_task(task, box, config.test_timeout)
+    try:
+        box = open_sandbox(repo_path, task.base_commit, backend, runtime.settings.sandbox_image,
+                           environment=True, install=repo_config.install)
+    except EnvironmentBuildFailed as exc:  # the same dependencies fail the same way: a verdict
+        reason = f"the environment could not be built: {exc}"
+        notify(Progress("done", f"not eligible: {reason}"))
+        return {"chain": chain_key, "accepted": False, "score": 0.0, "policy": policy_name,
+                "stages": [], "tool_calls": 0, "tokens": 0, "eligible": False,
+                "reason": reason}
+    with box:
+        validation = validate_task(task, box, config.test_timeout, config.test_runner)
         with runtime.db.session() as session:
             save_validation(session, validation)
         if not validation.eligible:

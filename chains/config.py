@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -90,3 +92,12 @@ def _build(data: dict[str, Any]) -> RepoConfig:
     if config.min_chain_length > config.max_chain_length:
         raise ValueError("`min_chain_length` is larger than `max_chain_length`")
     return config
+
+
+def config_at(repo: Path, commit: str) -> ParsedConfig:
+    """The configuration as `.github/davinci.yml` reads at ``commit`` of a local repository."""
+    shown = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{CONFIG_PATH}"],
+                           capture_output=True)
+    if shown.returncode != 0:  # no such file at that commit: the defaults
+        return ParsedConfig(RepoConfig())
+    return parse_config(shown.stdout.decode("utf-8", "replace"))

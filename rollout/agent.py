@@ -94,7 +94,8 @@ class Agent:
         self.config = config
         self.validation = validation
         self.tools = ToolBox(self.sandbox, config.observation_limit, config.command_timeout)
-        self.verifier = Verifier(self.sandbox, config.test_timeout, config.feedback_limit, judge)
+        self.verifier = Verifier(self.sandbox, config.test_timeout, config.feedback_limit, judge,
+                                 config.test_runner)
         self.messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
         self.tokens = 0
         self.steps = 0
@@ -241,7 +242,7 @@ def run_rollout(repo_path: Path, task: Task, sandbox: Sandbox, policy: Policy | 
     config = config or RolloutConfig()
     policy = policy or ReplayPolicy(repo_path, task)
     if validation is None:
-        validation = validate_task(task, sandbox, config.test_timeout)
+        validation = validate_task(task, sandbox, config.test_timeout, config.test_runner)
     if not validation.eligible:
         raise InvalidTask(validation.reason)
     sandbox.reset(task.base_commit)

@@ -23,6 +23,9 @@ class RolloutConfig:
     """Chain score at or above which a trajectory is accepted."""
     test_timeout: float = 300.0
     """Seconds one run of a stage's tests may take."""
+    test_runner: str = "python3 -m pytest"
+    """The repository's test command (`test` in `.github/davinci.yml`); takes pytest's
+    arguments, since outcomes are read from its JUnit XML report."""
     command_timeout: float = 120.0
     """Seconds one `bash` tool call may take."""
     instruction_attempts: int = 3

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 import structlog
 
 from rollout.task import Stage, Task
-from rollout.testrun import TestRun, run_tests
 from rollout.workspace import restore, take
 from sandbox.base import PatchConflict, Sandbox
+from sandbox.testrun import DEFAULT_RUNNER, TestRun, run_tests
 
 log = structlog.get_logger(__name__)
 
@@ -44,13 +44,17 @@ class TaskValidation:
         return asdict(self)
 
 
-def validate_task(task: Task, sandbox: Sandbox, test_timeout: float = 300.0) -> TaskValidation:
-    """Validate every stage; the sandbox is reset to the task's base commit first."""
+def validate_task(task: Task, sandbox: Sandbox, test_timeout: float = 300.0,
+                  runner: str = DEFAULT_RUNNER) -> TaskValidation:
+    """Validate every stage; the sandbox is reset to the task's base commit first.
+
+    ``runner`` is the repository's test command (pytest unless `.github/davinci.yml` says).
+    """
     sandbox.reset(task.base_commit)
     results: list[StageValidation] = []
     for stage in task.stages:
         bound = log.bind(chain=task.chain_id, pr=stage.pr)
-        result = _validate_stage(stage, sandbox, test_timeout)
+        result = _validate_stage(stage, sandbox, test_timeout, runner)
         results.append(result)
         bound.info("validation.stage", verifiable=result.verifiable, reason=result.reason,
                    fail_to_pass=len(result.fail_to_pass))
@@ -64,18 +68,19 @@ def validate_task(task: Task, sandbox: Sandbox, test_timeout: float = 300.0) -> 
     return TaskValidation(task.chain_id, True, "", tuple(results))
 
 
-def _validate_stage(stage: Stage, sandbox: Sandbox, timeout: float) -> StageValidation:
+def _validate_stage(stage: Stage, sandbox: Sandbox, timeout: float,
+                    runner: str) -> StageValidation:
     paths = [path for path, _ in stage.hidden_tests]
     own = take(sandbox, paths)
     restore(sandbox, stage.hidden_tests)
     try:
-        before = run_tests(sandbox, stage.test_targets, timeout)
+        before = run_tests(sandbox, stage.test_targets, timeout, runner)
         try:
             sandbox.apply_patch(stage.gold_patch)
         except PatchConflict as exc:
             return StageValidation(stage.pr, (), (), False,
                                    f"gold patch does not apply: {exc}", before.log)
-        after = run_tests(sandbox, stage.test_targets, timeout)
+        after = run_tests(sandbox, stage.test_targets, timeout, runner)
     finally:
         restore(sandbox, own)
     return _compare(stage.pr, before, after)

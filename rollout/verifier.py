@@ -16,11 +16,11 @@ import structlog
 from rollout.gitdiff import parse_patch
 from rollout.llm import LLMClient, parse_score
 from rollout.task import Stage
-from rollout.testrun import TestRun, run_tests
 from rollout.tools import truncate
 from rollout.validation import StageValidation
 from rollout.workspace import restore, take
 from sandbox.base import Sandbox
+from sandbox.testrun import DEFAULT_RUNNER, TestRun, run_tests
 
 log = structlog.get_logger(__name__)
 
@@ -66,8 +66,10 @@ def _changed(lines: tuple[str, ...], sign: str) -> list[str]:
 
 class Verifier:
     def __init__(self, sandbox: Sandbox, test_timeout: float = 300.0,
-                 feedback_limit: int = 4_000, judge: LLMJudge | None = None) -> None:
+                 feedback_limit: int = 4_000, judge: LLMJudge | None = None,
+                 runner: str = DEFAULT_RUNNER) -> None:
         self.sandbox = sandbox
+        self.runner = runner
         self.test_timeout = test_timeout
         self.feedback_limit = feedback_limit
         self.judge = judge
@@ -77,7 +79,7 @@ class Verifier:
         own = take(self.sandbox, [path for path, _ in stage.hidden_tests])
         restore(self.sandbox, stage.hidden_tests)
         try:
-            return run_tests(self.sandbox, stage.test_targets, self.test_timeout)
+            return run_tests(self.sandbox, stage.test_targets, self.test_timeout, self.runner)
         finally:
             restore(self.sandbox, own)
 

@@ -89,18 +89,11 @@ class DockerSandbox:
             raise
 
     def _copy_in(self, repo: Path, commit: str) -> None:
-        with tempfile.TemporaryDirectory(prefix="davinci-copy-") as scratch:
-            clone = Path(scratch) / "repo"
-            subprocess.run(["git", "clone", "-q", "--no-checkout", "--no-local", str(repo),
-                            str(clone)], check=True, capture_output=True)
-            archive = io.BytesIO()
-            with tarfile.open(fileobj=archive, mode="w") as tar:
-                tar.add(clone, arcname="repo", filter=_owned_by_agent)
-            # put_archive refuses a read-only root even for a tmpfs path: untar from stdin.
-            copied = self._run("tar -xf - -C /work", 120, workdir="/work",
-                               stdin_data=archive.getvalue())
-            if copied.exit_code != 0:
-                raise SandboxError(f"could not copy the repository in: {copied.stderr.strip()}")
+        # put_archive refuses a read-only root even for a tmpfs path: untar from stdin.
+        copied = self._run("tar -xf - -C /work", 120, workdir="/work",
+                           stdin_data=archive_of(repo, commit))
+        if copied.exit_code != 0:
+            raise SandboxError(f"could not copy the repository in: {copied.stderr.strip()}")
         setup = self._run("git config --global user.name agent && "
                           "git config --global user.email agent@sandbox && "
                           "git config --global --add safe.directory /work/repo", 30)
@@ -217,10 +210,30 @@ class DockerSandbox:
         self.close()
 
 
-def _owned_by_agent(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 1000
-    info.uname = info.gname = "agent"
-    return info
+def archive_of(repo: Path, commit: str, owner: int = 1000) -> bytes:
+    """A tar of ``repo/`` (a full clone, nothing checked out) owned by ``owner``.
+
+    ``commit`` is only checked to exist; the caller checks it out inside the container.
+    """
+    with tempfile.TemporaryDirectory(prefix="davinci-copy-") as scratch:
+        clone = Path(scratch) / "repo"
+        subprocess.run(["git", "clone", "-q", "--no-checkout", "--no-local", str(repo),
+                        str(clone)], check=True, capture_output=True)
+        found = subprocess.run(["git", "-C", str(clone), "cat-file", "-e", f"{commit}^{{commit}}"],
+                               capture_output=True)
+        if found.returncode != 0:
+            raise SandboxError(f"commit {commit} is not in {repo.name}")
+        name = "agent" if owner == 1000 else "root"
+
+        def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = owner
+            info.uname = info.gname = name
+            return info
+
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.add(clone, arcname="repo", filter=owned)
+        return archive.getvalue()
 
 
 def _demux_socket(sock: Any) -> Any:

@@ -45,13 +45,28 @@ def choose_backend(requested: str | None, allow_local: bool = True) -> str:
 
 
 def open_sandbox(repo: Path, commit: str, backend: str = "docker",
-                 image: str = DEFAULT_IMAGE) -> Sandbox:
+                 image: str = DEFAULT_IMAGE, environment: bool = False,
+                 install: str | None = None) -> Sandbox:
+    """A sandbox of ``repo`` at ``commit``.
+
+    With ``environment``, a Docker sandbox runs from the repository's environment image
+    (``image`` plus its dependencies, installed by ``install`` or a detected command; built
+    once per dependency state, see sandbox.environment). The local backend installs nothing.
+    """
     if backend == "docker":
         from sandbox.docker import DockerSandbox
 
+        if environment:
+            from sandbox.environment import ensure_environment
+
+            image = ensure_environment(repo, commit, install, image).image
         return DockerSandbox(repo, commit, image)
     if backend == "local":
         from sandbox.local import LocalSandbox
 
+        if environment and install:
+            warnings.warn(f"the local sandbox does not run the install command {install!r}: "
+                          "the repository's dependencies must already be on this machine",
+                          LocalSandboxWarning, stacklevel=2)
         return LocalSandbox(repo, commit)
     raise ValueError(f"unknown sandbox backend {backend!r} (docker or local)")

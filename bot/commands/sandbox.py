@@ -1,4 +1,4 @@
-"""`davinci sandbox build-base|doctor|gc`: operator tools for the Docker sandboxes."""
+"""`davinci sandbox build-base|env|doctor|gc`: operator tools for the Docker sandboxes."""
 
 from __future__ import annotations
 
@@ -58,6 +58,12 @@ def doctor(runtime: Runtime, as_json: bool) -> None:
             check("image", True, f"{image} is present")
         except Exception:  # noqa: BLE001 - reported as a failed check
             check("image", False, f"{image} is missing: run `davinci sandbox build-base`")
+    if engine is not None:
+        from sandbox.environment import environment_images
+
+        images = environment_images(engine)
+        check("environments", True, f"{len(images)} environment image(s): "
+              + (", ".join(i["image"] for i in images[:5]) or "none yet"))
     if all(c["ok"] for c in checks):
         with tempfile.TemporaryDirectory() as scratch:
             repo = Path(scratch) / "probe"
@@ -82,6 +88,43 @@ def doctor(runtime: Runtime, as_json: bool) -> None:
             click.echo(f"{'ok  ' if c['ok'] else 'FAIL'}  {c['check']}: {c['detail']}")
     if not all(c["ok"] for c in checks):
         raise SystemExit(1)
+
+
+@sandbox_group.command("env")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--commit", default="HEAD", show_default=True, help="Dependency state to build.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
+    """Build (or find) the environment image of the git repository at PATH.
+
+    The install command is `install` in the repository's `.github/davinci.yml`, else one
+    detected from its dependency files; the build has network, sandboxes never do.
+    """
+    from chains.config import config_at
+    from sandbox.base import SandboxError
+    from sandbox.environment import ensure_environment
+
+    parsed = config_at(path, commit)
+    if parsed.problem:
+        click.echo(f"warning: {parsed.problem}; defaults apply", err=True)
+    if not as_json:
+        click.echo(f"environment of {path.name} at {commit}: looking for a cached image…",
+                   err=True)
+    try:
+        found = ensure_environment(path, commit, parsed.config.install,
+                                   runtime.settings.sandbox_image)
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    document = {"image": found.image, "key": found.key, "install": found.install,
+                "built": found.built, "seconds": round(found.seconds, 1)}
+    if as_json:
+        click.echo(json.dumps(document))
+    elif found.install is None:
+        click.echo(f"nothing to install: sandboxes run from {found.image}")
+    else:
+        how = f"built in {found.seconds:.1f}s" if found.built else "reused"
+        click.echo(f"{found.image} ({how}); install: {found.install}")
 
 
 @sandbox_group.command("gc")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sandbox.base import Sandbox
 
+DEFAULT_RUNNER = "python3 -m pytest"
 PASSED = "passed"
 FAILED = "failed"
 SKIPPED = "skipped"
@@ -30,12 +31,18 @@ class TestRun:
         return self.outcomes.get(test_id) == PASSED
 
 
-def run_tests(sandbox: Sandbox, targets: tuple[str, ...], timeout: float) -> TestRun:
+def run_tests(sandbox: Sandbox, targets: tuple[str, ...], timeout: float,
+              runner: str = DEFAULT_RUNNER) -> TestRun:
+    """Run ``targets`` (files or pytest node ids) and read every test's outcome.
+
+    ``runner`` is the repository's test command (`test` in `.github/davinci.yml`); it must
+    accept pytest's arguments, since the report comes from `--junitxml`.
+    """
     if not targets:
         return TestRun(error="the stage has no test files to run")
     report = f"/tmp/davinci-junit-{uuid.uuid4().hex}.xml"  # noqa: S108 - inside the sandbox
     files = " ".join(shlex.quote(t) for t in targets)
-    command = (f"PYTHONDONTWRITEBYTECODE=1 python3 -m pytest -p no:cacheprovider -q -rfE "
+    command = (f"PYTHONDONTWRITEBYTECODE=1 {runner} -p no:cacheprovider -q -rfE "
                f"--junitxml={report} {files}")
     result = sandbox.exec(command, timeout=timeout)
     log = result.stdout + result.stderr

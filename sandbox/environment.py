@@ -1,0 +1,193 @@
+"""Environment images: a repository's dependencies installed once per dependency state.
+
+An environment image is the base image plus whatever the repository's install command put
+there. Its tag carries a key over the base image, the install command and the dependency
+files at the commit, so a rollout reuses the image until one of those changes. The install
+command runs as root in a throw-away container that, unlike every sandbox, has a network
+(the default bridge): dependencies come from package indexes. The repository copy used by the
+build is removed from the image; sandboxes bring their own work tree to the same path, so an
+editable install points at the work tree the agent edits.
+
+Dependency files are read from the repository as data (`git show`); nothing of the
+repository runs outside a container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import shlex
+import subprocess
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+
+from sandbox.base import SandboxError, SandboxUnavailable
+from sandbox.docker import LABEL, WORKDIR, archive_of, client
+
+ENV_LABEL = "davinci.env"
+BUILD_TIMEOUT = 1800.0
+DEPENDENCY_FILE = re.compile(r"^(pyproject\.toml|setup\.py|setup\.cfg|"
+                             r"requirements[\w.-]*\.(txt|in)|Pipfile(\.lock)?|poetry\.lock|"
+                             r"uv\.lock|tox\.ini|environment\.ya?ml)$")
+PIP = "python3 -m pip install --no-input --disable-pip-version-check"
+
+
+class EnvironmentBuildFailed(SandboxError):
+    """The install command failed; the message ends with the tail of its output."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    image: str
+    key: str
+    install: str | None
+    """The command that was (or would be) run; None when the base image serves as is."""
+    built: bool
+    """True when this call built the image, False when it was there already."""
+    seconds: float = 0.0
+
+
+def dependency_files(repo: Path, commit: str) -> dict[str, bytes]:
+    """Top-level dependency files at ``commit``: name -> content."""
+    listing = _git(repo, "ls-tree", "--name-only", commit).decode().splitlines()
+    return {name: _git(repo, "show", f"{commit}:{name}")
+            for name in sorted(listing) if DEPENDENCY_FILE.match(name)}
+
+
+def detect_install(files: dict[str, bytes]) -> str | None:
+    """The install command for a repository that names none in `.github/davinci.yml`.
+
+    Requirement files are installed as they are. Otherwise the dependencies `pyproject.toml`
+    declares (with its `test`, `tests`, `testing` and `dev` extras) are installed, not the
+    project itself: tests run from the work tree, and a project that cannot be built as a
+    package still gets its dependencies. None when nothing is declared.
+    """
+    requirements = [name for name in files
+                    if name.startswith("requirements") and name.endswith(".txt")]
+    if requirements:
+        return " && ".join(f"{PIP} -r {shlex.quote(name)}" for name in requirements)
+    if "pyproject.toml" in files:
+        try:
+            project = tomllib.loads(files["pyproject.toml"].decode()).get("project", {})
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            project = {}
+        wanted = [d for d in project.get("dependencies", []) if isinstance(d, str)]
+        extras = project.get("optional-dependencies", {})
+        for extra in ("test", "tests", "testing", "dev"):
+            wanted += [d for d in extras.get(extra, []) if isinstance(d, str)]
+        if wanted:
+            return f"{PIP} " + " ".join(shlex.quote(d) for d in dict.fromkeys(wanted))
+    if "setup.py" in files or "setup.cfg" in files:
+        return f"{PIP} --no-build-isolation -e ."
+    return None
+
+
+def environment_key(base_id: str, install: str | None, files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    digest.update(base_id.encode() + b"\0" + (install or "").encode() + b"\0")
+    for name, content in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def image_name(repo: Path, key: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", repo.name.lower().removesuffix(".git")).strip("-")
+    return f"davinci-env-{slug or 'repo'}:{key[:16]}"
+
+
+def ensure_environment(repo: Path, commit: str, install: str | None, base_image: str,
+                       engine: docker.DockerClient | None = None,
+                       timeout: float = BUILD_TIMEOUT,
+                       on_output: Callable[[str], None] | None = None) -> Environment:
+    """The image to run sandboxes of ``repo`` at ``commit`` from; built when missing.
+
+    ``install`` is the repository's configured install command; None detects one from the
+    dependency files. Without anything to install, the base image itself is the environment.
+    """
+    engine = engine or client()
+    try:
+        base = engine.images.get(base_image)
+    except ImageNotFound as exc:
+        raise SandboxUnavailable(f"sandbox image {base_image} is missing; build it with "
+                                 "`davinci sandbox build-base`") from exc
+    files = dependency_files(repo, commit)
+    command = install if install is not None else detect_install(files)
+    if not command:
+        return Environment(base_image, "", None, built=False)
+    key = environment_key(base.id, command, files)
+    name = image_name(repo, key)
+    try:
+        engine.images.get(name)
+        return Environment(name, key, command, built=False)
+    except ImageNotFound:
+        pass
+    started = time.perf_counter()
+    _build(engine, repo, commit, command, base_image, name, key, timeout, on_output)
+    return Environment(name, key, command, built=True, seconds=time.perf_counter() - started)
+
+
+def _build(engine: docker.DockerClient, repo: Path, commit: str, command: str, base_image: str,
+           name: str, key: str, timeout: float,
+           on_output: Callable[[str], None] | None) -> None:
+    container = engine.containers.create(
+        base_image, command=["sleep", "infinity"], user="0:0", working_dir=WORKDIR,
+        network_mode="bridge", init=True,
+        labels={LABEL: "1", "davinci.created": str(int(time.time())), "davinci.build": key},
+        environment={"HOME": "/root", "LANG": "C.UTF-8", "PIP_BREAK_SYSTEM_PACKAGES": "1",
+                     "PYTHONDONTWRITEBYTECODE": "1"})
+    try:
+        container.start()
+        container.put_archive("/work", archive_of(repo, commit, owner=0))
+        script = (f"cd {WORKDIR} && git -c advice.detachedHead=false checkout -q -f "
+                  f"{shlex.quote(commit)} && {command}")
+        seconds = str(max(1, int(timeout)))
+        code, output = container.exec_run(["timeout", "-s", "KILL", seconds, "bash", "-c",
+                                           script], user="0:0", workdir=WORKDIR)
+        text = output.decode("utf-8", "replace")
+        if on_output is not None:
+            on_output(text)
+        if code != 0:
+            tail = "\n".join(text.strip().splitlines()[-30:])
+            reason = "timed out" if code in (124, 137) else f"exited with {code}"
+            raise EnvironmentBuildFailed(f"install command {command!r} {reason}:\n{tail}")
+        cleanup = container.exec_run(["bash", "-c", f"rm -rf {WORKDIR} /root/.cache && "
+                                      f"mkdir -p {WORKDIR} && chown 1000:1000 /work"],
+                                     user="0:0")
+        if cleanup.exit_code != 0:
+            raise SandboxError(f"could not clean the build container: {cleanup.output!r}")
+        container.stop(timeout=5)
+        repository, tag = name.rsplit(":", 1)
+        container.commit(repository=repository, tag=tag,
+                         changes=["USER agent", "WORKDIR /work", "CMD [\"sleep\", \"infinity\"]",
+                                  f"LABEL {ENV_LABEL}=1 {ENV_LABEL}.key={key} "
+                                  f"{ENV_LABEL}.repo={repository.removeprefix('davinci-env-')}"])
+    finally:
+        with contextlib.suppress(NotFound, APIError):
+            container.remove(force=True)
+
+
+def environment_images(engine: docker.DockerClient | None = None) -> list[dict[str, str]]:
+    """Every environment image on this engine: tag, size and creation time."""
+    engine = engine or client()
+    found = []
+    for image in engine.images.list(filters={"label": f"{ENV_LABEL}=1"}):
+        for tag in image.tags:
+            found.append({"image": tag, "created": image.attrs.get("Created", ""),
+                          "size_mb": f"{image.attrs.get('Size', 0) / 1e6:.0f}"})
+    return found
+
+
+def _git(repo: Path, *args: str) -> bytes:
+    try:
+        return subprocess.run(["git", "-C", str(repo), *args], check=True,
+                              capture_output=True).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SandboxError(f"git {' '.join(args)} failed in {repo.name}: "
+                           f"{exc.stderr.decode(errors='replace').strip()}") from exc

@@ -1,0 +1,157 @@
+"""Environment images on a real Docker engine: built once per dependency state, with network
+during the build only, and sandboxes from them as locked down as from the base image."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import main
+from sandbox.environment import (
+    EnvironmentBuildFailed,
+    detect_install,
+    ensure_environment,
+    environment_key,
+)
+from sandbox.factory import DEFAULT_IMAGE, open_sandbox
+from sandbox.local import LocalSandbox
+from sandbox.testrun import PASSED, run_tests
+from tests.gitrepo import GitRepo
+
+# Installs a module into the image's site-packages without any network, and notes which
+# network interfaces the build saw.
+INSTALL = ("python3 -c \"import site, pathlib; pathlib.Path(site.getsitepackages()[0], "
+           "'envprobe.py').write_text('VALUE = 41')\" && ls /sys/class/net > /opt/build-net")
+
+
+@pytest.fixture
+def engine(docker_ready: bool) -> Iterator[docker.DockerClient]:
+    if not docker_ready:
+        pytest.skip("no Docker engine answers here (CI always has one)")
+    client = docker.from_env()
+    before = {image.id for image in client.images.list(filters={"label": "davinci.env=1"})}
+    yield client
+    for image in client.images.list(filters={"label": "davinci.env=1"}):
+        if image.id not in before:
+            client.images.remove(image.id, force=True)
+    client.close()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> GitRepo:
+    name = f"envtest-{uuid.uuid4().hex[:8]}"  # a fresh image name per test
+    git = GitRepo.init(tmp_path / name, name=name)
+    git.commit("Start", {".github/davinci.yml": f"install: >-\n  {INSTALL}\n",
+                         "requirements.txt": "", "README.md": "# probe\n",
+                         "tests/test_probe.py": "import os\n\ndef test_runner_env():\n"
+                         "    assert os.environ.get('PROBE_RUNNER') == 'yes'\n"})
+    return git
+
+
+def test_detected_install_commands() -> None:
+    assert detect_install({}) is None
+    assert detect_install({"requirements.txt": b"", "requirements-dev.txt": b""}) == (
+        "python3 -m pip install --no-input --disable-pip-version-check -r requirements.txt && "
+        "python3 -m pip install --no-input --disable-pip-version-check -r requirements-dev.txt")
+    pyproject = (b'[project]\nname = "x"\ndependencies = ["attrs>=23", "click"]\n'
+                 b'[project.optional-dependencies]\ntest = ["pytest-timeout", "click"]\n')
+    assert detect_install({"pyproject.toml": pyproject}) == (
+        "python3 -m pip install --no-input --disable-pip-version-check "
+        "'attrs>=23' click pytest-timeout")
+    assert detect_install({"pyproject.toml": b'[project]\nname = "x"\n'}) is None
+    assert detect_install({"pyproject.toml": b"not toml ["}) is None
+    assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).endswith(
+        "--no-build-isolation -e .")
+
+
+def test_the_key_follows_dependencies_not_other_files() -> None:
+    base = environment_key("sha256:base", "pip install -r requirements.txt",
+                           {"requirements.txt": b"attrs\n"})
+    assert base == environment_key("sha256:base", "pip install -r requirements.txt",
+                                   {"requirements.txt": b"attrs\n"})
+    assert base != environment_key("sha256:base", "pip install -r requirements.txt",
+                                   {"requirements.txt": b"attrs==23.1\n"})
+    assert base != environment_key("sha256:other", "pip install -r requirements.txt",
+                                   {"requirements.txt": b"attrs\n"})
+    assert base != environment_key("sha256:base", "pip install -r requirements.txt -U",
+                                   {"requirements.txt": b"attrs\n"})
+
+
+def test_an_environment_is_built_once_per_dependency_state(
+        engine: docker.DockerClient, repo: GitRepo) -> None:
+    first = ensure_environment(repo.path, repo.head(), INSTALL, DEFAULT_IMAGE)
+    assert first.built and first.image.startswith("davinci-env-envtest-")
+    image_id = engine.images.get(first.image).id
+    again = ensure_environment(repo.path, repo.head(), INSTALL, DEFAULT_IMAGE)
+    assert not again.built and again.image == first.image
+    assert engine.images.get(again.image).id == image_id
+
+    docs = repo.commit("Docs", {"README.md": "# probe, documented\n"})
+    same = ensure_environment(repo.path, docs, INSTALL, DEFAULT_IMAGE)
+    assert not same.built and same.key == first.key
+
+    deps = repo.commit("Pin", {"requirements.txt": "# nothing to pin yet\n"})
+    fresh = ensure_environment(repo.path, deps, INSTALL, DEFAULT_IMAGE)
+    assert fresh.built and fresh.key != first.key and fresh.image != first.image
+
+
+def test_sandboxes_from_an_environment_have_its_packages_but_no_network(
+        engine: docker.DockerClient, repo: GitRepo) -> None:
+    with open_sandbox(repo.path, repo.head(), "docker", DEFAULT_IMAGE, environment=True,
+                      install=INSTALL) as box:
+        assert box.exec("python3 -c 'import envprobe; print(envprobe.VALUE)'").stdout == "41\n"
+        built_with = box.exec("cat /opt/build-net").stdout.split()
+        assert "lo" in built_with and len(built_with) > 1, "the build had a network"
+        assert box.exec("ls /sys/class/net").stdout.split() == ["lo"], "the sandbox has none"
+        assert box.exec("id -u").stdout.strip() == "1000"
+        assert box.exec("touch /usr/probe").exit_code != 0, "the root stays read-only"
+        assert box.read_file("README.md") == "# probe\n"
+        outcome = run_tests(box, ("tests/test_probe.py",), 120,
+                            runner="env PROBE_RUNNER=yes python3 -m pytest")
+        assert outcome.outcomes == {"tests/test_probe.py::test_runner_env": PASSED}
+        default = run_tests(box, ("tests/test_probe.py",), 120)
+        assert default.outcomes == {"tests/test_probe.py::test_runner_env": "failed"}
+
+
+def test_a_failing_install_is_a_clear_error_and_leaves_nothing_behind(
+        engine: docker.DockerClient, repo: GitRepo) -> None:
+    command = "echo resolving dependencies && echo 'No matching distribution' >&2 && exit 3"
+    with pytest.raises(EnvironmentBuildFailed, match="exited with 3") as failure:
+        ensure_environment(repo.path, repo.head(), command, DEFAULT_IMAGE)
+    assert "No matching distribution" in str(failure.value)
+    assert engine.containers.list(all=True, filters={"label": "davinci.build"}) == []
+    assert not any(repo.name in tag for image in engine.images.list()
+                   for tag in image.tags)
+
+
+def test_nothing_to_install_means_the_base_image(engine: docker.DockerClient,
+                                                 tmp_path: Path) -> None:
+    bare = GitRepo.init(tmp_path / "bare")
+    bare.commit("Start", {"README.md": "# nothing\n"})
+    found = ensure_environment(bare.path, bare.head(), None, DEFAULT_IMAGE)
+    assert found.image == DEFAULT_IMAGE and found.install is None and not found.built
+
+
+def test_the_env_command_builds_then_reuses(engine: docker.DockerClient, repo: GitRepo) -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["sandbox", "env", str(repo.path), "--json"])
+    assert first.exit_code == 0, first.output
+    built = json.loads(first.stdout)
+    assert built["built"] is True and built["install"].startswith("python3 -c")
+    second = runner.invoke(main, ["sandbox", "env", str(repo.path)])
+    assert second.exit_code == 0 and "(reused)" in second.stdout
+
+
+def test_the_local_backend_says_it_installs_nothing(tmp_path: Path) -> None:
+    bare = GitRepo.init(tmp_path / "bare")
+    bare.commit("Start", {"README.md": "# nothing\n"})
+    with pytest.warns(UserWarning, match="does not run the install command"), \
+            open_sandbox(bare.path, bare.head(), "local", environment=True,
+                         install="pip install attrs") as box:
+        assert isinstance(box, LocalSandbox)

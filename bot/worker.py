@@ -5,7 +5,8 @@ worker dies with the job (machine lost, OOM kill, SIGKILL), the heartbeat stops;
 expires, any worker's maintenance retries the job (our jobs carry rq retries) or marks it
 failed. rq's own limit is the monitoring interval plus 60 seconds and its maintenance runs
 every ten minutes; here both follow `DAVINCI_ABANDONED_AFTER`, and the sweeper thread also
-enqueues webhook deliveries left pending while Redis was down.
+enqueues webhook deliveries left pending while Redis was down and, every ten minutes, asks
+GitHub to redeliver the deliveries that failed to arrive (bot.redeliver).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import threading
 import time
 
 import structlog
+from github import GithubException
 from redis.exceptions import LockError, RedisError
+from requests import RequestException
 from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
@@ -24,6 +27,7 @@ from bot import webhooks
 from bot.runtime import Runtime
 
 SWEEP_SECONDS = 30.0
+REDELIVER_SECONDS = 600
 log = structlog.get_logger()
 
 
@@ -75,12 +79,28 @@ def start_sweeper(runtime: Runtime, queues: list[Queue], every: float) -> thread
                         webhooks.sweep(runtime, router)
                     finally:
                         lock.release()
+                heal(runtime)
             except (RedisError, SQLAlchemyError, LockError) as exc:
                 log.warning("sweep.failed", error=type(exc).__name__)
 
     thread = threading.Thread(target=loop, name="davinci-sweeper", daemon=True)
     thread.start()
     return thread
+
+
+def heal(runtime: Runtime) -> None:
+    """Every REDELIVER_SECONDS, one worker asks GitHub to redeliver what failed to arrive."""
+    settings = runtime.settings
+    if not (settings.github_app_id and settings.github_private_key):
+        return
+    if not runtime.redis.set("davinci:redeliver:due", "1", nx=True, ex=REDELIVER_SECONDS):
+        return
+    from bot.redeliver import redeliver_failed
+
+    try:
+        redeliver_failed(runtime)
+    except (GithubException, RequestException) as exc:
+        log.warning("redeliver.failed", error=type(exc).__name__)
 
 
 def run_worker(runtime: Runtime, queue_names: tuple[str, ...], burst: bool) -> None:

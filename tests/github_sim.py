@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import re
 import secrets
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -171,6 +174,32 @@ class Fault:
 # --------------------------------------------------------------------------- simulator
 
 
+@dataclass
+class HookDelivery:
+    """One attempt to deliver one event to the App's webhook URL (`hook-delivery-item`)."""
+
+    id: int
+    guid: str
+    event: str
+    action: str | None
+    payload: dict[str, Any]
+    status_code: int
+    """0 when no answer came (timeout, refused)."""
+    delivered_at: datetime
+    redelivery: bool = False
+
+    def item(self) -> dict[str, Any]:
+        status = "OK" if 200 <= self.status_code < 300 else (
+            f"Invalid HTTP Response: {self.status_code}" if self.status_code else "timed out")
+        installation = self.payload.get("installation") or {}
+        repository = self.payload.get("repository") or {}
+        return {"id": self.id, "guid": self.guid, "delivered_at": iso(self.delivered_at),
+                "redelivery": self.redelivery, "duration": 0.05, "status": status,
+                "status_code": self.status_code, "event": self.event, "action": self.action,
+                "installation_id": installation.get("id"),
+                "repository_id": repository.get("id"), "throttled_at": None}
+
+
 class GitHubSimulator:
     """The simulated GitHub. Start it, add installations, repositories, issues and PRs."""
 
@@ -187,6 +216,10 @@ class GitHubSimulator:
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self.rate_limit_remaining = 5000
+        self.hook_deliveries: list[HookDelivery] = []
+        self.webhook_url: str | None = None
+        """Where redeliveries are sent (the App's webhook URL), signed with webhook_secret."""
+        self.webhook_secret = ""
         self._next_comment_id = 1_000_000
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -318,6 +351,43 @@ class GitHubSimulator:
                     fault.times -= 1
                     return fault
         return None
+
+    # -- webhook deliveries (the App's "Advanced" tab)
+
+    def add_hook_delivery(self, guid: str, event: str, payload: dict[str, Any],
+                          status_code: int, delivered_at: datetime | None = None,
+                          redelivery: bool = False) -> HookDelivery:
+        """Record that GitHub tried to deliver an event and what our endpoint answered."""
+        with self._lock:
+            delivery = HookDelivery(10_000_000 + len(self.hook_deliveries), guid, event,
+                                    payload.get("action"), payload, status_code,
+                                    delivered_at or datetime.now(UTC), redelivery)
+            self.hook_deliveries.append(delivery)
+            return delivery
+
+    def redeliver(self, delivery_id: int) -> HookDelivery:
+        """Deliver the event again, signed, to `webhook_url`, as GitHub does on request."""
+        original = next((d for d in self.hook_deliveries if d.id == delivery_id), None)
+        if original is None:
+            raise ApiError(404, "Not Found")
+        body = json.dumps(original.payload).encode()
+        signature = "sha256=" + hmac.new(self.webhook_secret.encode(), body,
+                                         hashlib.sha256).hexdigest()
+        status = 0
+        if self.webhook_url is not None:
+            request = urllib.request.Request(self.webhook_url, data=body, method="POST", headers={
+                "Content-Type": "application/json", "X-GitHub-Event": original.event,
+                "X-GitHub-Delivery": original.guid, "X-Hub-Signature-256": signature,
+                "User-Agent": "GitHub-Hookshot/sim"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+                    status = answer.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError:
+                status = 0
+        return self.add_hook_delivery(original.guid, original.event, original.payload, status,
+                                      redelivery=True)
 
     # -- what happened
 
@@ -837,6 +907,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/app/installations/(\d+)/access_tokens$"), "create_token"),
     ("GET", re.compile(r"^/app$"), "get_app"),
     ("GET", re.compile(r"^/app/installations$"), "list_installations"),
+    ("GET", re.compile(r"^/app/hook/deliveries$"), "list_hook_deliveries"),
+    ("POST", re.compile(r"^/app/hook/deliveries/(\d+)/attempts$"), "redeliver"),
     ("GET", re.compile(r"^/app/installations/(\d+)$"), "get_installation"),
     ("GET", re.compile(r"^/repos/([^/]+)/([^/]+)/installation$"), "repo_installation"),
     ("GET", re.compile(r"^/installation/repositories$"), "installation_repositories"),
@@ -950,6 +1022,34 @@ class _Routes:
         items = [call.sim.installation_json(i) for i in call.sim.installations.values()]
         page, headers = call.paginate(items)
         return 200, page, headers
+
+    @staticmethod
+    def list_hook_deliveries(call: _Call) -> Answer:
+        """Newest first, paginated by an opaque cursor as GitHub does."""
+        call.app_jwt()
+        with call.sim._lock:
+            items = sorted(call.sim.hook_deliveries, key=lambda d: (d.delivered_at, d.id),
+                           reverse=True)
+        try:
+            per_page = min(max(int(call.param("per_page", "30") or 30), 1), 100)
+        except ValueError:
+            raise ApiError(422, "Validation Failed") from None
+        cursor = call.param("cursor") or "v1_0"
+        if not cursor.startswith("v1_") or not cursor[3:].isdigit():
+            raise ApiError(422, "Invalid cursor")
+        offset = int(cursor[3:])
+        page = items[offset: offset + per_page]
+        headers = {}
+        if offset + per_page < len(items):
+            query = urlencode({"per_page": per_page, "cursor": f"v1_{offset + per_page}"})
+            headers["Link"] = f'<{call.sim.url}{call.path}?{query}>; rel="next"'
+        return 200, [d.item() for d in page], headers
+
+    @staticmethod
+    def redeliver(call: _Call, delivery_id: str) -> Answer:
+        call.app_jwt()
+        call.sim.redeliver(int(delivery_id))
+        return 202, {}, {}
 
     @staticmethod
     def get_installation(call: _Call, installation_id: str) -> Answer:

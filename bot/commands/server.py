@@ -7,13 +7,10 @@ import os
 import sys
 
 import click
-import structlog
 from redis.exceptions import RedisError
 
 from bot import webhooks
 from bot.runtime import QUEUES, Runtime
-
-log = structlog.get_logger()
 
 
 @click.command()
@@ -73,4 +70,35 @@ def sweep(runtime: Runtime, as_json: bool) -> None:
                    f"{result['still_pending']} still pending")
 
 
-COMMANDS = [serve, worker, sweep]
+@click.command()
+@click.option("--hours", default=72, show_default=True, type=click.IntRange(1, 72),
+              help="How far back to look (GitHub keeps deliveries for three days).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_obj
+def redeliver(runtime: Runtime, hours: int, as_json: bool) -> None:
+    """Ask GitHub to redeliver webhook deliveries that never reached us intact.
+
+    Lists the App's recent deliveries; each event with no successful attempt that the
+    inbox does not hold is redelivered (at most three times). The worker does this every
+    ten minutes.
+    """
+    from datetime import timedelta
+
+    from github import GithubException
+
+    from bot.redeliver import redeliver_failed
+
+    runtime.settings.require_github_app()
+    try:
+        report = redeliver_failed(runtime, timedelta(hours=hours))
+    except GithubException as exc:
+        raise click.ClickException(f"GitHub refused: {exc.status} {exc.data}") from exc
+    if as_json:
+        click.echo(json.dumps(report.as_json()))
+    else:
+        click.echo(f"{report.examined} delivery attempts in the last {hours} h; "
+                   f"{len(report.failed)} events never arrived intact; "
+                   f"{len(report.redelivered)} redelivered, {len(report.given_up)} given up")
+
+
+COMMANDS = [serve, worker, sweep, redeliver]

@@ -23,6 +23,7 @@ import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -182,6 +183,36 @@ def environment_images(engine: docker.DockerClient | None = None) -> list[dict[s
             found.append({"image": tag, "created": image.attrs.get("Created", ""),
                           "size_mb": f"{image.attrs.get('Size', 0) / 1e6:.0f}"})
     return found
+
+
+def remove_environments(older_than_days: float, engine: docker.DockerClient | None = None
+                        ) -> list[str]:
+    """Remove environment images built more than ``older_than_days`` ago; their tags.
+
+    An image a running sandbox uses stays (the engine refuses); it goes at a later gc.
+    """
+    engine = engine or client()
+    cutoff = time.time() - older_than_days * 86400
+    removed: list[str] = []
+    for image in engine.images.list(filters={"label": f"{ENV_LABEL}=1"}):
+        created = _created(image.attrs.get("Created", ""))
+        if created is None or created > cutoff:
+            continue
+        try:
+            engine.images.remove(image.id)
+        except APIError:  # in use by a container
+            continue
+        removed.extend(image.tags or [image.short_id])
+    return removed
+
+
+def _created(stamp: str) -> float | None:
+    """Docker's `Created` (RFC 3339 with nanoseconds) as a Unix time."""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", stamp)
+    if match is None:
+        return None
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(match.group(1) + zone).timestamp()
 
 
 def _git(repo: Path, *args: str) -> bytes:

@@ -130,12 +130,20 @@ def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
 @sandbox_group.command("gc")
 @click.option("--older-than", type=float, default=0.0, show_default=True,
               help="Only sandboxes older than this many seconds.")
-def gc(older_than: float) -> None:
-    """Remove sandbox containers left behind by a crashed process."""
+@click.option("--environments-older-than", "env_days", type=float, default=None,
+              help="Also remove environment images built more than this many days ago "
+                   "(they are rebuilt when next needed).")
+def gc(older_than: float, env_days: float | None) -> None:
+    """Remove sandbox containers left behind by a crashed process (and old environments)."""
     from sandbox.docker import gc as remove
+    from sandbox.environment import remove_environments
 
     removed = remove(older_than=older_than)
     click.echo(f"removed {len(removed)} sandbox container(s)")
+    if env_days is not None:
+        images = remove_environments(older_than_days=env_days)
+        click.echo(f"removed {len(images)} environment image(s)"
+                   + (f": {', '.join(images)}" if images else ""))
 
 
 COMMANDS = [sandbox_group]

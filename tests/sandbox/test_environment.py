@@ -155,3 +155,16 @@ def test_the_local_backend_says_it_installs_nothing(tmp_path: Path) -> None:
             open_sandbox(bare.path, bare.head(), "local", environment=True,
                          install="pip install attrs") as box:
         assert isinstance(box, LocalSandbox)
+
+
+def test_gc_removes_old_environment_images_only(engine: docker.DockerClient,
+                                                repo: GitRepo) -> None:
+    built = ensure_environment(repo.path, repo.head(), INSTALL, DEFAULT_IMAGE)
+    runner = CliRunner()
+    kept = runner.invoke(main, ["sandbox", "gc", "--environments-older-than", "1"])
+    assert kept.exit_code == 0 and "removed 0 environment image(s)" in kept.stdout
+    engine.images.get(built.image)
+    gone = runner.invoke(main, ["sandbox", "gc", "--environments-older-than", "0"])
+    assert gone.exit_code == 0 and built.image in gone.stdout
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(built.image)

@@ -224,9 +224,15 @@ def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
     """Enqueue deliveries still pending (Redis was down, or a process died mid-way).
 
     First, if Redis lost its data (restarted without persistence, or flushed), deliveries of
-    the last day whose jobs vanished with it become pending again.
+    the last day whose jobs vanished with it become pending again, and rollouts that mining
+    jobs had enqueued for chains still without a verdict are enqueued again.
     """
-    reopened = reopen_lost(runtime)
+    reopened, rollouts = 0, []
+    if redis_lost_data(runtime):
+        from bot.jobs.rollouts import recover_lost_rollouts
+
+        reopened = reopen_lost(runtime)
+        rollouts = recover_lost_rollouts(runtime)
     with runtime.db.session() as session:
         ids = _pending(session, limit)
     done = failed = 0
@@ -237,19 +243,21 @@ def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
             break  # Redis is still down; try again at the next sweep
         done += 1
     return {"pending": len(ids), "processed": done, "still_pending": len(ids) - done,
-            "failed": failed, "reopened": reopened}
+            "failed": failed, "reopened": reopened, "rollouts_recovered": len(rollouts)}
+
+
+def redis_lost_data(runtime: Runtime) -> bool:
+    """True once after Redis lost what we gave it (or is new): its epoch key is missing."""
+    return bool(runtime.redis.set(EPOCH_KEY, str(int(time.time())), nx=True))
 
 
 def reopen_lost(runtime: Runtime, window: timedelta = LOST_WINDOW) -> int:
     """Set enqueued deliveries whose jobs Redis no longer knows back to pending; how many.
 
-    The epoch key marks a Redis that still holds what we gave it: a Redis without it is new or
-    lost its data, and only then are the jobs of recent deliveries looked up. Jobs stay known
-    for a day after they finish (their result), so a job that ran is not run again; one that
-    is run again is harmless, since mining is idempotent.
+    Called when Redis lost its data. Jobs stay known for a day after they finish (their
+    result), so a job that ran is not run again; one that is run again is harmless, since
+    mining is idempotent.
     """
-    if not runtime.redis.set(EPOCH_KEY, str(int(time.time())), nx=True):
-        return 0
     reopened = 0
     with runtime.db.session() as session:
         rows = session.scalars(select(Delivery).where(

@@ -6,19 +6,23 @@ an agent that fails its stages is a verdict, not an error.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import func, select
 
 from bot.github import installation_client
 from bot.jobs.status import refresh, set_progress
-from bot.models import Repository
+from bot.models import Repository, utcnow
 from bot.pipeline import PipelineError, Progress, roll_out_chain
 from bot.runtime import Runtime
 from bot.settings import Settings
+from chains.mining import to_chain
 from chains.mirror import Mirror
 from chains.queries import find_chain
 from chains.store import ChainRow
+from rollout.store import RolloutRow, ValidationRow
 
 log = structlog.get_logger(__name__)
 
@@ -71,3 +75,31 @@ def run(runtime: Runtime, chain_id: str, policy: str = "replay") -> dict[str, An
         refresh(runtime, client, snapshot.repository, last)
     log.info("rollout.job_done", chain=snapshot.id, accepted=verdict["accepted"])
     return verdict
+
+
+def recover_lost_rollouts(runtime: Runtime, window: timedelta = timedelta(days=1)) -> list[str]:
+    """Enqueue again the rollouts of eligible chains that grew within ``window`` and have no
+    verdict since (no rollout, no validation): after Redis lost its data, their jobs are gone,
+    and mining them again would not enqueue them (the PRs are already mined)."""
+    from bot.jobs.mining import enqueue_rollout
+
+    since = utcnow() - window
+    due = []
+    with runtime.db.session() as session:
+        for row in session.scalars(select(ChainRow).where(ChainRow.eligible.is_(True),
+                                                          ChainRow.updated_at >= since)):
+            verdicts = [session.scalar(select(func.max(RolloutRow.created_at))
+                                       .where(RolloutRow.chain_id == row.id)),
+                        session.scalar(select(func.max(ValidationRow.created_at))
+                                       .where(ValidationRow.chain_id == row.id))]
+            latest = max((_aware(v) for v in verdicts if v is not None), default=None)
+            if latest is None or latest < _aware(row.updated_at):
+                due.append(to_chain(row))
+    jobs = [job for chain in due if (job := enqueue_rollout(runtime, chain))]
+    if jobs:
+        log.warning("rollout.recovered_after_redis_data_loss", jobs=jobs)
+    return jobs
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

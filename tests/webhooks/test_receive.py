@@ -235,7 +235,7 @@ def test_redis_down_keeps_the_delivery_pending_and_the_sweeper_enqueues_it(
 
     result = sweep(runtime, build_router())
     assert result == {"pending": 1, "processed": 1, "still_pending": 0, "failed": 0,
-                      "reopened": 0}
+                      "reopened": 0, "rollouts_recovered": 0}
     assert len(jobs(runtime)) == 1
     with runtime.db.session() as session:
         row = session.get(Delivery, "d-down")
@@ -264,3 +264,27 @@ def test_jobs_lost_with_redis_data_are_enqueued_again_by_the_sweeper(
         assert row is not None and row.status == "enqueued"
     assert sweep(runtime, build_router())["reopened"] == 0
     assert jobs(runtime) == [job_id]
+
+
+def test_rollouts_lost_with_redis_data_are_enqueued_again_for_chains_without_a_verdict(
+        runtime: Runtime, redis_server: RedisServer) -> None:
+    from bot.webhooks import sweep
+    from chains.store import ChainRow
+    from rollout.store import ValidationRow
+
+    assert sweep(runtime, build_router())["rollouts_recovered"] == 0
+    with runtime.db.session() as session:
+        session.add(ChainRow(id="1-1-waiting", repository="o/r", prs=[1, 2],
+                             kinds=["references"], eligible=True))
+        session.add(ChainRow(id="3-3-judged", repository="o/r", prs=[3, 5],
+                             kinds=["fixes"], eligible=True))
+        session.add(ChainRow(id="7-7-short", repository="o/r", prs=[7], kinds=[]))
+    with runtime.db.session() as session:
+        session.add(ValidationRow(chain_id="3-3-judged", eligible=False,
+                                  reason="no failing test", result={}))
+    assert sweep(runtime, build_router())["rollouts_recovered"] == 0, "Redis lost nothing"
+    redis_server.stop()
+    redis_server.start()
+    result = sweep(runtime, build_router())
+    assert result["rollouts_recovered"] == 1
+    assert jobs(runtime, "davinci-rollouts") == ["rollout-1-1-waiting-len2-replay"]

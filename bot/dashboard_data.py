@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis.exceptions import RedisError
+from rq import Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -121,7 +122,20 @@ def _queues(runtime: Runtime) -> dict[str, Any]:
                 error = (result.exc_string or "") if result is not None else ""
                 failed_jobs.append({"id": job.id, "queue": name, "function": job.func_name,
                                     "error": error.strip().splitlines()[-1:] or [""]})
-        return {"reachable": True, "queues": queues, "failed_jobs": failed_jobs}
+        return {"reachable": True, "queues": queues, "failed_jobs": failed_jobs,
+                "workers": _workers(runtime)}
     except RedisError as exc:
         return {"reachable": False, "error": type(exc).__name__, "queues": [],
-                "failed_jobs": []}
+                "failed_jobs": [], "workers": []}
+
+
+def _workers(runtime: Runtime) -> list[dict[str, Any]]:
+    """Every live worker process, on any machine, as rq registers them."""
+    workers = []
+    for worker in sorted(Worker.all(connection=runtime.redis), key=lambda w: w.name):
+        beat = worker.last_heartbeat
+        workers.append({"name": worker.name, "host": worker.hostname, "pid": worker.pid,
+                        "state": str(worker.get_state()),
+                        "queues": worker.queue_names(), "job": worker.get_current_job_id(),
+                        "heartbeat": beat.isoformat() if beat else None})
+    return workers

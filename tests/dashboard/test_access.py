@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from rq import Worker
 
 from bot.app import create_app
 from bot.runtime import Runtime
@@ -46,6 +47,26 @@ def test_bearer_token_gives_the_data(app: Flask) -> None:
                                "prs": [1, 2, 4], "kinds": ["references", "fixes"],
                                "eligible": True}]
     assert {q["name"] for q in data["queues"]["queues"]} == {"davinci-mining", "davinci-rollouts"}
+    assert data["queues"]["workers"] == []
+
+
+def test_workers_on_any_machine_are_listed(app: Flask) -> None:
+    runtime = app.extensions["davinci"]
+    worker = Worker([runtime.queue("davinci-rollouts")], connection=runtime.redis,
+                    name="sandbox-host-1")
+    worker.register_birth()
+    worker.heartbeat()
+    try:
+        client = app.test_client()
+        data = client.get("/api/overview", headers={"Authorization": f"Bearer {TOKEN}"}
+                          ).get_json()
+        [listed] = data["queues"]["workers"]
+        assert listed["name"] == "sandbox-host-1" and listed["queues"] == ["davinci-rollouts"]
+        assert listed["heartbeat"] is not None
+        client.post("/login", data={"token": TOKEN})
+        assert b"sandbox-host-1" in client.get("/").data
+    finally:
+        worker.register_death()
 
 
 def test_a_browser_logs_in_once_and_keeps_a_session(app: Flask) -> None:

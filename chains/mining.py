@@ -142,6 +142,13 @@ def _pr_text(pr: PullRequest) -> str:
     return "\n".join([pr.title, pr.body or "", *(c.message for c in pr.commits)])
 
 
+def referenced_numbers(pr: PullRequest) -> list[int]:
+    """Numbers ``pr`` mentions in its title, body or commits (PRs or issues), lowest first,
+    without the issues GitHub says it closes."""
+    numbers = {m.number for m in text.mentions(_pr_text(pr), pr.repository)}
+    return sorted(numbers - set(pr.linked_issues) - {pr.number})
+
+
 def _earlier_prs(session: Session, pr: PullRequest, numbers: set[int]) -> dict[int,
                                                                                 PullRequestRow]:
     if not numbers:

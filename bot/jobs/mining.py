@@ -27,9 +27,15 @@ from bot.queue import enqueue
 from bot.runtime import ROLLOUT_QUEUE, Runtime
 from bot.settings import Settings
 from chains.config import ParsedConfig, parse_config
-from chains.github_source import GitHubSource, RepositoryInfo, installation_token
+from chains.github_source import (
+    GitHubSource,
+    LinkedIssues,
+    RepositoryInfo,
+    SourceError,
+    installation_token,
+)
 from chains.gitsource import GitBlame
-from chains.mining import AttachResult, attach_pull_request
+from chains.mining import AttachResult, attach_pull_request, referenced_numbers
 from chains.model import Chain, PullRequest
 from chains.store import PullRequestRow
 from handlers import JobSpec
@@ -126,20 +132,25 @@ def _record_repository(runtime: Runtime, info: RepositoryInfo, installation_id: 
         row.enabled = enabled
 
 
-def _mined(runtime: Runtime, repository: str) -> set[int]:
+def _mined(runtime: Runtime, repository: str, numbers: set[int] | None = None) -> set[int]:
+    """The PRs of ``repository`` already mined (among ``numbers`` when given)."""
+    query = select(PullRequestRow.number).where(PullRequestRow.repository == repository)
+    if numbers is not None:
+        if not numbers:
+            return set()
+        query = query.where(PullRequestRow.number.in_(numbers))
     with runtime.db.session() as session:
-        return set(session.scalars(select(PullRequestRow.number).where(
-            PullRequestRow.repository == repository)))
+        return set(session.scalars(query))
 
 
 def _attach(runtime: Runtime, client: Github, source: GitHubSource, number: int,
-            parsed: ParsedConfig) -> AttachResult:
-    if number in _mined(runtime, source.repository):
+            parsed: ParsedConfig, pr: PullRequest | None = None) -> AttachResult:
+    if number in _mined(runtime, source.repository, {number}):
         # Already recorded: attaching is a lookup, so a re-run costs no API calls or fetches.
         with runtime.db.session() as session:
             return attach_pull_request(session, PullRequest(source.repository, number, ""),
                                        None, parsed.config)
-    pr = source.pull_request(number)
+    pr = pr or source.pull_request(number)
     mirror, pr = source.sync_mirror(pr, installation_token(client))
     with runtime.db.session() as session:
         return attach_pull_request(session, pr, GitBlame(mirror.path), parsed.config)
@@ -150,8 +161,10 @@ def mine(runtime: Runtime, client: Github, installation_id: int, repository: str
     """Mine one merged PR: configuration, PR, links, chain, then the rollout if due.
 
     Under the repository's lock, PRs merged earlier whose deliveries arrived but are not mined
-    yet (another worker has not reached them) are mined first: links only point backwards, so
-    a repository is mined in merge order even when several workers share the queue.
+    yet (another worker has not reached them) are mined first, and so are earlier merged PRs
+    this one names whose deliveries never came (or come late, redelivered): links only point
+    backwards, so a repository is mined in merge order even when several workers share the
+    queue or a delivery was lost.
     """
     source = GitHubSource(client, repository, runtime.settings.data_dir)
     parsed = _config(runtime, source, installation_id)
@@ -163,13 +176,19 @@ def mine(runtime: Runtime, client: Github, installation_id: int, repository: str
         for earlier in delivered_before(runtime, repository, number):
             log.info("mining.earlier_first", repo=repository, pr=earlier, before=number)
             _mine_one(runtime, client, source, parsed, installation_id, earlier)
-        return _mine_one(runtime, client, source, parsed, installation_id, number)
+        pr = None
+        if number not in _mined(runtime, repository, {number}):
+            pr = source.pull_request(number)
+            for earlier in referenced_unmined(runtime, source, pr):
+                log.info("mining.referenced_first", repo=repository, pr=earlier, before=number)
+                _mine_one(runtime, client, source, parsed, installation_id, earlier)
+        return _mine_one(runtime, client, source, parsed, installation_id, number, pr)
 
 
 def _mine_one(runtime: Runtime, client: Github, source: GitHubSource, parsed: ParsedConfig,
-              installation_id: int, number: int) -> MiningOutcome:
+              installation_id: int, number: int, pr: PullRequest | None = None) -> MiningOutcome:
     bound = log.bind(repo=source.repository, pr=number, installation=installation_id)
-    result = _attach(runtime, client, source, number, parsed)
+    result = _attach(runtime, client, source, number, parsed, pr)
     rollout = enqueue_rollout(runtime, result.chain) if (
         result.chain is not None and _wants_rollout(result)) else None
     outcome = MiningOutcome(source.repository, number, config_problem=parsed.problem,
@@ -200,6 +219,25 @@ def repository_lock(runtime: Runtime, repository: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(LockError):
             lock.release()
+
+
+MAX_REFERENCED = 5
+
+
+def referenced_unmined(runtime: Runtime, source: GitHubSource, pr: PullRequest) -> list[int]:
+    """Merged PRs that ``pr`` names, merged before it, and not mined yet (at most a few)."""
+    named = [n for n in referenced_numbers(pr) if n < pr.number]
+    missing = sorted(set(named) - _mined(runtime, source.repository, set(named)))
+    found = []
+    for number in missing[-MAX_REFERENCED:]:
+        try:
+            earlier = source.pull_request(number, linked=LinkedIssues((), {}))
+        except SourceError:  # an issue, not a PR, or a PR that was never merged
+            continue
+        if earlier.merged_at is not None and pr.merged_at is not None \
+                and earlier.merged_at < pr.merged_at:
+            found.append((earlier.merged_at, number))
+    return [number for _, number in sorted(found)]
 
 
 def delivered_before(runtime: Runtime, repository: str, number: int) -> list[int]:

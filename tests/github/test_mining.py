@@ -147,6 +147,24 @@ def test_prs_delivered_earlier_are_mined_first_whatever_order_the_jobs_run_in(
     assert (10, 11, "references") in links and (11, 13, "references") in links
 
 
+def test_an_earlier_pr_whose_delivery_never_came_is_mined_when_a_later_one_names_it(
+        runtime: Runtime, history: GitRepo, database: Database,
+        github_sim: GitHubSimulator) -> None:
+    """#11 says "Follow-up to #10"; #10's delivery was lost (or comes late, redelivered)."""
+    client = installation_client(runtime.settings, runtime.redis, INSTALLATION_ID)
+    later = mine(runtime, client, INSTALLATION_ID, REPO, 11)
+    assert later.chain is not None and later.chain.prs == (10, 11)
+    assert later.rollout_job is not None
+    assert mine(runtime, client, INSTALLATION_ID, REPO, 10).already_mined
+    # #13 ("Part 2 of #11") names a PR already mined and nothing else: no extra lookups.
+    before = len(github_sim.requests_to("GET", r"/pulls/\d+$"))
+    assert mine(runtime, client, INSTALLATION_ID, REPO, 13).chain.prs == (10, 11, 13)
+    assert len(github_sim.requests_to("GET", r"/pulls/\d+$")) == before + 1
+    # Issue #5 (closed by #10) is not taken for a PR; #12, named by nobody, stays unmined.
+    with database.session() as session:
+        assert sorted(session.scalars(select(PullRequestRow.number))) == [10, 11, 13]
+
+
 def test_disabled_repository_is_marked_and_not_mined(
         runtime: Runtime, history: GitRepo, database: Database) -> None:
     history.commit("Opt out", {".github/davinci.yml": "enabled: false\n"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,21 +25,6 @@ from tests.gitrepo import GitRepo
 from tests.webhooks import payloads
 
 REPO = "octo-org/widgets"
-
-
-@pytest.fixture
-def settings(github_sim: GitHubSimulator, redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(github_app_id=str(github_sim.app_id),
-                    github_private_key=github_sim.private_key_pem,
-                    github_api_url=github_sim.url, redis_url=redis_url,
-                    data_dir=tmp_path / "data")
-
-
-@pytest.fixture
-def runtime(settings: Settings, database: Database) -> Iterator[Runtime]:
-    rt = Runtime(settings, _db=database)
-    yield rt
-    rt.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,30 +16,13 @@ from werkzeug.serving import make_server
 
 from bot.app import create_app
 from bot.cli import main
-from bot.db import Database
 from bot.models import Delivery
 from bot.redeliver import redeliver_failed
 from bot.runtime import Runtime
 from bot.settings import Settings
+from tests.github.conftest import WEBHOOK_SECRET as SECRET
 from tests.github_sim import GitHubSimulator
 from tests.webhooks import payloads
-
-SECRET = "redeliver-secret"
-
-
-@pytest.fixture
-def settings(github_sim: GitHubSimulator, redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(github_app_id=str(github_sim.app_id),
-                    github_private_key=github_sim.private_key_pem,
-                    webhook_secrets=(SECRET,), github_api_url=github_sim.url,
-                    redis_url=redis_url, data_dir=tmp_path / "data")
-
-
-@pytest.fixture
-def runtime(settings: Settings, sqlite_db: Database) -> Iterator[Runtime]:
-    rt = Runtime(settings, _db=sqlite_db)
-    yield rt
-    rt.close()
 
 
 @pytest.fixture

@@ -47,6 +47,9 @@ class Settings:
     """`docker` or `local` (`DAVINCI_SANDBOX`); None chooses docker when an engine answers."""
     sandbox_image: str = DEFAULT_SANDBOX_IMAGE
     """Base image for sandboxes (`DAVINCI_SANDBOX_IMAGE`)."""
+    build_network: str = "bridge"
+    """Docker network environment-image builds run on (`DAVINCI_BUILD_NETWORK`): `bridge`,
+    a network of your own that reaches only package indexes, or `none` for offline builds."""
     llm_base_url: str | None = None
     """OpenAI-compatible endpoint (`LLM_BASE_URL`); unset means the replay policy."""
     llm_api_key: str | None = field(default=None, repr=False)
@@ -109,6 +112,7 @@ class Settings:
             database_url=_optional(env, "DATABASE_URL") or "",
             sandbox=_choice(env, "DAVINCI_SANDBOX", SANDBOX_BACKENDS, None),
             sandbox_image=_optional(env, "DAVINCI_SANDBOX_IMAGE") or DEFAULT_SANDBOX_IMAGE,
+            build_network=_optional(env, "DAVINCI_BUILD_NETWORK") or "bridge",
             llm_base_url=_optional(env, "LLM_BASE_URL"),
             llm_api_key=_optional(env, "LLM_API_KEY"),
             llm_model=_optional(env, "LLM_MODEL"),

@@ -106,11 +106,13 @@ def image_name(repo: Path, key: str) -> str:
 def ensure_environment(repo: Path, commit: str, install: str | None, base_image: str,
                        engine: docker.DockerClient | None = None,
                        timeout: float = BUILD_TIMEOUT,
-                       on_output: Callable[[str], None] | None = None) -> Environment:
+                       on_output: Callable[[str], None] | None = None,
+                       network: str = "bridge") -> Environment:
     """The image to run sandboxes of ``repo`` at ``commit`` from; built when missing.
 
     ``install`` is the repository's configured install command; None detects one from the
     dependency files. Without anything to install, the base image itself is the environment.
+    ``network`` is the Docker network the build runs on (`none` for an offline build).
     """
     engine = engine or client()
     try:
@@ -130,16 +132,16 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     except ImageNotFound:
         pass
     started = time.perf_counter()
-    _build(engine, repo, commit, command, base_image, name, key, timeout, on_output)
+    _build(engine, repo, commit, command, base_image, name, key, timeout, on_output, network)
     return Environment(name, key, command, built=True, seconds=time.perf_counter() - started)
 
 
 def _build(engine: docker.DockerClient, repo: Path, commit: str, command: str, base_image: str,
            name: str, key: str, timeout: float,
-           on_output: Callable[[str], None] | None) -> None:
+           on_output: Callable[[str], None] | None, network: str) -> None:
     container = engine.containers.create(
         base_image, command=["sleep", "infinity"], user="0:0", working_dir=WORKDIR,
-        network_mode="bridge", init=True,
+        network_mode=network, init=True,
         labels={LABEL: "1", "davinci.created": str(int(time.time())), "davinci.build": key},
         environment={"HOME": "/root", "LANG": "C.UTF-8", "PIP_BREAK_SYSTEM_PACKAGES": "1",
                      "PYTHONDONTWRITEBYTECODE": "1"})

@@ -46,7 +46,7 @@ def choose_backend(requested: str | None, allow_local: bool = True) -> str:
 
 def open_sandbox(repo: Path, commit: str, backend: str = "docker",
                  image: str = DEFAULT_IMAGE, environment: bool = False,
-                 install: str | None = None) -> Sandbox:
+                 install: str | None = None, build_network: str = "bridge") -> Sandbox:
     """A sandbox of ``repo`` at ``commit``.
 
     With ``environment``, a Docker sandbox runs from the repository's environment image
@@ -59,7 +59,8 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
         if environment:
             from sandbox.environment import ensure_environment
 
-            image = ensure_environment(repo, commit, install, image).image
+            image = ensure_environment(repo, commit, install, image,
+                                       network=build_network).image
         return DockerSandbox(repo, commit, image)
     if backend == "local":
         from sandbox.local import LocalSandbox

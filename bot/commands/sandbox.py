@@ -113,7 +113,8 @@ def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
                    err=True)
     try:
         found = ensure_environment(path, commit, parsed.config.install,
-                                   runtime.settings.sandbox_image)
+                                   runtime.settings.sandbox_image,
+                                   network=runtime.settings.build_network)
     except SandboxError as exc:
         raise click.ClickException(str(exc)) from exc
     document = {"image": found.image, "key": found.key, "install": found.install,

@@ -168,3 +168,12 @@ def test_gc_removes_old_environment_images_only(engine: docker.DockerClient,
     assert gone.exit_code == 0 and built.image in gone.stdout
     with pytest.raises(docker.errors.ImageNotFound):
         engine.images.get(built.image)
+
+
+def test_a_build_network_of_none_keeps_the_install_offline(engine: docker.DockerClient,
+                                                           repo: GitRepo) -> None:
+    built = ensure_environment(repo.path, repo.head(), INSTALL, DEFAULT_IMAGE, network="none")
+    assert built.built
+    with open_sandbox(repo.path, repo.head(), "docker", built.image) as box:
+        assert box.exec("cat /opt/build-net").stdout.split() == ["lo"]
+        assert box.exec("python3 -c 'import envprobe'").exit_code == 0

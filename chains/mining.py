@@ -149,20 +149,30 @@ def referenced_numbers(pr: PullRequest) -> list[int]:
     return sorted(numbers - set(pr.linked_issues) - {pr.number})
 
 
-def _earlier_prs(session: Session, pr: PullRequest, numbers: set[int]) -> dict[int,
-                                                                                PullRequestRow]:
+def _earlier_prs(session: Session, pr: PullRequest,
+                 numbers: set[int]) -> dict[int, datetime | None]:
+    """Which of ``numbers`` are mined PRs merged before ``pr``: number -> merged_at.
+
+    Only the two columns are read (no row objects, no JSON), so the cost stays small however
+    many candidates a PR has.
+    """
     if not numbers:
         return {}
-    rows = session.scalars(select(PullRequestRow).where(
+    rows = session.execute(select(PullRequestRow.number, PullRequestRow.merged_at).where(
         PullRequestRow.repository == pr.repository, PullRequestRow.number.in_(numbers),
         PullRequestRow.ignored.is_(False)))
-    return {r.number: r for r in rows if r.number != pr.number and _before(r, pr)}
+    return {number: merged for number, merged in rows
+            if number != pr.number and _merged_before(merged, pr)}
 
 
 def _before(row: PullRequestRow, pr: PullRequest) -> bool:
-    if row.merged_at is None or pr.merged_at is None:
+    return _merged_before(row.merged_at, pr)
+
+
+def _merged_before(merged_at: datetime | None, pr: PullRequest) -> bool:
+    if merged_at is None or pr.merged_at is None:
         return True
-    return _aware(row.merged_at) <= _aware(pr.merged_at)
+    return _aware(merged_at) <= _aware(pr.merged_at)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -280,10 +290,10 @@ def _same_area(session: Session, pr: PullRequest, files: tuple[FileChange, ...],
         shared.update(n for n in recent if n != pr.number)
     known = _earlier_prs(session, pr, set(shared))
     for number, common in shared.items():
-        row = known.get(number)
-        if row is None or row.merged_at is None:
+        merged_at = known.get(number)
+        if merged_at is None:
             continue
-        if _aware(pr.merged_at) - _aware(row.merged_at) > SAME_AREA_WINDOW:
+        if _aware(pr.merged_at) - _aware(merged_at) > SAME_AREA_WINDOW:
             continue
         overlap = common / len(mine)
         if overlap >= SAME_AREA_OVERLAP:

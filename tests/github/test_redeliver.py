@@ -119,3 +119,16 @@ def test_the_redeliver_command(settings: Settings, runtime: Runtime,
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["redelivered"] == ["guid-cli"]
     assert Redis.from_url(settings.redis_url).exists("davinci:redelivered:guid-cli")
+
+
+def test_workers_heal_at_most_once_per_interval(runtime: Runtime, github_sim: GitHubSimulator,
+                                                endpoint: str) -> None:
+    from bot.worker import heal
+
+    github_sim.add_hook_delivery("guid-heal", "pull_request", payloads.pull_request(), 0)
+    heal(runtime)  # the first worker to get there lists and redelivers
+    heal(runtime)  # any other worker within the interval does nothing
+    assert len(github_sim.requests_to("GET", r"^/app/hook/deliveries$")) == 1
+    assert len(github_sim.requests_to("POST", r"/attempts$")) == 1
+    with runtime.db.session() as session:
+        assert session.get(Delivery, "guid-heal") is not None

@@ -302,9 +302,21 @@ def _same_area(session: Session, pr: PullRequest, files: tuple[FileChange, ...],
                          round(0.1 + 0.2 * overlap, 3)))
 
 
+def choose_parent(links: tuple[Link, ...]) -> Link | None:
+    """The strongest earlier neighbour; `same_area` only breaks ties.
+
+    Overlapping files alone say little about a shared goal, so a PR linked to nothing but the
+    area it touches starts a chain of its own. Between equally strong links, the PR that also
+    touched the same files wins, then the most recent one.
+    """
+    area = {k.earlier for k in links if k.kind is LinkKind.SAME_AREA}
+    strong = [k for k in links if k.kind is not LinkKind.SAME_AREA]
+    return max(strong, key=lambda k: (k.strength, k.earlier in area, k.earlier), default=None)
+
+
 def _extend(session: Session, pr: PullRequest, links: tuple[Link, ...],
             config: RepoConfig) -> tuple[Chain, bool, bool]:
-    parent = max(links, key=lambda k: (k.strength, k.earlier), default=None)
+    parent = choose_parent(links)
     if parent is None:
         row = ChainRow(id=chain_id(pr.repository, pr.number, pr.number),
                        repository=pr.repository, prs=[pr.number], kinds=[])

@@ -98,6 +98,34 @@ def test_a_second_follow_up_of_the_same_pr_forks_a_new_path(sqlite_db: Database,
                                     ([1, 3], ["references"], True)]
 
 
+def test_touching_the_same_files_alone_makes_no_chain(sqlite_db: Database,
+                                                      tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "area", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"a.py": "A = 1\n"})
+    repo.pull_request(1, "Add parser", {"parse.py": "P = 1\n",
+                                        "tests/test_p.py": "def test(): pass\n"}, squash=True)
+    repo.pull_request(2, "Speed up startup", {"parse.py": "P = 2\n"}, squash=True)
+    mine(sqlite_db, repo.path)
+    with sqlite_db.session() as session:
+        kinds = {(k["from"], k["to"], k["kind"]) for k in all_links(session, "textkit-dev/textkit")}
+    assert kinds == {(1, 2, "same_area")}, "the overlap is recorded as evidence"
+    assert chains_of(sqlite_db) == [], "but it does not make a chain by itself"
+
+
+def test_the_same_area_breaks_a_tie_between_equally_strong_links(sqlite_db: Database,
+                                                                  tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "tie", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"a.py": "A = 1\n"})
+    repo.pull_request(1, "Add lexer", {"lex.py": "L = 1\n",
+                                       "tests/test_l.py": "def test(): pass\n"}, squash=True)
+    repo.pull_request(2, "Add printer", {"out.py": "O = 1\n"}, squash=True)
+    repo.pull_request(3, "Follow-up to #1 and #2: faster lexing", {"lex.py": "L = 2\n"},
+                      squash=True)
+    mine(sqlite_db, repo.path)
+    assert chains_of(sqlite_db) == [([1, 3], ["references"], True)], \
+        "both are named; #1 also touched lex.py, so #3 continues #1 (not the more recent #2)"
+
+
 def test_chain_length_is_capped(sqlite_db: Database, tmp_path: Path) -> None:
     repo = GitRepo.init(tmp_path / "long", owner="textkit-dev", name="textkit")
     repo.commit("init", {"a.py": "A = 0\n"})

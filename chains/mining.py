@@ -35,6 +35,13 @@ SAME_AREA_RECENT = 20
 """Earlier PRs per file considered for `same_area` (the most recent ones)."""
 SAME_AREA_MAX_FILES = 200
 TEST_PATH_PARTS = ("test/", "tests/", "testing/", "__tests__/", "spec/")
+DOC_PATH_PARTS = ("docs/", "doc/", "documentation/")
+DOC_SUFFIXES = (".md", ".rst", ".txt", ".adoc")
+DOC_NAMES = ("readme", "changes", "changelog", "history", "news", "authors", "contributing",
+             "license", "copying")
+FIX_SHARE = 0.25
+"""A fix links to an earlier PR only if that PR wrote at least this share of the lines the fix
+changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
 
 
 class Blame(Protocol):
@@ -70,6 +77,16 @@ def is_test_path(path: str) -> bool:
     return (any(f"/{part}" in lowered for part in TEST_PATH_PARTS)
             or name.startswith("test_") or name.endswith(("_test.py", "_spec.rb", ".test.js",
                                                           ".test.ts", "_test.go", "tests.py")))
+
+
+def is_doc_path(path: str) -> bool:
+    """Prose, not behaviour: a fix there (a typo) does not repair an earlier PR's work."""
+    lowered = "/" + path.lower()
+    name = lowered.rsplit("/", 1)[-1]
+    if name.startswith("requirements"):
+        return False  # dependency pins are behaviour
+    return (lowered.endswith(DOC_SUFFIXES) or name.split(".", 1)[0] in DOC_NAMES
+            or any(f"/{p}" in lowered for p in DOC_PATH_PARTS))
 
 
 def chain_id(repository: str, first: int, created_by: int) -> str:
@@ -248,7 +265,8 @@ def _fixes(session: Session, pr: PullRequest, files: tuple[FileChange, ...], bla
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
     for change in files:
-        if change.binary or change.status == "added" or not change.old_ranges:
+        if change.binary or change.status == "added" or not change.old_ranges \
+                or is_doc_path(change.old_path or change.path):
             continue
         path = change.old_path or change.path
         for sha, count in blame.blame(pr.base_commit, path, change.old_ranges).items():
@@ -265,8 +283,10 @@ def _fixes(session: Session, pr: PullRequest, files: tuple[FileChange, ...], bla
             lines_by_pr[owners[sha]] += count
             paths_by_pr[owners[sha]] |= paths_by_commit[sha]
     known = _earlier_prs(session, pr, set(lines_by_pr))
-    for number, count in lines_by_pr.items():
-        if number not in known:
+    blamed = {n: c for n, c in lines_by_pr.items() if n in known}
+    total = sum(blamed.values())
+    for number, count in blamed.items():
+        if count < FIX_SHARE * total:
             continue
         where = ", ".join(sorted(paths_by_pr[number])[:3])
         noun = "line" if count == 1 else "lines"

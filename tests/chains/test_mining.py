@@ -126,6 +126,49 @@ def test_the_same_area_breaks_a_tie_between_equally_strong_links(sqlite_db: Data
         "both are named; #1 also touched lex.py, so #3 continues #1 (not the more recent #2)"
 
 
+def test_a_fix_links_to_the_pr_whose_code_it_repairs_not_to_docs_or_a_sweep(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "sweep", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"README.md": "# kit\n"})
+    repo.pull_request(1, "Add slugify", {"slug.py": "def slug(t):\n    a = t.lower()\n"
+                                         "    b = a.strip()\n    c = b.replace(' ', '-')\n"
+                                         "    return c\n",
+                                         "tests/test_slug.py": "def test(): pass\n"},
+                      squash=True)
+    for n, name in ((2, "pad"), (3, "trim"), (4, "wrap")):
+        repo.pull_request(n, f"Add {name}", {f"{name}.py": f"def {name}(t):\n    return t\n",
+                                             "docs/usage.rst": f"Usage {n}\n"}, squash=True)
+    # One fix: most of it repairs #1's slug; one line each of #2 and #3, and #4's docs line.
+    repo.pull_request(5, "Fix slug for mixed case", {
+        "slug.py": "def slug(t):\n    a = t.casefold()\n    b = a.strip(' -')\n"
+                   "    c = b.replace(' ', '_')\n    return c\n",
+        "pad.py": "def pad(t):\n    return t or ''\n",
+        "trim.py": "def trim(t):\n    return t or ''\n",
+        "docs/usage.rst": "Usage, fixed\n"}, squash=True)
+    mine(sqlite_db, repo.path)
+    with sqlite_db.session() as session:
+        fixes = {(k["from"], k["to"]) for k in all_links(session, "textkit-dev/textkit")
+                 if k["kind"] == "fixes"}
+    assert fixes == {(1, 5)}, "3 of the 5 blamed code lines are #1's; docs never count"
+    assert ([1, 5], ["fixes"], True) in chains_of(sqlite_db)
+
+
+def test_a_sweep_of_one_line_each_in_many_prs_is_no_fix_of_any(sqlite_db: Database,
+                                                               tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "typos", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"README": "kit\n"})
+    for n in range(1, 6):
+        repo.pull_request(n, f"Add helper {n}", {f"h{n}.py": f"# helpr {n}\nH = {n}\n"},
+                          squash=True)
+    repo.pull_request(6, "Fix typos", {**{f"h{n}.py": f"# helper {n}\nH = {n}\n"
+                                          for n in range(1, 6)}, "README": "Kit\n"},
+                      squash=True)
+    mine(sqlite_db, repo.path)
+    with sqlite_db.session() as session:
+        kinds = {k["kind"] for k in all_links(session, "textkit-dev/textkit") if k["to"] == 6}
+    assert "fixes" not in kinds
+
+
 def test_chain_length_is_capped(sqlite_db: Database, tmp_path: Path) -> None:
     repo = GitRepo.init(tmp_path / "long", owner="textkit-dev", name="textkit")
     repo.commit("init", {"a.py": "A = 0\n"})

@@ -4,9 +4,10 @@ rq keeps every started job in a registry whose entry the worker renews with a he
 worker dies with the job (machine lost, OOM kill, SIGKILL), the heartbeat stops; once the entry
 expires, any worker's maintenance retries the job (our jobs carry rq retries) or marks it
 failed. rq's own limit is the monitoring interval plus 60 seconds and its maintenance runs
-every ten minutes; here both follow `DAVINCI_ABANDONED_AFTER`, and the sweeper thread also
-enqueues webhook deliveries left pending while Redis was down and, every ten minutes, asks
-GitHub to redeliver the deliveries that failed to arrive (bot.redeliver).
+every ten minutes (also the only time a worker takes over the scheduler of a dead one, so
+retries scheduled for later would wait); here both follow `DAVINCI_ABANDONED_AFTER`, and the
+sweeper thread also enqueues webhook deliveries left pending while Redis was down and, every ten
+minutes, asks GitHub to redeliver the deliveries that failed to arrive (bot.redeliver).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class DavinciWorker(Worker):
     def __init__(self, *args: object, abandoned_after: int = 90, **kwargs: object) -> None:
         interval = max(1, abandoned_after // 3)
         kwargs.setdefault("job_monitoring_interval", interval)
+        # Maintenance also takes over the scheduler (which moves retries back to their queue)
+        # when the worker that ran it died: its lock expires, and rq only tries again at the
+        # next maintenance, every ten minutes by default.
+        kwargs.setdefault("maintenance_interval", max(10, abandoned_after))
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.abandoned_after = abandoned_after
 
@@ -60,9 +65,25 @@ def recover_abandoned(queues: list[Queue]) -> int:
     return found
 
 
-def start_sweeper(runtime: Runtime, queues: list[Queue], every: float) -> threading.Thread:
+def take_over_scheduler(worker: Worker) -> None:
+    """Start this worker's scheduler if no live one holds the lock any more.
+
+    The scheduler moves retries that are due back to their queue. When the worker running it
+    dies, its lock expires a minute later, but an idle rq worker only tries to take over at
+    maintenance, which waits for its blocking dequeue (minutes): retries would sit still.
+    """
+    scheduler = worker.scheduler
+    if scheduler is None or (scheduler._process is not None and scheduler._process.is_alive()):
+        return
+    scheduler.acquire_locks(auto_start=True)
+    if scheduler.acquired_locks:
+        log.info("worker.scheduler_taken_over", queues=sorted(scheduler.acquired_locks))
+
+
+def start_sweeper(runtime: Runtime, queues: list[Queue], every: float,
+                  worker: Worker | None = None) -> threading.Thread:
     """Every ``every`` seconds, one worker (a Redis lock elects it) recovers abandoned jobs
-    and enqueues pending webhook deliveries."""
+    and enqueues pending webhook deliveries; each worker takes over a dead scheduler."""
     from handlers import build_router
 
     router = build_router()
@@ -71,6 +92,8 @@ def start_sweeper(runtime: Runtime, queues: list[Queue], every: float) -> thread
         while True:
             time.sleep(every)
             try:
+                if worker is not None:
+                    take_over_scheduler(worker)
                 lock = runtime.redis.lock("davinci:lock:sweep", timeout=max(every * 4, 60),
                                           blocking_timeout=0)
                 if lock.acquire():
@@ -109,7 +132,7 @@ def run_worker(runtime: Runtime, queue_names: tuple[str, ...], burst: bool) -> N
     queues = [runtime.queue(name) for name in queue_names]
     worker = DavinciWorker(queues, connection=runtime.redis, abandoned_after=abandoned_after)
     if not burst:
-        start_sweeper(runtime, queues, min(SWEEP_SECONDS, abandoned_after / 2))
+        start_sweeper(runtime, queues, min(SWEEP_SECONDS, abandoned_after / 2), worker)
     else:
         recover_abandoned(queues)
     worker.work(burst=burst, with_scheduler=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -77,10 +78,38 @@ def start_worker(env: dict[str, str], log: Path, *queues: str) -> subprocess.Pop
 
 
 def stop_worker(process: subprocess.Popen[bytes], kill: bool = False) -> None:
-    """SIGKILL the worker and its work horse, or ask it to stop (warm shutdown)."""
+    """Ask the worker to stop (warm shutdown), or SIGKILL it with every process it started.
+
+    rq's work horse runs in a session of its own, so killing the worker's process group
+    would leave it running: a machine that dies takes all of them.
+    """
     if process.poll() is None:
+        if kill:
+            for pid in descendants(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
     process.wait(timeout=60)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def idle(redis: Redis) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def test_a_worker_killed_mid_rollout_is_replaced_and_the_trajectory_stored_once(
     doomed = start_worker(env, tmp_path / "worker-1.log")
     rollouts = StartedJobRegistry(queue=Queue(ROLLOUT_QUEUE, connection=redis))
     wait_for(lambda: bool(rollouts.get_job_ids()), 180, "the rollout to start")
-    stop_worker(doomed, kill=True)  # the worker and its work horse die with the job
+    stop_worker(doomed, kill=True)  # the worker, its work horse and its scheduler die
+    time.sleep(2)
     assert trajectories(env["DATABASE_URL"]) == [], "killed before the rollout finished"
     [abandoned] = rollouts.get_job_ids()
     assert abandoned.startswith("rollout-")
@@ -72,6 +74,9 @@ def test_a_worker_killed_mid_rollout_is_replaced_and_the_trajectory_stored_once(
     finally:
         stop_worker(successor)
     assert failed_jobs(redis) == []
+    taken_over = (tmp_path / "worker-2.log").read_text()
+    assert "davinci-rollouts: rollout textkit-dev/textkit" in taken_over, \
+        "the second worker ran the abandoned rollout"
     comment = [c.body for c in sim.comments_on(REPO, 2)]
     assert len(comment) == 1 and "accepted with score 1.00" in comment[0]
     subprocess.run([sys.executable, "-m", "bot", "sandbox", "gc"], env=env, check=True,

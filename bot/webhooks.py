@@ -262,12 +262,13 @@ def reopen_lost(runtime: Runtime, window: timedelta = LOST_WINDOW) -> int:
     with runtime.db.session() as session:
         rows = session.scalars(select(Delivery).where(
             Delivery.status == "enqueued", Delivery.received_at >= utcnow() - window)).all()
-        for row in rows:
-            with runtime.redis.pipeline(transaction=False) as pipe:
+        with runtime.redis.pipeline(transaction=False) as pipe:  # one round trip for all
+            for row in rows:
                 for job in row.job_ids:
                     pipe.exists(Job.key_for(job))
-                known = pipe.execute()
-            if not all(known):
+            known = iter(pipe.execute())
+        for row in rows:
+            if not all([next(known) for _ in row.job_ids]):
                 row.status = "pending"
                 row.outcome = "its jobs were lost with Redis' data; enqueued again"
                 reopened += 1

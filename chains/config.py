@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -95,9 +94,8 @@ def _build(data: dict[str, Any]) -> RepoConfig:
 
 
 def config_at(repo: Path, commit: str) -> ParsedConfig:
-    """The configuration as `.github/davinci.yml` reads at ``commit`` of a local repository."""
-    shown = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{CONFIG_PATH}"],
-                           capture_output=True)
-    if shown.returncode != 0:  # no such file at that commit: the defaults
-        return ParsedConfig(RepoConfig())
-    return parse_config(shown.stdout.decode("utf-8", "replace"))
+    """The configuration as `.github/davinci.yml` reads at ``commit`` of a local repository
+    (the defaults when the file is not there)."""
+    from chains.gitsource import git
+
+    return parse_config(git(repo, "show", f"{commit}:{CONFIG_PATH}", check=False))

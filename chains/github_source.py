@@ -167,6 +167,14 @@ class GitHubSource:
         mirror.fetch([pr.merge_commit], token=token)
         return mirror, replace(pr, base_commit=mirror.first_parent(pr.merge_commit))
 
+    def merged_at(self, number: int) -> datetime | None:
+        """When PR ``number`` was merged (one request); None for an issue or an unmerged PR."""
+        try:
+            pull = self._pull(number)
+        except PullRequestNotFound:
+            return None
+        return pull.merged_at if pull.merged else None
+
     def _pull(self, number: int) -> GhPullRequest:
         try:
             return self.repo.get_pull(number)

@@ -189,10 +189,10 @@ def _before(row: PullRequestRow, pr: PullRequest) -> bool:
 def _merged_before(merged_at: datetime | None, pr: PullRequest) -> bool:
     if merged_at is None or pr.merged_at is None:
         return True
-    return _aware(merged_at) <= _aware(pr.merged_at)
+    return aware(merged_at) <= aware(pr.merged_at)
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     """SQLite hands datetimes back without their zone; every one we store is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -313,7 +313,7 @@ def _same_area(session: Session, pr: PullRequest, files: tuple[FileChange, ...],
         merged_at = known.get(number)
         if merged_at is None:
             continue
-        if _aware(pr.merged_at) - _aware(merged_at) > SAME_AREA_WINDOW:
+        if aware(pr.merged_at) - aware(merged_at) > SAME_AREA_WINDOW:
             continue
         overlap = common / len(mine)
         if overlap >= SAME_AREA_OVERLAP:

@@ -27,13 +27,7 @@ from bot.queue import enqueue
 from bot.runtime import ROLLOUT_QUEUE, Runtime
 from bot.settings import Settings
 from chains.config import ParsedConfig, parse_config
-from chains.github_source import (
-    GitHubSource,
-    LinkedIssues,
-    RepositoryInfo,
-    SourceError,
-    installation_token,
-)
+from chains.github_source import GitHubSource, RepositoryInfo, installation_token
 from chains.gitsource import GitBlame
 from chains.mining import AttachResult, attach_pull_request, referenced_numbers
 from chains.model import Chain, PullRequest
@@ -145,7 +139,8 @@ def _mined(runtime: Runtime, repository: str, numbers: set[int] | None = None) -
 
 def _attach(runtime: Runtime, client: Github, source: GitHubSource, number: int,
             parsed: ParsedConfig, pr: PullRequest | None = None) -> AttachResult:
-    if number in _mined(runtime, source.repository, {number}):
+    """``pr``: the PR as already fetched by a caller that knows it is not mined yet."""
+    if pr is None and number in _mined(runtime, source.repository, {number}):
         # Already recorded: attaching is a lookup, so a re-run costs no API calls or fetches.
         with runtime.db.session() as session:
             return attach_pull_request(session, PullRequest(source.repository, number, ""),
@@ -230,13 +225,9 @@ def referenced_unmined(runtime: Runtime, source: GitHubSource, pr: PullRequest) 
     missing = sorted(set(named) - _mined(runtime, source.repository, set(named)))
     found = []
     for number in missing[-MAX_REFERENCED:]:
-        try:
-            earlier = source.pull_request(number, linked=LinkedIssues((), {}))
-        except SourceError:  # an issue, not a PR, or a PR that was never merged
-            continue
-        if earlier.merged_at is not None and pr.merged_at is not None \
-                and earlier.merged_at < pr.merged_at:
-            found.append((earlier.merged_at, number))
+        merged_at = source.merged_at(number)  # None: an issue, or a PR never merged
+        if merged_at is not None and pr.merged_at is not None and merged_at < pr.merged_at:
+            found.append((merged_at, number))
     return [number for _, number in sorted(found)]
 
 

@@ -6,7 +6,7 @@ an agent that fails its stages is a verdict, not an error.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -18,7 +18,7 @@ from bot.models import Repository, utcnow
 from bot.pipeline import PipelineError, Progress, roll_out_chain
 from bot.runtime import Runtime
 from bot.settings import Settings
-from chains.mining import to_chain
+from chains.mining import aware, to_chain
 from chains.mirror import Mirror
 from chains.queries import find_chain
 from chains.store import ChainRow
@@ -84,22 +84,20 @@ def recover_lost_rollouts(runtime: Runtime, window: timedelta = timedelta(days=1
     from bot.jobs.mining import enqueue_rollout
 
     since = utcnow() - window
-    due = []
     with runtime.db.session() as session:
-        for row in session.scalars(select(ChainRow).where(ChainRow.eligible.is_(True),
-                                                          ChainRow.updated_at >= since)):
-            verdicts = [session.scalar(select(func.max(RolloutRow.created_at))
-                                       .where(RolloutRow.chain_id == row.id)),
-                        session.scalar(select(func.max(ValidationRow.created_at))
-                                       .where(ValidationRow.chain_id == row.id))]
-            latest = max((_aware(v) for v in verdicts if v is not None), default=None)
-            if latest is None or latest < _aware(row.updated_at):
-                due.append(to_chain(row))
+        rows = session.scalars(select(ChainRow).where(ChainRow.eligible.is_(True),
+                                                      ChainRow.updated_at >= since)).all()
+        ids = [row.id for row in rows]
+        latest: dict[str, datetime] = {}
+        for table in (RolloutRow, ValidationRow):  # the newest verdict of each chain
+            for chain_id, at in session.execute(
+                    select(table.chain_id, func.max(table.created_at))
+                    .where(table.chain_id.in_(ids)).group_by(table.chain_id)):
+                at = aware(at)
+                latest[chain_id] = max(latest.get(chain_id, at), at)
+        due = [to_chain(row) for row in rows
+               if row.id not in latest or latest[row.id] < aware(row.updated_at)]
     jobs = [job for chain in due if (job := enqueue_rollout(runtime, chain))]
     if jobs:
         log.warning("rollout.recovered_after_redis_data_loss", jobs=jobs)
     return jobs
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

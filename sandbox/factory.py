@@ -54,14 +54,15 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
     once per dependency state, see sandbox.environment). The local backend installs nothing.
     """
     if backend == "docker":
-        from sandbox.docker import DockerSandbox
+        from sandbox.docker import DockerSandbox, client
 
+        engine = client()  # one connection for the environment and the sandbox
         if environment:
             from sandbox.environment import ensure_environment
 
-            image = ensure_environment(repo, commit, install, image,
+            image = ensure_environment(repo, commit, install, image, engine=engine,
                                        network=build_network).image
-        return DockerSandbox(repo, commit, image)
+        return DockerSandbox(repo, commit, image, engine=engine)
     if backend == "local":
         from sandbox.local import LocalSandbox
 

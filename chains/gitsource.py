@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from chains.collector import fewer_collections
 from chains.model import Commit, FileChange, LineRange, PullRequest
 
 _MERGE = re.compile(r"^Merge pull request #(?P<number>\d+) from (?P<branch>\S+)")
 _SQUASH = re.compile(r"^(?P<title>.+?) \(#(?P<number>\d+)\)\s*$")
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)
 _BLAME_HEADER = re.compile(rb"^([0-9a-f]{40}) \d+ \d+")
 RECORD, FIELD = "\x1e", "\x1f"
 
@@ -54,22 +55,27 @@ class GitHistory:
         self.path = Path(path)
         if not self.path.exists():
             raise GitSourceError(f"{self.path} does not exist")
-        probe = subprocess.run(["git", "-C", str(self.path), "rev-parse", "--git-dir"],
+        # One probe: not a repository (128), no such commit (1), or shallow or not.
+        probe = subprocess.run(["git", "-C", str(self.path), "rev-parse",
+                                "--is-shallow-repository", "--verify", "-q", ref],
                                capture_output=True, text=True)
+        if probe.returncode == 1:
+            raise GitSourceError(f"{self.path} has no commits yet: nothing to mine")
         if probe.returncode != 0:
             raise GitSourceError(f"{self.path} is not a git repository")
-        if subprocess.run(["git", "-C", str(self.path), "rev-parse", "--verify", "-q", ref],
-                          capture_output=True).returncode != 0:
-            raise GitSourceError(f"{self.path} has no commits yet: nothing to mine")
         self.ref = ref
         self.repository = repository or repository_name(self.path)
-        self.shallow = git(self.path, "rev-parse", "--is-shallow-repository").strip() == "true"
+        self.shallow = probe.stdout.split("\n", 1)[0].strip() == "true"
         self.skipped: list[str] = []
         """Why PRs that left a trace could not be read (for example a base commit gone)."""
 
     def pull_requests(self, since: datetime | None = None,
                       limit: int | None = None) -> list[PullRequest]:
         """Merged PRs, oldest first; ``limit`` keeps the most recent ones."""
+        with fewer_collections():
+            return self._read(since, limit)
+
+    def _read(self, since: datetime | None, limit: int | None) -> list[PullRequest]:
         raws = []
         for raw in self._first_parent_log(since):
             if _pr_number(raw) is not None:
@@ -192,17 +198,20 @@ def parse_diff(diff: str) -> Iterator[FileChange]:
 
 
 def _parse_file(block: str) -> FileChange:
-    lines = block.splitlines()
-    header = lines[0]
+    """One file's part of a `-U0` diff: its header, then hunks whose headers say it all.
+
+    With no context lines, a hunk header ``@@ -a,b +c,d @@`` names exactly the b old lines
+    removed or changed from line a and the d new lines from line c, so the content lines are
+    never read one by one (and a removed line that reads "-- x" cannot pass for a header).
+    """
+    at = block.find("\n@@")
+    head = (block if at == -1 else block[:at]).split("\n")
+    header = head[0]
     old_path = new_path = header.split(" b/", 1)[-1] if " b/" in header else header
     if header.startswith("a/") and " b/" in header:
         old_path = header[2:].rsplit(" b/", 1)[0]
     status, binary = "modified", False
-    old_lines: list[int] = []
-    new_lines: list[int] = []
-    additions = deletions = 0
-    old_no = new_no = 0
-    for line in lines[1:]:
+    for line in head[1:]:
         if line.startswith("new file mode"):
             status = "added"
         elif line.startswith("deleted file mode"):
@@ -211,33 +220,32 @@ def _parse_file(block: str) -> FileChange:
             old_path, status = line[len("rename from "):], "renamed"
         elif line.startswith("rename to "):
             new_path = line[len("rename to "):]
-        elif line.startswith("Binary files ") or line.startswith("GIT binary patch"):
+        elif line.startswith(("Binary files ", "GIT binary patch")):
             binary = True
-        elif line.startswith("--- ") or line.startswith("+++ "):
-            continue
-        elif (match := _HUNK.match(line)):
-            old_no, new_no = int(match.group(1)), int(match.group(3))
-        elif line.startswith("-"):
-            old_lines.append(old_no)
-            old_no += 1
-            deletions += 1
-        elif line.startswith("+"):
-            new_lines.append(new_no)
-            new_no += 1
-            additions += 1
+    old: list[tuple[int, int]] = []
+    new: list[tuple[int, int]] = []
+    if at != -1:
+        for a, b, c, d in _HUNK.findall(block, at + 1):
+            removed, added = int(b or 1), int(d or 1)
+            if removed:
+                old.append((int(a), int(a) + removed - 1))
+            if added:
+                new.append((int(c), int(c) + added - 1))
     return FileChange(path=new_path, status=status,
                       old_path=old_path if old_path != new_path else None, binary=binary,
-                      additions=additions, deletions=deletions,
-                      old_ranges=to_ranges(old_lines), new_ranges=to_ranges(new_lines))
+                      additions=sum(e - s + 1 for s, e in new),
+                      deletions=sum(e - s + 1 for s, e in old),
+                      old_ranges=_joined(old), new_ranges=_joined(new))
 
 
-def to_ranges(numbers: list[int]) -> tuple[LineRange, ...]:
+def _joined(spans: list[tuple[int, int]]) -> tuple[LineRange, ...]:
+    """Hunks come in order and never overlap; neighbours become one range."""
     ranges: list[LineRange] = []
-    for number in sorted(set(numbers)):
-        if ranges and ranges[-1].end == number - 1:
-            ranges[-1] = LineRange(ranges[-1].start, number)
+    for start, end in spans:
+        if ranges and ranges[-1].end + 1 >= start:
+            ranges[-1] = LineRange(ranges[-1].start, max(end, ranges[-1].end))
         else:
-            ranges.append(LineRange(number, number))
+            ranges.append(LineRange(start, end))
     return tuple(ranges)
 
 

@@ -2,6 +2,8 @@
 
 Work per PR is proportional to that PR: every lookup goes through an index (PR numbers it
 mentions, issues it names, commits blame points at, files it touches), never a history scan.
+The rules ask a `chains.graph.Graph`: the database for one PR at a time (the live path), or
+memory for a whole history (`mine_history`, the offline path), with the same answers.
 """
 
 from __future__ import annotations
@@ -9,30 +11,25 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chains import text
+from chains.collector import fewer_collections
 from chains.config import RepoConfig
+from chains.graph import ChainState, Graph, MemoryGraph, SqlGraph, aware, title_key
 from chains.model import Chain, FileChange, LineRange, Link, LinkKind, PullRequest
-from chains.store import (
-    ChainRow,
-    CommitRow,
-    FileTouchRow,
-    IssueRefRow,
-    LinkRow,
-    MemberRow,
-    PullRequestRow,
-)
+from chains.store import ChainRow, LinkRow, MemberRow, PullRequestRow
 
 SAME_AREA_WINDOW = timedelta(days=30)
 SAME_AREA_OVERLAP = 0.5
-SAME_AREA_RECENT = 20
-"""Earlier PRs per file considered for `same_area` (the most recent ones)."""
 SAME_AREA_MAX_FILES = 200
 TEST_PATH_PARTS = ("test/", "tests/", "testing/", "__tests__/", "spec/")
 DOC_PATH_PARTS = ("docs/", "doc/", "documentation/")
@@ -97,62 +94,83 @@ def chain_id(repository: str, first: int, created_by: int) -> str:
 def attach_pull_request(session: Session, pr: PullRequest, blame: Blame | None,
                         config: RepoConfig | None = None) -> AttachResult:
     """Record ``pr`` and attach it to its strongest earlier neighbour; idempotent."""
-    config = config or RepoConfig()
     existing = session.get(PullRequestRow, (pr.repository, pr.number))
     if existing is not None:
         return _already(session, existing)
+    return attach(SqlGraph(session, pr.repository), pr, blame, config or RepoConfig())
+
+
+def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
+           config: RepoConfig) -> AttachResult:
+    """Link a PR not mined yet to the graph and grow its chain."""
     files = tuple(f for f in pr.files if not _ignored(f.path, config))
-    row = _record(session, pr, files)
+    tests = {f.path for f in pr.files if is_test_path(f.path)}
+    code = {f.path for f in files if f.path not in tests}
+    body = _pr_text(pr)
+    found = text.mentions(body, pr.repository)
+    named = _earlier(graph, pr, {m.number for m in found})
+    issues = _issues(graph, pr, found, named)
+    graph.record(pr, issues, {path[:1024] for path in code}, touches_tests=bool(tests))
     candidates = _Candidates()
-    _references(session, pr, candidates)
-    _shared_issues(session, pr, row, candidates)
+    _references(graph, pr, body, found, named, candidates)
+    _shared_issues(graph, pr, issues, candidates)
     if blame is not None and text.is_fix(pr.title, pr.labels, tuple(pr.issue_texts.values())):
-        _fixes(session, pr, files, blame, candidates)
-    _same_area(session, pr, files, candidates)
+        _fixes(graph, pr, files, blame, candidates)
+    _same_area(graph, pr, code, candidates)
     links = tuple(sorted(candidates.best.values(), key=lambda k: (k.earlier, k.kind)))
-    for link in links:
-        session.add(LinkRow(repository=pr.repository, earlier=link.earlier, later=link.later,
-                            kind=link.kind.value, evidence=link.evidence[:500],
-                            strength=link.strength))
-    session.flush()
-    chain, grew, became = _extend(session, pr, links, config)
+    graph.add_links(links)
+    chain, grew, became = _extend(graph, pr, links, config)
     return AttachResult(pr.number, links, chain, grew, became)
+
+
+BATCH = 2000
+"""PRs the offline path attaches in memory before it writes them in one transaction."""
+
+
+class GraphChanged(RuntimeError):
+    """The database took rows an offline run had not seen: someone else mined meanwhile."""
+
+
+def mine_history(open_session: Callable[[], AbstractContextManager[Session]],
+                 repository: str, prs: Iterable[PullRequest], blame: Blame | None,
+                 config: RepoConfig, batch: int = BATCH,
+                 progress: Callable[[int], None] | None = None) -> int:
+    """Mine a whole history, oldest first, the way `attach_pull_request` would one by one.
+
+    The graph is read into memory once, each PR is attached there, and every ``batch`` PRs
+    what grew is written in one transaction: each PR is stored whole or not at all, and a run
+    stopped half-way leaves whole batches behind that a re-run skips. ``progress`` hears of
+    every PR. Returns how many PRs were newly mined.
+    """
+    with open_session() as session, fewer_collections():
+        graph = MemoryGraph.load(session, repository)
+    mined = waiting = 0
+    with fewer_collections():
+        for pr in prs:
+            if not graph.is_mined(pr.number):
+                attach(graph, pr, blame, config)
+                waiting += 1
+            if progress is not None:
+                progress(1)
+            if waiting >= batch:
+                mined += _write(open_session, graph)
+                waiting = 0
+        return mined + _write(open_session, graph)
+
+
+def _write(open_session: Callable[[], AbstractContextManager[Session]],
+           graph: MemoryGraph) -> int:
+    try:
+        with open_session() as session:
+            return graph.write(session)
+    except IntegrityError as exc:
+        raise GraphChanged(f"{graph.repository} was mined by someone else during this run; "
+                           "nothing of this batch was stored, run again to mine the rest") \
+            from exc
 
 
 def _ignored(path: str, config: RepoConfig) -> bool:
     return any(fnmatch.fnmatch(path, pattern) for pattern in config.paths_ignore)
-
-
-def _record(session: Session, pr: PullRequest, files: tuple[FileChange, ...]) -> PullRequestRow:
-    part = text.series(pr.title)
-    row = PullRequestRow(
-        repository=pr.repository, number=pr.number, title=pr.title, title_key=_title_key(pr.title),
-        body=pr.body or "", author=pr.author, labels=list(pr.labels),
-        base_commit=pr.base_commit, merge_commit=pr.merge_commit, merged_at=pr.merged_at,
-        commits=[{"sha": c.sha, "message": c.message} for c in pr.commits],
-        files=[_file_json(f) for f in pr.files],
-        linked_issues=list(pr.linked_issues),
-        issue_texts={str(k): v for k, v in pr.issue_texts.items()},
-        touches_tests=any(is_test_path(f.path) for f in pr.files),
-        series_key=part[0] if part else None, series_part=part[1] if part else None)
-    session.add(row)
-    shas = {c.sha for c in pr.commits} | {pr.merge_commit}
-    for sha in shas - {""}:
-        session.merge(CommitRow(repository=pr.repository, sha=sha, number=pr.number))
-    for path in {f.path for f in files if not is_test_path(f.path)}:
-        session.add(FileTouchRow(repository=pr.repository, path=path[:1024], number=pr.number,
-                                 merged_at=pr.merged_at))
-    return row
-
-
-def _file_json(change: FileChange) -> dict[str, object]:
-    return {"path": change.path, "status": change.status, "old_path": change.old_path,
-            "binary": change.binary, "additions": change.additions,
-            "deletions": change.deletions}
-
-
-def _title_key(title: str) -> str:
-    return " ".join(title.lower().split())[:255]
 
 
 def _pr_text(pr: PullRequest) -> str:
@@ -166,24 +184,15 @@ def referenced_numbers(pr: PullRequest) -> list[int]:
     return sorted(numbers - set(pr.linked_issues) - {pr.number})
 
 
-def _earlier_prs(session: Session, pr: PullRequest,
-                 numbers: set[int]) -> dict[int, datetime | None]:
-    """Which of ``numbers`` are mined PRs merged before ``pr``: number -> merged_at.
-
-    Only the two columns are read (no row objects, no JSON), so the cost stays small however
-    many candidates a PR has.
-    """
-    if not numbers:
-        return {}
-    rows = session.execute(select(PullRequestRow.number, PullRequestRow.merged_at).where(
-        PullRequestRow.repository == pr.repository, PullRequestRow.number.in_(numbers),
-        PullRequestRow.ignored.is_(False)))
-    return {number: merged for number, merged in rows
-            if number != pr.number and _merged_before(merged, pr)}
-
-
-def _before(row: PullRequestRow, pr: PullRequest) -> bool:
-    return _merged_before(row.merged_at, pr)
+def _earlier(graph: Graph, pr: PullRequest, numbers: set[int]) -> dict[int, datetime | None]:
+    """Which of ``numbers`` are mined PRs merged before ``pr``: number -> merged_at."""
+    numbers.discard(pr.number)
+    found = graph.merged_at(numbers)
+    if pr.merged_at is None:
+        return found
+    at = aware(pr.merged_at)
+    return {number: merged for number, merged in found.items()
+            if merged is None or aware(merged) <= at}
 
 
 def _merged_before(merged_at: datetime | None, pr: PullRequest) -> bool:
@@ -192,75 +201,59 @@ def _merged_before(merged_at: datetime | None, pr: PullRequest) -> bool:
     return aware(merged_at) <= aware(pr.merged_at)
 
 
-def aware(moment: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; every one we store is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _references(session: Session, pr: PullRequest, out: _Candidates) -> None:
-    body = _pr_text(pr)
-    mentions = text.mentions(body, pr.repository)
-    known = _earlier_prs(session, pr, {m.number for m in mentions})
-    follow_up = text.is_follow_up(body)
-    for mention in mentions:
-        if mention.number in known:
-            strength = 1.0 if follow_up else 0.9
-            out.add(Link(mention.number, pr.number, LinkKind.REFERENCES, mention.snippet, strength))
-    part = text.series(pr.title)
-    if part and part[1] > 1:
-        row = session.scalar(select(PullRequestRow).where(
-            PullRequestRow.repository == pr.repository, PullRequestRow.series_key == part[0],
-            PullRequestRow.series_part == part[1] - 1, PullRequestRow.ignored.is_(False)))
-        if row is not None and row.number != pr.number and _before(row, pr):
-            out.add(Link(row.number, pr.number, LinkKind.REFERENCES,
-                         f"part {part[1]} follows part {part[1] - 1}: {row.title}", 1.0))
-    reverted = text.reverted_title(pr.title)
-    if reverted:
-        row = session.scalar(select(PullRequestRow).where(
-            PullRequestRow.repository == pr.repository,
-            PullRequestRow.title_key == _title_key(reverted)))
-        if row is not None and row.number != pr.number and _before(row, pr):
-            out.add(Link(row.number, pr.number, LinkKind.REFERENCES, pr.title, 1.0))
-    for sha in text.reverted_commits(body):
-        hit = session.scalar(select(CommitRow).where(CommitRow.repository == pr.repository,
-                                                     CommitRow.sha.startswith(sha)))
-        if hit is not None and hit.number != pr.number:
-            out.add(Link(hit.number, pr.number, LinkKind.REFERENCES,
-                         f"reverts commit {sha[:12]}", 1.0))
-
-
-def _shared_issues(session: Session, pr: PullRequest, row: PullRequestRow,
-                   out: _Candidates) -> None:
-    mentions = text.mentions(_pr_text(pr), pr.repository)
-    prs = _earlier_prs(session, pr, {m.number for m in mentions})
-    issues = {m.number: m.closing for m in mentions if m.number not in prs}
+def _issues(graph: Graph, pr: PullRequest, found: list[text.Mention],
+            named: dict[int, datetime | None]) -> dict[int, bool]:
+    """The issues ``pr`` names or closes: issue number -> closing."""
+    issues = {m.number: m.closing for m in found if m.number not in named}
     for number in pr.linked_issues:
         issues[number] = True
     issues.pop(pr.number, None)
     # A number that is a PR (even one mined later) is not an issue.
-    pr_numbers = set(session.scalars(select(PullRequestRow.number).where(
-        PullRequestRow.repository == pr.repository, PullRequestRow.number.in_(list(issues)))))
-    issues = {n: c for n, c in issues.items() if n not in pr_numbers}
-    row.linked_issues = sorted(issues)
-    if not issues:
-        return
-    others = session.scalars(select(IssueRefRow).where(
-        IssueRefRow.repository == pr.repository, IssueRefRow.issue.in_(list(issues))))
-    candidates: list[IssueRefRow] = list(others)
-    known = _earlier_prs(session, pr, {ref.number for ref in candidates})
-    for ref in candidates:
-        if ref.number not in known:
+    prs = graph.mined_among(issues)
+    return {n: c for n, c in sorted(issues.items()) if n not in prs}
+
+
+def _references(graph: Graph, pr: PullRequest, body: str, found: list[text.Mention],
+                named: dict[int, datetime | None], out: _Candidates) -> None:
+    follow_up = text.is_follow_up(body)
+    for mention in found:
+        if mention.number in named:
+            strength = 1.0 if follow_up else 0.9
+            out.add(Link(mention.number, pr.number, LinkKind.REFERENCES, mention.snippet, strength))
+    part = text.series(pr.title)
+    if part and part[1] > 1:
+        for number, title, merged in graph.series_parts(part[0], part[1] - 1):
+            if number != pr.number and _merged_before(merged, pr):
+                out.add(Link(number, pr.number, LinkKind.REFERENCES,
+                             f"part {part[1]} follows part {part[1] - 1}: {title}", 1.0))
+                break
+    reverted = text.reverted_title(pr.title)
+    if reverted:
+        for number, merged in graph.titled(title_key(reverted)):
+            if number != pr.number and _merged_before(merged, pr):
+                out.add(Link(number, pr.number, LinkKind.REFERENCES, pr.title, 1.0))
+                break
+    for sha in text.reverted_commits(body):
+        owner = graph.commit_with_prefix(sha.lower())
+        if owner is not None and owner != pr.number:
+            out.add(Link(owner, pr.number, LinkKind.REFERENCES, f"reverts commit {sha[:12]}",
+                         1.0))
+
+
+def _shared_issues(graph: Graph, pr: PullRequest, issues: dict[int, bool],
+                   out: _Candidates) -> None:
+    refs = [ref for ref in graph.issue_refs(issues) if ref[1] != pr.number]
+    known = _earlier(graph, pr, {number for _, number, _ in refs})
+    for issue, number, closing in refs:
+        if number not in known:
             continue
-        both_close = ref.closing and issues[ref.issue]
+        both_close = closing and issues[issue]
         words = "both close" if both_close else "both reference"
-        out.add(Link(ref.number, pr.number, LinkKind.SHARES_ISSUE, f"{words} #{ref.issue}",
+        out.add(Link(number, pr.number, LinkKind.SHARES_ISSUE, f"{words} #{issue}",
                      0.8 if both_close else 0.6))
-    for number, closing in issues.items():
-        session.add(IssueRefRow(repository=pr.repository, issue=number, number=pr.number,
-                                closing=closing))
 
 
-def _fixes(session: Session, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,
+def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,
            out: _Candidates) -> None:
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
@@ -274,15 +267,14 @@ def _fixes(session: Session, pr: PullRequest, files: tuple[FileChange, ...], bla
             paths_by_commit[sha].add(path)
     if not lines_by_commit:
         return
-    owners = {r.sha: r.number for r in session.scalars(select(CommitRow).where(
-        CommitRow.repository == pr.repository, CommitRow.sha.in_(list(lines_by_commit))))}
+    owners = graph.commit_owners(lines_by_commit)
     lines_by_pr: Counter[int] = Counter()
     paths_by_pr: dict[int, set[str]] = defaultdict(set)
     for sha, count in lines_by_commit.items():
         if sha in owners and owners[sha] != pr.number:
             lines_by_pr[owners[sha]] += count
             paths_by_pr[owners[sha]] |= paths_by_commit[sha]
-    known = _earlier_prs(session, pr, set(lines_by_pr))
+    known = _earlier(graph, pr, set(lines_by_pr))
     blamed = {n: c for n, c in lines_by_pr.items() if n in known}
     total = sum(blamed.values())
     for number, count in blamed.items():
@@ -295,30 +287,22 @@ def _fixes(session: Session, pr: PullRequest, files: tuple[FileChange, ...], bla
                      min(0.95, 0.85 + count / 200)))
 
 
-def _same_area(session: Session, pr: PullRequest, files: tuple[FileChange, ...],
-               out: _Candidates) -> None:
-    mine = {f.path for f in files if not is_test_path(f.path)}
+def _same_area(graph: Graph, pr: PullRequest, mine: set[str], out: _Candidates) -> None:
+    """``mine``: the PR's changed files that are not tests."""
     if not mine or pr.merged_at is None:
         return
+    # Only touches inside the window come back, so every candidate is recent enough.
+    since = aware(pr.merged_at) - SAME_AREA_WINDOW
     shared: Counter[int] = Counter()
     for path in sorted(mine)[:SAME_AREA_MAX_FILES]:
-        # The latest touches of each file only: the cost stays flat as history grows.
-        recent = session.scalars(select(FileTouchRow.number).where(
-            FileTouchRow.repository == pr.repository, FileTouchRow.path == path,
-            FileTouchRow.merged_at >= pr.merged_at - SAME_AREA_WINDOW)
-            .order_by(FileTouchRow.merged_at.desc()).limit(SAME_AREA_RECENT))
-        shared.update(n for n in recent if n != pr.number)
-    known = _earlier_prs(session, pr, set(shared))
+        shared.update(graph.recent_touches(path[:1024], since))
+    known = _earlier(graph, pr, set(shared))
+    size = len(mine)
     for number, common in shared.items():
-        merged_at = known.get(number)
-        if merged_at is None:
-            continue
-        if aware(pr.merged_at) - aware(merged_at) > SAME_AREA_WINDOW:
-            continue
-        overlap = common / len(mine)
-        if overlap >= SAME_AREA_OVERLAP:
+        overlap = common / size
+        if overlap >= SAME_AREA_OVERLAP and known.get(number) is not None:
             out.add(Link(number, pr.number, LinkKind.SAME_AREA,
-                         f"{common} of {len(mine)} changed files also changed by #{number}",
+                         f"{common} of {size} changed files also changed by #{number}",
                          round(0.1 + 0.2 * overlap, 3)))
 
 
@@ -334,58 +318,42 @@ def choose_parent(links: tuple[Link, ...]) -> Link | None:
     return max(strong, key=lambda k: (k.strength, k.earlier in area, k.earlier), default=None)
 
 
-def _extend(session: Session, pr: PullRequest, links: tuple[Link, ...],
+def _extend(graph: Graph, pr: PullRequest, links: tuple[Link, ...],
             config: RepoConfig) -> tuple[Chain, bool, bool]:
     parent = choose_parent(links)
+    alone = ChainState(chain_id(pr.repository, pr.number, pr.number), [pr.number], [])
     if parent is None:
-        row = ChainRow(id=chain_id(pr.repository, pr.number, pr.number),
-                       repository=pr.repository, prs=[pr.number], kinds=[])
-        return _save(session, row, pr, config, was_eligible=False, grew=False)
-    tail = session.scalars(select(ChainRow).join(MemberRow, MemberRow.chain_id == ChainRow.id)
-                           .where(MemberRow.repository == pr.repository,
-                                  MemberRow.number == parent.earlier)
-                           .order_by(ChainRow.id)).all()
+        return _save(graph, alone, config, was_eligible=False, grew=False)
+    tail = graph.chains_with(parent.earlier)
     for chain in tail:
         if chain.prs[-1] == parent.earlier and len(chain.prs) < config.max_chain_length:
-            was = chain.eligible
-            chain.prs = [*chain.prs, pr.number]
-            chain.kinds = [*chain.kinds, parent.kind.value]
+            chain.prs.append(pr.number)
+            chain.kinds.append(parent.kind.value)
             chain.version += 1
-            return _save(session, chain, pr, config, was_eligible=was, grew=True)
+            return _save(graph, chain, config, was_eligible=chain.eligible, grew=True)
     # The neighbour already has a successor (or its chain is full): a new path forks here.
     base = tail[0] if tail else None
     prefix = base.prs[: base.prs.index(parent.earlier) + 1] if base else [parent.earlier]
     kinds = base.kinds[: len(prefix) - 1] if base else []
     keep = config.max_chain_length - 1
     if keep < 1:
-        row = ChainRow(id=chain_id(pr.repository, pr.number, pr.number),
-                       repository=pr.repository, prs=[pr.number], kinds=[])
-        return _save(session, row, pr, config, was_eligible=False, grew=False)
+        return _save(graph, alone, config, was_eligible=False, grew=False)
     if len(prefix) > keep:
         drop = len(prefix) - keep
         prefix, kinds = prefix[drop:], kinds[drop:]
-    row = ChainRow(id=chain_id(pr.repository, prefix[0], pr.number), repository=pr.repository,
-                   prs=[*prefix, pr.number], kinds=[*kinds, parent.kind.value])
-    return _save(session, row, pr, config, was_eligible=False, grew=True)
+    fork = ChainState(chain_id(pr.repository, prefix[0], pr.number), [*prefix, pr.number],
+                      [*kinds, parent.kind.value])
+    return _save(graph, fork, config, was_eligible=False, grew=True)
 
 
-def _save(session: Session, row: ChainRow, pr: PullRequest, config: RepoConfig,
-          was_eligible: bool, grew: bool) -> tuple[Chain, bool, bool]:
-    touches = set(session.scalars(select(PullRequestRow.number).where(
-        PullRequestRow.repository == pr.repository, PullRequestRow.number.in_(row.prs),
-        PullRequestRow.touches_tests.is_(True))))
-    row.eligible = len(row.prs) >= config.min_chain_length and bool(touches)
-    if session.get(ChainRow, row.id) is None:
-        session.add(row)
-    session.flush()
-    existing = {m.position for m in session.scalars(
-        select(MemberRow).where(MemberRow.chain_id == row.id))}
-    for position, number in enumerate(row.prs):
-        if position not in existing:
-            session.add(MemberRow(chain_id=row.id, position=position,
-                                  repository=row.repository, number=number))
-    chain = to_chain(row)
-    return chain, grew, row.eligible and not was_eligible
+def _save(graph: Graph, chain: ChainState, config: RepoConfig, was_eligible: bool,
+          grew: bool) -> tuple[Chain, bool, bool]:
+    chain.eligible = (len(chain.prs) >= config.min_chain_length
+                      and bool(graph.touching_tests(chain.prs)))
+    graph.save_chain(chain)
+    result = Chain(id=chain.id, repository=graph.repository, prs=tuple(chain.prs),
+                   kinds=tuple(LinkKind(k) for k in chain.kinds), eligible=chain.eligible)
+    return result, grew, chain.eligible and not was_eligible
 
 
 def to_chain(row: ChainRow) -> Chain:

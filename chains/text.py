@@ -77,7 +77,9 @@ def reverted_commits(text: str) -> list[str]:
 
 def series(title: str) -> tuple[str, int] | None:
     """("normalised title prefix", part number) for titles such as "Slugify, part 2 of 3"."""
-    match = _PART.search(title or "")
+    if "part" not in (title or "").lower():
+        return None  # most titles: skip the pattern's slow scan
+    match = _PART.search(title)
     if match is None:
         return None
     prefix = " ".join(re.sub(r"[^\w\s]", " ", match.group("prefix").lower()).split())

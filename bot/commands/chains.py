@@ -13,7 +13,7 @@ import click
 from bot.runtime import Runtime
 from chains.config import CONFIG_PATH, parse_config
 from chains.gitsource import GitBlame, GitHistory, GitSourceError, git
-from chains.mining import attach_pull_request
+from chains.mining import GraphChanged, mine_history
 from chains.queries import all_links, chain_document, chain_rows, find_chain, pr_count
 
 
@@ -34,12 +34,10 @@ def mine_local(runtime: Runtime, path: Path, since: datetime | None = None,
     if not prs:
         click.echo(f"no merged pull requests found in {path} (looked for 'Merge pull request "
                    "#N from …' and 'Title (#N)' commits on the first-parent history)", err=True)
-    blame = GitBlame(path)
-    with click.progressbar(prs, label="mining", file=sys.stderr,
+    with click.progressbar(length=len(prs), label="mining", file=sys.stderr,
                            show_pos=True, hidden=not show_progress) as bar:
-        for pr in bar:
-            with runtime.db.session() as session:
-                attach_pull_request(session, pr, blame, parsed.config)
+        mine_history(runtime.db.session, history.repository, prs, GitBlame(path),
+                     parsed.config, progress=bar.update)
     with runtime.db.session() as session:
         return {
             "repository": history.repository,
@@ -71,7 +69,7 @@ def mine(runtime: Runtime, path: Path, since: datetime | None, limit: int | None
     """
     try:
         document = mine_local(runtime, path, since, limit, show_progress=not as_json)
-    except GitSourceError as exc:
+    except (GitSourceError, GraphChanged) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(document, indent=2))

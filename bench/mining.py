@@ -5,10 +5,12 @@ the database (in memory, written in batches) without blame and with it, PRs per 
 memory, the time `git log` alone needs to read the same history (the floor) and the ratio of
 mining without blame to it; the same history mined PR by PR, one transaction each, as the live
 path does; and the cost of attaching one more PR on the live path, which must stay flat (within
-1.5x from the smallest to the largest history). Every tenth PR is a fix of an earlier one, so
+1.5x from the smallest to the largest history), with the number of links that PR gets: its cost
+follows its own links (in the tiny shape it gets 2 at 100 PRs and 20, the per-file cap, from
+1,000 on), not the history. Every tenth PR is a fix of an earlier one, so
 blame runs as it would on a real repository.
 
-    python bench/mining.py [--sizes 100,1000,10000]
+    python bench/mining.py [--sizes 100,1000,10000] [--shape realistic|tiny|both] [--git CLONE]
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def median(runs: list[float]) -> float:
 
 HEADER = (f"{'history':>16} {'PRs':>6} {'git log s':>9} {'read s':>7} {'mine s':>7} "
           f"{'ratio':>6} {'PRs/s':>7} {'+blame s':>9} {'by PR s':>8} {'one more ms':>12} "
-          f"{'peak MB':>8}")
+          f"{'its links':>9} {'peak MB':>8}")
 
 
 def main() -> None:
@@ -172,18 +174,18 @@ def measure(repo: Path, label: str, scratch: Path, runs: int) -> float:
     last, prs = prs[-1], prs[:-1]
     by_pr = one_by_one(database(scratch, "live"), prs)
     blamed = database(scratch, "blame")
-    attach_runs = []
+    attach_runs, links = [], 0
     for _ in range(9):
         started = time.perf_counter()
         with blamed.session() as session:
-            attach_pull_request(session, last, GitBlame(repo))
+            links = len(attach_pull_request(session, last, GitBlame(repo)).links)
             attach_runs.append(time.perf_counter() - started)
             session.rollback()
     one_more = median(attach_runs)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{label:>16} {len(prs):>6} {floor:>9.3f} {read:>7.3f} {plain:>7.3f} "
           f"{plain / floor:>6.1f} {len(prs) / plain:>7.0f} {with_blame:>9.2f} {by_pr:>8.2f} "
-          f"{one_more * 1000:>12.1f} {peak:>8.0f}", flush=True)
+          f"{one_more * 1000:>12.1f} {links:>9} {peak:>8.0f}", flush=True)
     return one_more
 
 

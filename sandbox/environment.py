@@ -37,6 +37,7 @@ BUILD_TIMEOUT = 1800.0
 DEPENDENCY_FILE = re.compile(r"^(pyproject\.toml|setup\.py|setup\.cfg|"
                              r"requirements[\w.-]*\.(txt|in)|Pipfile(\.lock)?|poetry\.lock|"
                              r"uv\.lock|tox\.ini|environment\.ya?ml)$")
+REQUIREMENT_DIRS = ("requirements",)
 PIP = "python3 -m pip install --no-input --disable-pip-version-check"
 
 
@@ -55,11 +56,37 @@ class Environment:
     seconds: float = 0.0
 
 
-def dependency_files(repo: Path, commit: str) -> dict[str, bytes]:
-    """Top-level dependency files at ``commit``: name -> content."""
-    listing = _git(repo, "ls-tree", "--name-only", commit).decode().splitlines()
-    return {name: _git(repo, "show", f"{commit}:{name}")
-            for name in sorted(listing) if DEPENDENCY_FILE.match(name)}
+def dependency_files(repo: Path, commit: str, install: str | None = None) -> dict[str, bytes]:
+    """The files the environment depends on at ``commit``: path -> content.
+
+    Top-level dependency files, requirement files in a `requirements/` folder, and every file
+    the install command names (``pip install -r ci/test.txt -c constraints.txt``), so an edit
+    to any of them builds a new environment.
+    """
+    top = _git(repo, "ls-tree", "--name-only", commit).decode().splitlines()
+    names = {name for name in top if DEPENDENCY_FILE.match(name)}
+    folder = _git(repo, "ls-tree", "-r", "--name-only", commit, "--", *REQUIREMENT_DIRS)
+    names |= {name for name in folder.decode().splitlines() if name.endswith((".txt", ".in"))}
+    names |= _named_files(repo, commit, install)
+    return {name: _git(repo, "show", f"{commit}:{name}") for name in sorted(names)}
+
+
+def _named_files(repo: Path, commit: str, install: str | None) -> set[str]:
+    """Words of the install command that are files at ``commit`` (`-rfile`, `--x=file` too)."""
+    try:
+        words = shlex.split(install or "")
+    except ValueError:
+        return set()  # unbalanced quotes: the build will say so
+    candidates = set()
+    for word in words:
+        word = re.sub(r"^(?:-[rce]|--[\w-]+=)", "", word).removeprefix("./")
+        if word and not word.startswith(("-", "/")) and "://" not in word \
+                and word not in (".", ".."):
+            candidates.add(word)
+    if not candidates:
+        return set()
+    listing = _git(repo, "ls-tree", commit, "--", *sorted(candidates)).decode().splitlines()
+    return {line.split("\t", 1)[1] for line in listing if line.split(" ", 2)[1:2] == ["blob"]}
 
 
 def detect_install(files: dict[str, bytes]) -> str | None:
@@ -70,8 +97,9 @@ def detect_install(files: dict[str, bytes]) -> str | None:
     project itself: tests run from the work tree, and a project that cannot be built as a
     package still gets its dependencies. None when nothing is declared.
     """
-    requirements = [name for name in files
-                    if name.startswith("requirements") and name.endswith(".txt")]
+    requirements = [name for name in files  # top-level ones: a folder may hold docs pins
+                    if name.startswith("requirements") and name.endswith(".txt")
+                    and "/" not in name]
     if requirements:
         return " && ".join(f"{PIP} -r {shlex.quote(name)}" for name in requirements)
     if "pyproject.toml" in files:
@@ -120,7 +148,7 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     except ImageNotFound as exc:
         raise SandboxUnavailable(f"sandbox image {base_image} is missing; build it with "
                                  "`davinci sandbox build-base`") from exc
-    files = dependency_files(repo, commit)
+    files = dependency_files(repo, commit, install)
     command = install if install is not None else detect_install(files)
     if not command:
         return Environment(base_image, "", None, built=False)

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from bot.cli import main
 from sandbox.environment import (
     EnvironmentBuildFailed,
+    dependency_files,
     detect_install,
     ensure_environment,
     environment_key,
@@ -81,6 +82,29 @@ def test_the_key_follows_dependencies_not_other_files() -> None:
                                    {"requirements.txt": b"attrs\n"})
     assert base != environment_key("sha256:base", "pip install -r requirements.txt -U",
                                    {"requirements.txt": b"attrs\n"})
+
+
+def test_files_the_install_command_names_are_dependencies(tmp_path: Path) -> None:
+    git = GitRepo.init(tmp_path / "named")
+    install = ("pip install -r ci/test-pins.txt --constraint=constraints.txt "
+               "-rrequirements/docs.txt -e . && pytest --version")
+    first = git.commit("Start", {"ci/test-pins.txt": "attrs\n", "constraints.txt": "attrs<24\n",
+                                 "requirements/docs.txt": "sphinx\n", "src/app.py": "A = 1\n",
+                                 "requirements/base.in": "attrs\n", "setup.py": "",
+                                 "requirements/README.md": "notes\n"})
+    files = dependency_files(git.path, first, install)
+    assert sorted(files) == ["ci/test-pins.txt", "constraints.txt", "requirements/base.in",
+                             "requirements/docs.txt", "setup.py"]
+    key = environment_key("sha256:base", install, files)
+
+    code = git.commit("Code", {"src/app.py": "A = 2\n"})
+    assert environment_key("sha256:base", install,
+                           dependency_files(git.path, code, install)) == key
+    pins = git.commit("Pins", {"ci/test-pins.txt": "attrs==23.2\n"})
+    assert environment_key("sha256:base", install,
+                           dependency_files(git.path, pins, install)) != key
+    # Without a configured command, only top-level requirement files are installed.
+    assert detect_install(dependency_files(git.path, pins)).endswith("-e .")
 
 
 def test_an_environment_is_built_once_per_dependency_state(

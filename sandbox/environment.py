@@ -28,6 +28,7 @@ from pathlib import Path
 
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
+from docker.models.containers import Container
 
 from sandbox.base import SandboxError, SandboxUnavailable
 from sandbox.docker import LABEL, WORKDIR, archive_of, client
@@ -160,19 +161,76 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     except ImageNotFound:
         pass
     started = time.perf_counter()
-    _build(engine, repo, commit, command, base_image, name, key, timeout, on_output, network)
-    return Environment(name, key, command, built=True, seconds=time.perf_counter() - started)
+    built = _build(engine, repo, commit, command, base_image, name, key, timeout, on_output,
+                   network)
+    return Environment(name, key, command, built=built, seconds=time.perf_counter() - started)
+
+
+def builder_name(image: str) -> str:
+    """The build container's name: one builder per environment image on an engine, however
+    many workers want it."""
+    return "davinci-build-" + image.removeprefix("davinci-env-").replace(":", "-")
 
 
 def _build(engine: docker.DockerClient, repo: Path, commit: str, command: str, base_image: str,
            name: str, key: str, timeout: float,
-           on_output: Callable[[str], None] | None, network: str) -> None:
-    container = engine.containers.create(
-        base_image, command=["sleep", "infinity"], user="0:0", working_dir=WORKDIR,
-        network_mode=network, init=True,
-        labels={LABEL: "1", "davinci.created": str(int(time.time())), "davinci.build": key},
-        environment={"HOME": "/root", "LANG": "C.UTF-8", "PIP_BREAK_SYSTEM_PACKAGES": "1",
-                     "PYTHONDONTWRITEBYTECODE": "1"})
+           on_output: Callable[[str], None] | None, network: str) -> bool:
+    """Build the image; False when another process was building it and this one waited."""
+    while True:
+        try:
+            container = engine.containers.create(
+                base_image, command=["sleep", "infinity"], user="0:0", working_dir=WORKDIR,
+                network_mode=network, init=True, name=builder_name(name),
+                labels={LABEL: "1", "davinci.created": str(int(time.time())),
+                        "davinci.build": key},
+                environment={"HOME": "/root", "LANG": "C.UTF-8",
+                             "PIP_BREAK_SYSTEM_PACKAGES": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: the name is taken, a build of this key runs
+                raise
+            if _waited_for_other_build(engine, name, key, timeout):
+                return False
+            continue  # that build failed or was abandoned: try here
+        if _has_image(engine, name):  # a builder that just finished left it
+            with contextlib.suppress(NotFound, APIError):
+                container.remove(force=True)
+            return False
+        _install(container, repo, commit, command, name, key, timeout, on_output)
+        return True
+
+
+def _waited_for_other_build(engine: docker.DockerClient, name: str, key: str,
+                            timeout: float) -> bool:
+    """Wait while another builder of ``key`` works: True once its image is there, False when
+    it ended without one (or was left behind by a dead process and is now removed)."""
+    deadline = time.monotonic() + timeout + 60
+    while time.monotonic() < deadline:
+        if _has_image(engine, name):
+            return True
+        try:
+            other = engine.containers.get(builder_name(name))
+        except NotFound:  # it ended: with its image (committed just now) or without
+            return _has_image(engine, name)
+        started = int(other.labels.get("davinci.created", "0") or 0)
+        if time.time() - started > timeout + 60:  # its builder died: nothing will finish it
+            with contextlib.suppress(NotFound, APIError):
+                other.remove(force=True)
+            return False
+        time.sleep(1)
+    raise SandboxError(f"another build of environment {name} did not finish in "
+                       f"{timeout + 60:.0f} s")
+
+
+def _has_image(engine: docker.DockerClient, name: str) -> bool:
+    try:
+        engine.images.get(name)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def _install(container: Container, repo: Path, commit: str, command: str, name: str, key: str,
+             timeout: float, on_output: Callable[[str], None] | None) -> None:
     try:
         container.start()
         container.put_archive("/work", archive_of(repo, commit, owner=0))

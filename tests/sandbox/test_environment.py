@@ -3,7 +3,9 @@ during the build only, and sandboxes from them as locked down as from the base i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +16,14 @@ from click.testing import CliRunner
 
 from bot.cli import main
 from sandbox.environment import (
+    Environment,
     EnvironmentBuildFailed,
+    builder_name,
     dependency_files,
     detect_install,
     ensure_environment,
     environment_key,
+    image_name,
 )
 from sandbox.factory import DEFAULT_IMAGE, open_sandbox
 from sandbox.local import LocalSandbox
@@ -201,3 +206,36 @@ def test_a_build_network_of_none_keeps_the_install_offline(engine: docker.Docker
     with open_sandbox(repo.path, repo.head(), "docker", built.image) as box:
         assert box.exec("cat /opt/build-net").stdout.split() == ["lo"]
         assert box.exec("python3 -c 'import envprobe'").exit_code == 0
+
+
+def test_two_workers_needing_one_environment_build_it_once(engine: docker.DockerClient,
+                                                          repo: GitRepo) -> None:
+    slow = f"sleep 3 && {INSTALL}"
+    results: list[Environment] = []
+    workers = [threading.Thread(target=lambda: results.append(
+        ensure_environment(repo.path, repo.head(), slow, DEFAULT_IMAGE))) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert sorted(r.built for r in results) == [False, True], "one built, one waited"
+    assert results[0].image == results[1].image
+    assert engine.containers.list(all=True, filters={"label": "davinci.build"}) == []
+
+
+def test_a_build_left_behind_by_a_dead_worker_does_not_block_the_next(
+        engine: docker.DockerClient, repo: GitRepo) -> None:
+    files = dependency_files(repo.path, repo.head(), INSTALL)
+    key = environment_key(engine.images.get(DEFAULT_IMAGE).id, INSTALL, files)
+    stale = engine.containers.create(
+        DEFAULT_IMAGE, command=["sleep", "infinity"],
+        name=builder_name(image_name(repo.path, key)),
+        labels={"davinci.sandbox": "1", "davinci.created": "0", "davinci.build": "x"})
+    try:
+        built = ensure_environment(repo.path, repo.head(), INSTALL, DEFAULT_IMAGE, timeout=5)
+        assert built.built
+        with pytest.raises(docker.errors.NotFound):
+            engine.containers.get(stale.id)
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            stale.remove(force=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from chains import text
@@ -35,6 +35,12 @@ from chains.store import (
 
 RECENT_TOUCHES = 20
 """Earlier PRs per file considered for `same_area` (the most recent ones)."""
+TOUCH_COLUMNS = ("repository", "path", "number", "merged_at")
+ISSUE_REF_COLUMNS = ("repository", "issue", "number", "closing")
+LINK_COLUMNS = ("repository", "earlier", "later", "kind", "evidence", "strength")
+COMMIT_COLUMNS = ("repository", "sha", "number")
+CHAIN_COLUMNS = ("id", "repository", "prs", "kinds", "eligible", "version", "updated_at")
+MEMBER_COLUMNS = ("chain_id", "position", "repository", "number")
 
 
 @dataclass
@@ -231,19 +237,21 @@ class SqlGraph:
                                                                text.series(pr.title))))
         for sha in commit_shas(pr):
             self.session.merge(CommitRow(repository=pr.repository, sha=sha, number=pr.number))
-        for path in sorted(touched):
-            self.session.add(FileTouchRow(repository=pr.repository, path=path,
-                                          number=pr.number, merged_at=pr.merged_at))
-        for issue, closing in issues.items():
-            self.session.add(IssueRefRow(repository=pr.repository, issue=issue,
-                                         number=pr.number, closing=closing))
+        # Rows nothing reads back in this session go in as one bulk insert each.
+        self._insert(FileTouchRow, [dict(zip(TOUCH_COLUMNS, (pr.repository, path, pr.number,
+                                                             pr.merged_at), strict=True))
+                                    for path in sorted(touched)])
+        self._insert(IssueRefRow, [dict(zip(ISSUE_REF_COLUMNS, (pr.repository, issue,
+                                                                pr.number, closing), strict=True))
+                                   for issue, closing in issues.items()])
 
     def add_links(self, links: Iterable[Link]) -> None:
-        for link in links:
-            self.session.add(LinkRow(repository=self.repository, earlier=link.earlier,
-                                     later=link.later, kind=link.kind.value,
-                                     evidence=link.evidence[:500], strength=link.strength))
-        self.session.flush()
+        self._insert(LinkRow, [dict(zip(LINK_COLUMNS, _link_row(self.repository, k), strict=True))
+                               for k in links])
+
+    def _insert(self, model: type[Any], rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(model), rows)
 
     def save_chain(self, chain: ChainState) -> None:
         row = self.session.get(ChainRow, chain.id)
@@ -266,14 +274,6 @@ class _Known:
     merged_at: datetime | None
     touches_tests: bool
     ignored: bool = False
-
-
-TOUCH_COLUMNS = ("repository", "path", "number", "merged_at")
-ISSUE_REF_COLUMNS = ("repository", "issue", "number", "closing")
-LINK_COLUMNS = ("repository", "earlier", "later", "kind", "evidence", "strength")
-COMMIT_COLUMNS = ("repository", "sha", "number")
-CHAIN_COLUMNS = ("id", "repository", "prs", "kinds", "eligible", "version", "updated_at")
-MEMBER_COLUMNS = ("chain_id", "position", "repository", "number")
 
 
 @dataclass
@@ -413,10 +413,7 @@ class MemoryGraph:
             self._pending.issue_refs.append((self.repository, issue, pr.number, closing))
 
     def add_links(self, links: Iterable[Link]) -> None:
-        repository = self.repository
-        self._pending.links.extend(
-            (repository, k.earlier, k.later, k.kind.value, k.evidence[:500], k.strength)
-            for k in links)
+        self._pending.links.extend(_link_row(self.repository, k) for k in links)
 
     def save_chain(self, chain: ChainState) -> None:
         self._index_chain(chain)
@@ -470,6 +467,12 @@ class MemoryGraph:
         for chain in chains:
             chain.stored = len(chain.prs)
         self._stored_chains.update(c.id for c in fresh)
+
+
+def _link_row(repository: str, link: Link) -> tuple[Any, ...]:
+    """A link's values in LINK_COLUMNS order."""
+    return (repository, link.earlier, link.later, link.kind.value, link.evidence[:500],
+            link.strength)
 
 
 def _insert(session: Session, model: type[Any], columns: tuple[str, ...],

@@ -196,6 +196,23 @@ def test_binary_and_renamed_files_are_read(tmp_path: Path) -> None:
     assert [(r.start, r.end) for r in renamed.old_ranges] == [(2, 2)]
 
 
+def test_changed_lines_come_from_hunk_headers_whatever_the_lines_say(tmp_path: Path) -> None:
+    """Removed "-- x" and added "++ y" lines print as "--- x" and "+++ y", like file headers."""
+    repo = GitRepo.init(tmp_path / "sql")
+    repo.commit("init", {"schema.sql": "-- users\nCREATE TABLE a (x int);\n-- end\nSELECT 1;\n",
+                         "gone.txt": "bye\n"})
+    repo.pull_request(3, "Rework schema", {"schema.sql": "++ kept\nCREATE TABLE a (x int);\n"
+                                                          "SELECT 1;\n", "gone.txt": None},
+                      squash=True)
+    [pr] = GitHistory(repo.path).pull_requests()
+    files = {f.path: f for f in pr.files}
+    schema = files["schema.sql"]
+    assert [(r.start, r.end) for r in schema.old_ranges] == [(1, 1), (3, 3)]
+    assert [(r.start, r.end) for r in schema.new_ranges] == [(1, 1)]
+    assert (schema.additions, schema.deletions) == (1, 2)
+    assert files["gone.txt"].status == "removed" and files["gone.txt"].deletions == 1
+
+
 def test_clear_errors_for_paths_that_cannot_be_mined(tmp_path: Path) -> None:
     with pytest.raises(GitSourceError, match="does not exist"):
         GitHistory(tmp_path / "missing")

@@ -56,7 +56,7 @@ class ChainState:
 
 
 class Graph(Protocol):
-    """The questions the linking rules ask, and the two things they write."""
+    """The questions the linking rules ask, and the three ways they grow the graph."""
 
     repository: str
 

@@ -204,12 +204,9 @@ def _record_failure(runtime: Runtime, delivery_id: str, new: tuple[Delivery, Eve
     """Keep a delivery whose handler raised, as failed (its handler's writes are gone)."""
     with runtime.db.session() as session:
         row = session.get(Delivery, delivery_id)
-        if row is None:
+        if row is None:  # it was new: its insert went with the handler's writes
             assert new is not None
-            fresh = new[0]
-            row = Delivery(id=fresh.id, event=fresh.event, action=fresh.action,
-                           installation_id=fresh.installation_id,
-                           repository=fresh.repository, payload=fresh.payload)
+            row = _row(new[1], new[0].payload.encode("utf-8"))
             session.add(row)
         return _finish(row, "failed", [], note)
 

@@ -39,6 +39,7 @@ DEPENDENCY_FILE = re.compile(r"^(pyproject\.toml|setup\.py|setup\.cfg|"
                              r"requirements[\w.-]*\.(txt|in)|Pipfile(\.lock)?|poetry\.lock|"
                              r"uv\.lock|tox\.ini|environment\.ya?ml)$")
 REQUIREMENT_DIRS = ("requirements",)
+MAX_NAMED_FILES = 100
 PIP = "python3 -m pip install --no-input --disable-pip-version-check"
 
 
@@ -86,7 +87,9 @@ def _named_files(repo: Path, commit: str, install: str | None) -> set[str]:
             candidates.add(word)
     if not candidates:
         return set()
-    listing = _git(repo, "ls-tree", commit, "--", *sorted(candidates)).decode().splitlines()
+    # Paths after "--" are never options; a runaway command is looked at only so far.
+    listing = _git(repo, "ls-tree", commit, "--",
+                   *sorted(candidates)[:MAX_NAMED_FILES]).decode().splitlines()
     return {line.split("\t", 1)[1] for line in listing if line.split(" ", 2)[1:2] == ["blob"]}
 
 

@@ -36,8 +36,11 @@ def mine_local(runtime: Runtime, path: Path, since: datetime | None = None,
                    "#N from …' and 'Title (#N)' commits on the first-parent history)", err=True)
     with click.progressbar(length=len(prs), label="mining", file=sys.stderr,
                            show_pos=True, hidden=not show_progress) as bar:
-        mine_history(runtime.db.session, history.repository, prs, GitBlame(path),
-                     parsed.config, progress=bar.update)
+        mined = mine_history(runtime.db.session, history.repository, prs, GitBlame(path),
+                             parsed.config, progress=bar.update)
+    if prs and show_progress:
+        click.echo(f"mined {mined} new of {len(prs)} pull requests "
+                   f"({len(prs) - mined} were mined before)", err=True)
     with runtime.db.session() as session:
         return {
             "repository": history.repository,

@@ -264,5 +264,8 @@ def test_cli_json_contract(tmp_path: Path, sample: SampleRepository) -> None:
     assert shown.returncode == 0 and "fixes #2: fix changes 1 line" in shown.stdout
     missing = run_cli("chains", "show", "nope", data_dir=tmp_path)
     assert missing.returncode != 0 and "no chain 'nope'" in missing.stderr
+    again = run_cli("mine", "--git", str(sample.path), data_dir=tmp_path)
+    assert again.returncode == 0 and "mined 0 new of 7 pull requests" in again.stderr
+    assert f"7 pull requests, {len(document['links'])} links, 2 chains" in again.stdout
     bad = run_cli("mine", "--git", str(tmp_path / "nowhere"), data_dir=tmp_path)
     assert bad.returncode != 0 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

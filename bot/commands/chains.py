@@ -68,7 +68,9 @@ def mine(runtime: Runtime, path: Path, since: datetime | None, limit: int | None
 
     PRs come from merge commits ("Merge pull request #N from …") and squash merges
     ("Title (#N)"); links from references, shared issues, git blame (fixes) and file
-    overlap. Results go to the database (DATABASE_URL, default under DAVINCI_DATA_DIR).
+    overlap. Results go to the database (DATABASE_URL, default under DAVINCI_DATA_DIR), in
+    batches of 2,000 PRs: a run that is stopped keeps the batches it finished, and running it
+    again mines the rest. PRs mined before are skipped.
     """
     try:
         document = mine_local(runtime, path, since, limit, show_progress=not as_json)

@@ -4,15 +4,18 @@ The container runs as the unprivileged user of the image (uid 1000), with no net
 capabilities dropped, `no-new-privileges`, a read-only root file system, and size-capped tmpfs
 mounts for the work tree (`/work`) and `/tmp` (the disk-write limit); memory, CPU and pids are
 capped by the engine. Each command runs under `timeout -s KILL`, which kills its whole process
-group at the deadline. Every container carries the label `davinci.sandbox=1` so
-`davinci sandbox gc` can remove leftovers of a crashed process.
+group at the deadline. Every container carries the label `davinci.sandbox=1` and the host and
+process that made it (`davinci.owner`), so `davinci sandbox gc` removes the leftovers of a
+crashed process and leaves the sandboxes of live workers alone.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import posixpath
 import shlex
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -35,6 +38,7 @@ from sandbox.base import (
 from sandbox.output import DEFAULT_CAP, CappedBuffer
 
 LABEL = "davinci.sandbox"
+OWNER_LABEL = "davinci.owner"
 WORKDIR = "/work/repo"
 
 
@@ -78,7 +82,7 @@ class DockerSandbox:
             tmpfs={"/work": f"size={self.limits.work_size},exec,uid=1000,gid=1000,mode=0755",
                    "/tmp": f"size={self.limits.tmp_size},exec,mode=1777",  # noqa: S108
                    "/home/agent": "size=64m,uid=1000,gid=1000,mode=0755"},
-            labels={LABEL: "1", "davinci.created": str(int(time.time()))},
+            labels=labels(),
             environment={"HOME": "/home/agent", "LANG": "C.UTF-8",
                          "GIT_CONFIG_NOSYSTEM": "1", "PYTHONDONTWRITEBYTECODE": "1"})
         try:
@@ -256,18 +260,57 @@ def _demux_socket(sock: Any) -> Any:
         yield (payload, None) if header[0] == 1 else (None, payload)
 
 
-def gc(engine: docker.DockerClient | None = None, older_than: float = 0.0) -> list[str]:
-    """Remove sandbox containers (all, or those older than ``older_than`` seconds)."""
+def labels(**extra: str) -> dict[str, str]:
+    """The labels of every container this process makes: what it is, when, and whose."""
+    return {LABEL: "1", "davinci.created": str(int(time.time())),
+            OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}", **extra}
+
+
+@dataclass(frozen=True)
+class Collected:
+    removed: list[str]
+    kept: int
+    """Sandboxes left because the process that made them is alive (or on another host)."""
+
+
+def gc(engine: docker.DockerClient | None = None, older_than: float = 0.0,
+       everything: bool = False) -> Collected:
+    """Remove the sandbox containers whose process is gone.
+
+    A container made on this host by a live process stays (a worker is using it), and so does
+    one made on another host sharing the engine, unless it is older than ``older_than``
+    seconds. ``older_than`` also spares younger leftovers; ``everything`` removes them all.
+    """
     engine = engine or client()
-    removed = []
-    now = time.time()
+    removed, kept = [], 0
+    now, host = time.time(), socket.gethostname()
     for container in engine.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
         created = float(container.labels.get("davinci.created", "0") or 0)
         if older_than and now - created < older_than:
+            continue
+        if not everything and _in_use(container.labels.get(OWNER_LABEL, ""), host,
+                                      aged=bool(older_than)):
+            kept += 1
             continue
         try:
             container.remove(force=True)
             removed.append(container.short_id)
         except (NotFound, APIError):
             continue
-    return removed
+    return Collected(removed, kept)
+
+
+def _in_use(owner: str, host: str, aged: bool) -> bool:
+    """Whether the process named by an owner label may still use its container."""
+    owner_host, _, pid = owner.rpartition(":")
+    if not owner_host or not pid.isdigit() or int(pid) <= 0:
+        return False  # unlabelled (made by an older version) or unreadable: an orphan
+    if owner_host != host:
+        return not aged  # no way to look at another host's processes; trust age only
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, under another user
+    return True

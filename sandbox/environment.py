@@ -31,7 +31,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from sandbox.base import SandboxError, SandboxUnavailable
-from sandbox.docker import LABEL, WORKDIR, archive_of, client
+from sandbox.docker import WORKDIR, archive_of, client, labels
 
 ENV_LABEL = "davinci.env"
 BUILD_TIMEOUT = 1800.0
@@ -184,8 +184,7 @@ def _build(engine: docker.DockerClient, repo: Path, commit: str, command: str, b
             container = engine.containers.create(
                 base_image, command=["sleep", "infinity"], user="0:0", working_dir=WORKDIR,
                 network_mode=network, init=True, name=builder_name(name),
-                labels={LABEL: "1", "davinci.created": str(int(time.time())),
-                        "davinci.build": key},
+                labels=labels(**{"davinci.build": key}),
                 environment={"HOME": "/root", "LANG": "C.UTF-8",
                              "PIP_BREAK_SYSTEM_PACKAGES": "1", "PYTHONDONTWRITEBYTECODE": "1"})
         except APIError as exc:

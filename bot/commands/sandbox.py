@@ -130,17 +130,25 @@ def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
 
 @sandbox_group.command("gc")
 @click.option("--older-than", type=float, default=0.0, show_default=True,
-              help="Only sandboxes older than this many seconds.")
+              help="Only sandboxes older than this many seconds (then also those made on "
+                   "other hosts sharing the engine).")
+@click.option("--all", "everything", is_flag=True,
+              help="Also sandboxes of live processes: rollouts running now fail.")
 @click.option("--environments-older-than", "env_days", type=float, default=None,
               help="Also remove environment images built more than this many days ago "
                    "(they are rebuilt when next needed).")
-def gc(older_than: float, env_days: float | None) -> None:
-    """Remove sandbox containers left behind by a crashed process (and old environments)."""
+def gc(older_than: float, everything: bool, env_days: float | None) -> None:
+    """Remove sandbox containers left behind by a crashed process (and old environments).
+
+    Each container names the host and process that made it; while that process lives (a
+    worker running a rollout), its container stays.
+    """
     from sandbox.docker import gc as remove
     from sandbox.environment import remove_environments
 
-    removed = remove(older_than=older_than)
-    click.echo(f"removed {len(removed)} sandbox container(s)")
+    collected = remove(older_than=older_than, everything=everything)
+    click.echo(f"removed {len(collected.removed)} sandbox container(s)"
+               + (f"; kept {collected.kept} in use by live processes" if collected.kept else ""))
     if env_days is not None:
         images = remove_environments(older_than_days=env_days)
         click.echo(f"removed {len(images)} environment image(s)"

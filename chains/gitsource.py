@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class _Raw:
     author: str
     message: str
     diff: str
+    files: tuple[FileChange, ...] = ()
+    """The diff, parsed; a PR's record keeps these instead of the text."""
 
 
 def git(path: Path, *args: str, check: bool = True) -> str:
@@ -76,15 +79,16 @@ class GitHistory:
             return self._read(since, limit)
 
     def _read(self, since: datetime | None, limit: int | None) -> list[PullRequest]:
-        raws = []
+        # Diffs are parsed as they stream by, so the history's text is never all in memory;
+        # with a limit, only the latest PRs are kept at all.
+        kept: deque[_Raw] = deque(maxlen=limit)
         for raw in self._first_parent_log(since):
             if _pr_number(raw) is not None:
-                raws.append(raw)
+                kept.append(replace(raw, diff="", files=tuple(parse_diff(raw.diff))))
             elif not raw.parents and (number := _traced_number(raw)) is not None:
                 self.skipped.append(f"PR #{number}: its base commit is not in this clone "
                                     "(a shallow clone?)")
-        if limit is not None:
-            raws = raws[-limit:] if limit > 0 else []
+        raws = list(kept)
         side = self._side_commits([r for r in raws if len(r.parents) > 1])
         prs = []
         for raw in raws:
@@ -165,7 +169,7 @@ class GitHistory:
             body=body.strip(), author=authors[0] if authors else raw.author,
             base_commit=raw.parents[0], merge_commit=raw.sha,
             merged_at=datetime.fromtimestamp(raw.timestamp, UTC), commits=commits,
-            files=tuple(parse_diff(raw.diff)))
+            files=raw.files)
 
 
 def _pr_number(raw: _Raw) -> int | None:

@@ -213,6 +213,20 @@ def test_changed_lines_come_from_hunk_headers_whatever_the_lines_say(tmp_path: P
     assert files["gone.txt"].status == "removed" and files["gone.txt"].deletions == 1
 
 
+def test_since_and_limit_pick_the_latest_prs(tmp_path: Path, sample: SampleRepository) -> None:
+    everything = GitHistory(sample.path).pull_requests()
+    order = [pr.number for pr in everything]
+    assert [pr.number for pr in GitHistory(sample.path).pull_requests(limit=3)] == order[-3:]
+    assert GitHistory(sample.path).pull_requests(limit=0) == []
+    cut = everything[3].merged_at
+    assert cut is not None
+    since = [pr.number for pr in GitHistory(sample.path).pull_requests(since=cut)]
+    assert since == order[3:]
+    result = run_cli("mine", "--git", str(sample.path), "--limit", "2", "--json",
+                     data_dir=tmp_path)
+    assert result.returncode == 0 and json.loads(result.stdout)["pull_requests"] == 2
+
+
 def test_clear_errors_for_paths_that_cannot_be_mined(tmp_path: Path) -> None:
     with pytest.raises(GitSourceError, match="does not exist"):
         GitHistory(tmp_path / "missing")

@@ -7,8 +7,8 @@ mining without blame to it; the same history mined PR by PR, one transaction eac
 path does; and the cost of attaching one more PR on the live path, which must stay flat (within
 1.5x from the smallest to the largest history), with the number of links that PR gets: its cost
 follows its own links (in the tiny shape it gets one at 100 PRs and 19 from 1,000 on, once its
-file has 20 recent touches, the per-file cap), not the history. Every tenth PR is a fix of an earlier one, so
-blame runs as it would on a real repository.
+file has 20 recent touches, the per-file cap), not the history. Every tenth PR is a fix of an
+earlier one, so blame runs as it would on a real repository.
 
     python bench/mining.py [--sizes 100,1000,10000] [--shape realistic|tiny|both] [--git CLONE]
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from chains.config import RepoConfig
 from chains.gitsource import GitBlame, GitHistory
 from chains.graph import aware
 from chains.mining import GraphChanged, attach_pull_request, mine_history
-from chains.model import PullRequest
+from chains.model import Commit, PullRequest
 from chains.store import (
     ChainRow,
     CommitRow,
@@ -161,10 +161,6 @@ def test_someone_mining_meanwhile_is_reported_and_the_batch_left_out(
 
 def test_a_commit_two_prs_claim_belongs_to_the_later_either_way(tmp_path: Path) -> None:
     """GitHub lists a commit in two PRs when one branch was built on the other."""
-    from datetime import UTC
-
-    from chains.model import Commit
-
     def pr(number: int, shas: list[str], minute: int) -> PullRequest:
         return PullRequest(REPOSITORY, number, f"Change {number}", merge_commit=f"m{number}",
                            base_commit="b", merged_at=datetime(2026, 1, 1, 0, minute, tzinfo=UTC),

@@ -175,7 +175,7 @@ def measure(repo: Path, label: str, scratch: Path, runs: int) -> float:
     by_pr = one_by_one(database(scratch, "live"), prs)
     blamed = database(scratch, "blame")
     attach_runs, links = [], 0
-    for _ in range(9):
+    for _ in range(21):
         started = time.perf_counter()
         with blamed.session() as session:
             links = len(attach_pull_request(session, last, GitBlame(repo)).links)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from chains import text
@@ -237,21 +237,13 @@ class SqlGraph:
                                                                text.series(pr.title))))
         for sha in commit_shas(pr):
             self.session.merge(CommitRow(repository=pr.repository, sha=sha, number=pr.number))
-        # Rows nothing reads back in this session go in as one bulk insert each.
-        self._insert(FileTouchRow, [dict(zip(TOUCH_COLUMNS, (pr.repository, path, pr.number,
-                                                             pr.merged_at), strict=True))
-                                    for path in sorted(touched)])
-        self._insert(IssueRefRow, [dict(zip(ISSUE_REF_COLUMNS, (pr.repository, issue,
-                                                                pr.number, closing), strict=True))
-                                   for issue, closing in issues.items()])
+        # Rows nothing reads back as objects go in as one bulk insert each.
+        _insert(self.session, FileTouchRow, TOUCH_COLUMNS, _touch_rows(pr, touched))
+        _insert(self.session, IssueRefRow, ISSUE_REF_COLUMNS, _issue_ref_rows(pr, issues))
 
     def add_links(self, links: Iterable[Link]) -> None:
-        self._insert(LinkRow, [dict(zip(LINK_COLUMNS, _link_row(self.repository, k), strict=True))
-                               for k in links])
-
-    def _insert(self, model: type[Any], rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.session.execute(insert(model), rows)
+        _insert(self.session, LinkRow, LINK_COLUMNS,
+                [_link_row(self.repository, k) for k in links])
 
     def save_chain(self, chain: ChainState) -> None:
         row = self.session.get(ChainRow, chain.id)
@@ -404,13 +396,13 @@ class MemoryGraph:
             if sha not in self._commits:
                 self._sorted_shas = None
             self._commits[sha] = self._pending.commits[sha] = pr.number
-        for path in sorted(touched):
-            self._pending.touches.append((self.repository, path, pr.number, pr.merged_at))
-            if merged is not None:
+        self._pending.touches += _touch_rows(pr, touched)
+        if merged is not None:
+            for path in touched:
                 bisect.insort(self._touches[path], (merged, pr.number))
+        self._pending.issue_refs += _issue_ref_rows(pr, issues)
         for issue, closing in issues.items():
             bisect.insort(self._issue_refs[issue], (pr.number, closing))
-            self._pending.issue_refs.append((self.repository, issue, pr.number, closing))
 
     def add_links(self, links: Iterable[Link]) -> None:
         self._pending.links.extend(_link_row(self.repository, k) for k in links)
@@ -467,6 +459,16 @@ class MemoryGraph:
         for chain in chains:
             chain.stored = len(chain.prs)
         self._stored_chains.update(c.id for c in fresh)
+
+
+def _touch_rows(pr: PullRequest, touched: set[str]) -> list[tuple[Any, ...]]:
+    """The PR's file touches in TOUCH_COLUMNS order."""
+    return [(pr.repository, path, pr.number, pr.merged_at) for path in sorted(touched)]
+
+
+def _issue_ref_rows(pr: PullRequest, issues: dict[int, bool]) -> list[tuple[Any, ...]]:
+    """The PR's issue references in ISSUE_REF_COLUMNS order."""
+    return [(pr.repository, issue, pr.number, closing) for issue, closing in issues.items()]
 
 
 def _link_row(repository: str, link: Link) -> tuple[Any, ...]:

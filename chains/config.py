@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from chains.gitsource import git
+
 CONFIG_PATH = ".github/davinci.yml"
 
 
@@ -96,6 +98,4 @@ def _build(data: dict[str, Any]) -> RepoConfig:
 def config_at(repo: Path, commit: str) -> ParsedConfig:
     """The configuration as `.github/davinci.yml` reads at ``commit`` of a local repository
     (the defaults when the file is not there)."""
-    from chains.gitsource import git
-
     return parse_config(git(repo, "show", f"{commit}:{CONFIG_PATH}", check=False))

@@ -142,10 +142,10 @@ def mine_history(open_session: Callable[[], AbstractContextManager[Session]],
     stopped half-way leaves whole batches behind that a re-run skips. ``progress`` hears of
     every PR. Returns how many PRs were newly mined.
     """
-    with open_session() as session, fewer_collections():
-        graph = MemoryGraph.load(session, repository)
-    mined = waiting = 0
     with fewer_collections():
+        with open_session() as session:
+            graph = MemoryGraph.load(session, repository)
+        mined = waiting = 0
         for pr in prs:
             if not graph.is_mined(pr.number):
                 attach(graph, pr, blame, config)

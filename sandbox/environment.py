@@ -158,11 +158,8 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
         return Environment(base_image, "", None, built=False)
     key = environment_key(base.id, command, files)
     name = image_name(repo, key)
-    try:
-        engine.images.get(name)
+    if _has_image(engine, name):
         return Environment(name, key, command, built=False)
-    except ImageNotFound:
-        pass
     started = time.perf_counter()
     built = _build(engine, repo, commit, command, base_image, name, key, timeout, on_output,
                    network)

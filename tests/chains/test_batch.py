@@ -16,19 +16,10 @@ from chains.gitsource import GitBlame, GitHistory
 from chains.graph import aware
 from chains.mining import GraphChanged, attach_pull_request, mine_history
 from chains.model import Commit, PullRequest
-from chains.store import (
-    ChainRow,
-    CommitRow,
-    FileTouchRow,
-    IssueRefRow,
-    LinkRow,
-    MemberRow,
-    PullRequestRow,
-)
+from chains.store import Base
 from tests.chains.busy import REPOSITORY, build_busy_history
 
 CONFIG = RepoConfig(max_chain_length=4, paths_ignore=("docs/*",))
-TABLES = (PullRequestRow, CommitRow, IssueRefRow, FileTouchRow, LinkRow, ChainRow, MemberRow)
 UNSTABLE = {"mined_at", "updated_at"}
 """Columns that say when a row was written, not what mining found."""
 
@@ -61,10 +52,10 @@ def _contents(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     """Every stored row of the graph, as plain values, in a stable order."""
     contents = {}
     with db.session() as session:
-        for model in TABLES:
-            columns = [c for c in model.__table__.columns if c.name not in UNSTABLE]
+        for table in Base.metadata.sorted_tables:  # every table of the graph
+            columns = [c for c in table.columns if c.name not in UNSTABLE]
             rows = session.execute(select(*columns)).all()
-            contents[model.__tablename__] = sorted(
+            contents[table.name] = sorted(
                 (tuple(_plain(v) for v in row) for row in rows), key=repr)
     return contents
 

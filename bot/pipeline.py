@@ -13,17 +13,18 @@ from typing import Any
 import structlog
 
 from bot.runtime import Runtime
+from bot.settings import LLMEndpoint
 from chains.config import config_at
 from chains.queries import find_chain, load_pull_requests
 from corpus.record import ExcludedRepository, InvalidRecord
 from corpus.store import append, record_rejection
-from rollout import InvalidTask, RolloutConfig, build_task, run_rollout, validate_task
+from rollout import InvalidTask, RolloutConfig, TaskError, build_task, run_rollout, validate_task
 from rollout.instructions import InstructionWriter, LLMWriter
+from rollout.judge import LLMJudge
 from rollout.llm import LLMClient, LLMConfig
 from rollout.policies import LLMPolicy, Policy
 from rollout.record import trajectory_record, verdict_summary
 from rollout.store import save_rollout, save_validation
-from rollout.verifier import LLMJudge
 from sandbox.environment import EnvironmentBuildFailed
 from sandbox.factory import choose_backend, open_sandbox
 
@@ -44,12 +45,16 @@ class Progress:
     detail: str = ""
 
 
-def _llm(runtime: Runtime) -> LLMClient | None:
-    settings = runtime.settings
-    if not (settings.llm_base_url and settings.llm_model):
+def _client(endpoint: LLMEndpoint | None) -> LLMClient | None:
+    if endpoint is None:
         return None
-    return LLMClient(LLMConfig(base_url=settings.llm_base_url, model=settings.llm_model,
-                               api_key=settings.llm_api_key or "none"))
+    return LLMClient(LLMConfig(base_url=endpoint.base_url, model=endpoint.model,
+                               api_key=endpoint.api_key or "none"))
+
+
+def _not_eligible(chain: str, policy: str, reason: str) -> dict[str, Any]:
+    return {"chain": chain, "accepted": False, "score": 0.0, "policy": policy, "stages": [],
+            "tool_calls": 0, "tokens": 0, "eligible": False, "reason": reason}
 
 
 def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name: str = "replay",
@@ -60,7 +65,7 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
         raise PipelineError(f"unknown policy {policy_name!r}: one of {', '.join(POLICIES)}")
     config = config or RolloutConfig()
     notify = on_progress or (lambda _: None)
-    llm = _llm(runtime)
+    llm = _client(runtime.settings.agent_llm())
     if policy_name == "llm" and llm is None:
         raise PipelineError("the llm policy needs LLM_BASE_URL and LLM_MODEL")
     with runtime.db.session() as session:
@@ -69,8 +74,18 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
             raise PipelineError(f"no chain {chain_id!r} (see `davinci chains list`)")
         prs = load_pull_requests(session, row.repository, list(row.prs))
         chain_key, kinds = row.id, list(row.kinds)
-    writer: InstructionWriter | None = LLMWriter(llm) if llm is not None else None
-    task = build_task(repo_path, chain_key, prs, kinds, writer=writer)
+    writer_client = _client(runtime.settings.writer_llm())
+    writer: InstructionWriter | None = LLMWriter(writer_client) if writer_client else None
+    try:
+        task = build_task(repo_path, chain_key, prs, kinds, writer=writer)
+    except TaskError as exc:
+        notify(Progress("done", f"not eligible: {exc}"))
+        return _not_eligible(chain_key, policy_name, str(exc))
+    if len(task.stages) < min(2, len(prs)):
+        reason = ("fewer than two stages change code: "
+                  + "; ".join(f"PR #{n} {why}" for n, why in task.dropped))
+        notify(Progress("done", f"not eligible: {reason}"))
+        return _not_eligible(chain_key, policy_name, reason)
     backend = choose_backend(runtime.settings.sandbox, allow_local=allow_local)
     repo_config = config_at(repo_path, task.base_commit).config
     if repo_config.test:
@@ -83,21 +98,18 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
     except EnvironmentBuildFailed as exc:  # the same dependencies fail the same way: a verdict
         reason = f"the environment could not be built: {exc}"
         notify(Progress("done", f"not eligible: {reason}"))
-        return {"chain": chain_key, "accepted": False, "score": 0.0, "policy": policy_name,
-                "stages": [], "tool_calls": 0, "tokens": 0, "eligible": False,
-                "reason": reason}
+        return _not_eligible(chain_key, policy_name, reason)
     with box:
         validation = validate_task(task, box, config.test_timeout, config.test_runner)
         with runtime.db.session() as session:
             save_validation(session, validation)
         if not validation.eligible:
             notify(Progress("done", f"not eligible: {validation.reason}"))
-            return {"chain": chain_key, "accepted": False, "score": 0.0, "policy": policy_name,
-                    "stages": [], "tool_calls": 0, "tokens": 0, "eligible": False,
-                    "reason": validation.reason}
+            return _not_eligible(chain_key, policy_name, validation.reason)
         notify(Progress("running", f"{policy_name} policy"))
         policy: Policy | None = LLMPolicy(llm) if policy_name == "llm" and llm else None
-        judge = LLMJudge(llm) if llm is not None else None
+        judge_client = _client(runtime.settings.judge_llm())
+        judge = LLMJudge(judge_client) if judge_client is not None else None
         try:
             result = run_rollout(repo_path, task, box, policy, config, validation=validation,
                                  judge=judge)
@@ -114,9 +126,7 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
                 record_rejection(session, record, f"refused by the corpus: {exc}")
                 stored = False
         else:
-            reason = f"score {result.score:.2f} below {config.threshold:.2f} " \
-                     f"({result.exit_status})"
-            record_rejection(session, record, reason)
+            record_rejection(session, record, result.reason)
             stored = False
     summary = verdict_summary(result)
     summary.update(eligible=True, record_id=record["id"], stored=stored)

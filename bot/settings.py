@@ -26,6 +26,15 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class LLMEndpoint:
+    """Where one role (agent, instruction writer, judge) sends its chat completions."""
+
+    base_url: str
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the process needs to know about its environment."""
 
@@ -56,6 +65,17 @@ class Settings:
     """API key for the endpoint (`LLM_API_KEY`)."""
     llm_model: str | None = None
     """Model name at the endpoint (`LLM_MODEL`)."""
+    llm_judge_model: str | None = None
+    """Model that judges the agent's patches (`LLM_JUDGE_MODEL`); unset means `llm_model`.
+    A different model avoids a model grading its own work."""
+    llm_judge_base_url: str | None = None
+    """Endpoint of the judge (`LLM_JUDGE_BASE_URL`); unset means `llm_base_url`."""
+    llm_judge_api_key: str | None = field(default=None, repr=False)
+    """API key for the judge's endpoint (`LLM_JUDGE_API_KEY`); unset means `llm_api_key`, but
+    only when the judge uses the agent's endpoint, so no key is sent to a host it is not for."""
+    llm_writer_model: str | None = None
+    """Model that writes the instructions, at `llm_base_url` (`LLM_WRITER_MODEL`); unset means
+    `llm_model`."""
     dashboard_token: str | None = field(default=None, repr=False)
     """Bearer token for the dashboard (`DAVINCI_DASHBOARD_TOKEN`); unset turns it off."""
     corpus_exclude: tuple[str, ...] = ()
@@ -79,8 +99,26 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value the log redactor must never print."""
         values = [*self.webhook_secrets, self.github_private_key, self.llm_api_key,
-                  self.dashboard_token]
+                  self.llm_judge_api_key, self.dashboard_token]
         return tuple(v for v in values if v)
+
+    def agent_llm(self) -> LLMEndpoint | None:
+        """The agent's endpoint; None when `LLM_BASE_URL` or `LLM_MODEL` is unset."""
+        return _endpoint(self.llm_base_url, self.llm_model, self.llm_api_key)
+
+    def writer_llm(self) -> LLMEndpoint | None:
+        """The instruction writer's endpoint: the agent's, with `LLM_WRITER_MODEL` if set."""
+        return _endpoint(self.llm_base_url, self.llm_writer_model or self.llm_model,
+                         self.llm_api_key)
+
+    def judge_llm(self) -> LLMEndpoint | None:
+        """The judge's endpoint: each `LLM_JUDGE_*` falls back to the agent's setting; None
+        when neither names an endpoint and a model."""
+        agent_url = (self.llm_base_url or "").rstrip("/")
+        own_endpoint = self.llm_judge_base_url not in (None, agent_url)
+        api_key = self.llm_judge_api_key or (None if own_endpoint else self.llm_api_key)
+        return _endpoint(self.llm_judge_base_url or self.llm_base_url,
+                         self.llm_judge_model or self.llm_model, api_key)
 
     def require_github_app(self) -> Settings:
         """Fail with a clear message unless the App's credentials are all present."""
@@ -102,7 +140,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        return cls(
+        return _llm_roles_complete(cls(
             github_app_id=_optional(env, "GITHUB_APP_ID"),
             github_private_key=_private_key(env),
             webhook_secrets=_secrets(env),
@@ -116,6 +154,10 @@ class Settings:
             llm_base_url=_optional(env, "LLM_BASE_URL"),
             llm_api_key=_optional(env, "LLM_API_KEY"),
             llm_model=_optional(env, "LLM_MODEL"),
+            llm_judge_model=_optional(env, "LLM_JUDGE_MODEL"),
+            llm_judge_base_url=_optional_url(env, "LLM_JUDGE_BASE_URL", ("http", "https")),
+            llm_judge_api_key=_optional(env, "LLM_JUDGE_API_KEY"),
+            llm_writer_model=_optional(env, "LLM_WRITER_MODEL"),
             dashboard_token=_optional(env, "DAVINCI_DASHBOARD_TOKEN"),
             corpus_exclude=tuple(p.strip() for p in env.get("DAVINCI_CORPUS_EXCLUDE", "")
                                  .split(",") if p.strip()),
@@ -123,7 +165,25 @@ class Settings:
             log_format=_choice(env, "DAVINCI_LOG_FORMAT", LOG_FORMATS, "console") or "console",
             log_level=_choice(env, "DAVINCI_LOG_LEVEL",
                               ("debug", "info", "warning", "error"), "info") or "info",
-        )
+        ))
+
+
+def _llm_roles_complete(settings: Settings) -> Settings:
+    """A judge or writer setting that would silently switch nothing on is a mistake."""
+    if settings.judge_llm() is None and (settings.llm_judge_model
+                                         or settings.llm_judge_base_url):
+        raise SettingsError("LLM_JUDGE_* is set, but the judge needs an endpoint and a model: "
+                            "set LLM_JUDGE_BASE_URL or LLM_BASE_URL, and LLM_JUDGE_MODEL or "
+                            "LLM_MODEL")
+    if settings.llm_writer_model and settings.writer_llm() is None:
+        raise SettingsError("LLM_WRITER_MODEL is set, but the instruction writer uses "
+                            "LLM_BASE_URL, which is not")
+    return settings
+
+
+def _endpoint(base_url: str | None, model: str | None,
+              api_key: str | None) -> LLMEndpoint | None:
+    return LLMEndpoint(base_url, model, api_key) if base_url and model else None
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -152,6 +212,12 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...],
     if value.lower() not in allowed:
         raise SettingsError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
     return value.lower()
+
+
+def _optional_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    if _optional(env, name) is None:
+        return None
+    return _url(env, name, "", schemes)
 
 
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:

@@ -16,15 +16,17 @@ from typing import Any
 import structlog
 
 from rollout.config import RolloutConfig
+from rollout.judge import LLMJudge
 from rollout.llm import Completion
 from rollout.policies import Policy, ReplayPolicy, Turn
 from rollout.task import Stage, Task
 from rollout.timing import Clock, TimedSandbox
 from rollout.tools import TOOLS, ToolBox
+from rollout.upstream import UpstreamUpdate, merge_upstream
 from rollout.validation import StageValidation, TaskValidation, validate_task
-from rollout.verifier import LLMJudge, Verdict, Verifier
+from rollout.verifier import Verdict, Verifier
 from rollout.workspace import tree_diff, tree_id
-from sandbox.base import PatchConflict, Sandbox
+from sandbox.base import PatchConflict, Sandbox, SandboxError
 
 log = structlog.get_logger(__name__)
 
@@ -82,12 +84,19 @@ class RolloutResult:
     """`completed`, `stage_failed` or `budget_exceeded`."""
     validation: TaskValidation
     created_at: str
+    reason: str = ""
+    """Why the trajectory is not accepted; empty when it is."""
+    upstream: tuple[UpstreamUpdate, ...] = ()
+    """The upstream changes brought in before each stage after the first."""
 
 
 class Agent:
     def __init__(self, task: Task, sandbox: Sandbox, policy: Policy, config: RolloutConfig,
-                 validation: TaskValidation, judge: LLMJudge | None = None) -> None:
+                 validation: TaskValidation, judge: LLMJudge | None = None,
+                 repo_path: Path | None = None) -> None:
         self.task = task
+        self.repo = repo_path
+        self.upstream: list[UpstreamUpdate] = []
         self.clock = Clock()
         self.sandbox = TimedSandbox(sandbox, self.clock)
         self.policy = policy
@@ -107,6 +116,8 @@ class Agent:
         results: list[StageResult] = []
         note = ""
         for index, stage in enumerate(self.task.stages):
+            if index:
+                note += self._bring_upstream(self.task.stages[index - 1], stage)
             self._announce(index, stage, note)
             try:
                 result = self._run_stage(index, stage)
@@ -121,6 +132,16 @@ class Agent:
             note = ("The maintainers applied their own change for the previous request; "
                     "continue from there.\n\n") if result.verdict == GOLD_APPLIED else ""
         return results, "completed"
+
+    def _bring_upstream(self, previous: Stage, stage: Stage) -> str:
+        if self.repo is None or previous.merge_commit == stage.base_commit:
+            return ""
+        update = merge_upstream(self.sandbox, self.repo, previous.merge_commit,
+                                stage.base_commit)
+        self.upstream.append(update)
+        log.info("rollout.upstream", chain=self.task.chain_id, pr=stage.pr,
+                 files=len(update.files), conflicts=len(update.conflicts))
+        return update.note()
 
     def _announce(self, index: int, stage: Stage, note: str) -> None:
         if index == 0:
@@ -142,9 +163,15 @@ class Agent:
         for attempt in range(1, self.config.max_attempts + 1):
             self._attempts = attempt
             self._work_until_submit(Turn(index, attempt))
-            patch = tree_diff(self.sandbox, start_tree, tree_id(self.sandbox))
-            with self.clock.booking("tests"):
-                verdict = self.verifier.verify(stage, expected, patch)
+            self.sandbox.end_processes()
+            try:
+                patch = tree_diff(self.sandbox, start_tree, tree_id(self.sandbox))
+            except SandboxError as exc:
+                self._check_alive()
+                verdict = self.verifier.unreadable(str(exc))
+            else:
+                with self.clock.booking("tests"):
+                    verdict = self.verifier.verify(stage, expected, patch)
             checks.append(verdict)
             log.info("rollout.attempt", chain=self.task.chain_id, pr=stage.pr, attempt=attempt,
                      resolved=verdict.resolved, score=verdict.score)
@@ -157,6 +184,11 @@ class Agent:
         if self.config.gold_on_failure and self._apply_gold(stage, patch):
             return self._result(stage, GOLD_APPLIED, checks, patch, started)
         return self._result(stage, FAILED, checks, patch, started)
+
+    def _check_alive(self) -> None:
+        """A work tree the agent broke is its failure; a sandbox that died is ours."""
+        if not self.sandbox.exec("true", timeout=30).ok:
+            raise SandboxError("the sandbox stopped answering")
 
     def _apply_gold(self, stage: Stage, patch: str) -> bool:
         try:
@@ -246,13 +278,34 @@ def run_rollout(repo_path: Path, task: Task, sandbox: Sandbox, policy: Policy | 
     if not validation.eligible:
         raise InvalidTask(validation.reason)
     sandbox.reset(task.base_commit)
-    agent = Agent(task, sandbox, policy, config, validation, judge)
+    agent = Agent(task, sandbox, policy, config, validation, judge, repo_path)
     stages, status = agent.run()
     score = round(sum(s.score for s in stages) / len(stages), 4)
+    reason = rejection(stages, status, score, validation, config.threshold)
     log.info("rollout.done", chain=task.chain_id, policy=policy.name, score=score,
-             status=status)
+             status=status, accepted=not reason)
     return RolloutResult(
         task=task, policy=policy.name, model=policy.model, stages=tuple(stages),
         messages=agent.messages, tools=TOOLS, tokens=agent.tokens, tool_calls=agent.tool_calls,
-        steps=agent.steps, score=score, accepted=score >= config.threshold, exit_status=status,
-        validation=validation, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        steps=agent.steps, score=score, accepted=not reason, exit_status=status,
+        validation=validation, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        reason=reason, upstream=tuple(agent.upstream))
+
+
+def rejection(stages: list[StageResult], status: str, score: float,
+              validation: TaskValidation, threshold: float) -> str:
+    """Why a rollout is not accepted ("" when it is): it must have completed, resolved
+    every verifiable stage itself (no gold patch stood in) and reached the threshold."""
+    if status != "completed":
+        return f"the rollout did not complete ({status})"
+    gold = [s.pr for s in stages if s.verdict == GOLD_APPLIED]
+    if gold:
+        return ("the maintainers' patch stood in for PR " + ", ".join(f"#{n}" for n in gold)
+                + " (gold_on_failure): not the agent's work")
+    verifiable = {v.pr for v in validation.stages if v.verifiable}
+    unresolved = [s.pr for s in stages if s.pr in verifiable and s.verdict != PASSED]
+    if unresolved:
+        return "verifiable stages not resolved: " + ", ".join(f"#{n}" for n in unresolved)
+    if score < threshold:
+        return f"score {score:.2f} below {threshold:.2f}"
+    return ""

@@ -71,6 +71,15 @@ def split_change(repo: Path, base: str, head: str) -> SplitPatch:
 
 
 @dataclass(frozen=True)
+class FileDiff:
+    """One file's part of a patch: its path and the lines it adds and removes."""
+
+    path: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PatchLines:
     """What a patch changes: files, and the added and removed lines (content, not position)."""
 
@@ -82,26 +91,36 @@ class PatchLines:
 _DIFF_HEADER = re.compile(r"^diff --git a/(.+?) b/(.+)$")
 
 
-def parse_patch(patch: str, include_tests: bool = False) -> PatchLines:
-    files: set[str] = set()
+def file_diffs(patch: str) -> tuple[FileDiff, ...]:
+    """The patch split at its `diff --git` headers, in order; lines before any header are
+    ignored."""
+    diffs: list[FileDiff] = []
+    path: str | None = None
     added: list[str] = []
     removed: list[str] = []
-    current: str | None = None
     for line in patch.splitlines():
         header = _DIFF_HEADER.match(line)
         if header:
-            path = header.group(2)
-            current = path if (include_tests or not is_test_path(path)) else None
-            if current is not None:
-                files.add(current)
+            if path is not None:
+                diffs.append(FileDiff(path, tuple(added), tuple(removed)))
+            path, added, removed = header.group(2), [], []
             continue
-        if current is None or line.startswith(("+++", "---")):
+        if path is None or line.startswith(("+++", "---")):
             continue
         if line.startswith("+"):
             added.append(line[1:])
         elif line.startswith("-"):
             removed.append(line[1:])
-    return PatchLines(frozenset(files), tuple(added), tuple(removed))
+    if path is not None:
+        diffs.append(FileDiff(path, tuple(added), tuple(removed)))
+    return tuple(diffs)
+
+
+def parse_patch(patch: str, include_tests: bool = False) -> PatchLines:
+    diffs = [d for d in file_diffs(patch) if include_tests or not is_test_path(d.path)]
+    return PatchLines(frozenset(d.path for d in diffs),
+                      tuple(line for d in diffs for line in d.added),
+                      tuple(line for d in diffs for line in d.removed))
 
 
 def added_code_lines(patch: str, min_length: int = 12) -> list[str]:

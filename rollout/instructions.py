@@ -1,7 +1,10 @@
 """Instructions that read like a maintainer's request and never leak the patch.
 
 Two writers: a deterministic template from the PR's own text (code blocks and patch
-fragments stripped), and an LLM writer whose every draft passes a leakage check.
+fragments stripped), and an LLM writer whose every draft passes a leakage check. Besides
+copied code, the check refuses names the patch introduces and values the hidden tests assert,
+unless the PR's own human text already gives them: the agent may be told what a maintainer
+told, never what only the solution knows.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Protocol
 import structlog
 
 from chains.model import PullRequest
-from rollout.gitdiff import added_code_lines
+from rollout.gitdiff import added_code_lines, file_diffs, is_test_path
 from rollout.llm import LLMClient
 
 log = structlog.get_logger(__name__)
@@ -38,13 +41,31 @@ class InstructionLeak(Exception):
 class InstructionWriter(Protocol):
     def instruction(self, pr: PullRequest, link_kind: str | None, patch: str) -> str: ...
 
-    def objective(self, prs: Sequence[PullRequest]) -> str: ...
+    def objective(self, prs: Sequence[PullRequest], patch: str = "") -> str: ...
 
 
-def check_leakage(text: str, patch: str, threshold: float) -> None:
-    """Raise InstructionLeak when ``text`` carries code from ``patch``."""
+def check_leakage(text: str, patch: str, threshold: float, human_text: str = "") -> None:
+    """Raise InstructionLeak when ``text`` carries code from ``patch`` (gold then test patch),
+    or a name or asserted value from it that ``human_text`` (the PR's title, body and issue
+    texts) does not already give."""
     if "```" in text or re.search(r"^(diff --git|@@ )", text, re.MULTILINE):
         raise InstructionLeak("contains a code block or diff hunk")
+    _check_copied_lines(text, patch, threshold)
+    # Longest first, so the message names the most telling token ("Hello, Ada!", not "Ada").
+    for token in sorted(_new_identifiers(patch), key=len, reverse=True):
+        if _names(text, token) and not _names(human_text, token):
+            raise InstructionLeak(f"names {token!r}, which only the patch introduces")
+    for token in sorted(_asserted_literals(patch), key=len, reverse=True):
+        if _names(text, token) and not _names(human_text, token):
+            raise InstructionLeak(f"gives {token!r}, a value the hidden tests assert")
+
+
+def human_text_of(pr: PullRequest) -> str:
+    """What people wrote about the change: title, description and linked issue texts."""
+    return "\n".join([pr.title, pr.body, *pr.issue_texts.values()])
+
+
+def _check_copied_lines(text: str, patch: str, threshold: float) -> None:
     normalised = _squash(text)
     lines = added_code_lines(patch)
     if not lines:
@@ -56,6 +77,60 @@ def check_leakage(text: str, patch: str, threshold: float) -> None:
     share = len(copied) / len(lines)
     if share > threshold:
         raise InstructionLeak(f"copies {share:.0%} of the patch's added lines")
+
+
+_DEFINITION = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)")
+_CONSTANT = re.compile(r"^([A-Z][A-Z0-9_]*)\s*(?::[^=]*)?=(?!=)")
+_ASSERTION = re.compile(r"^\s*assert\b|\bassert[A-Z]\w*\s*\(")
+_STRING = re.compile(r"""("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')""")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+_MIN_TOKEN = 3
+"""Shorter names and strings are too common in prose to count as a leak."""
+
+
+def _new_identifiers(patch: str) -> list[str]:
+    """Functions, classes, methods and module-level constants the code part of the patch
+    defines on added lines and did not define on removed ones (a changed signature is not
+    new)."""
+    found: list[str] = []
+    for diff in file_diffs(patch):
+        if is_test_path(diff.path):
+            continue
+        old = {name for line in diff.removed for name in _defined(line)}
+        found += [name for line in diff.added for name in _defined(line) if name not in old]
+    return list(dict.fromkeys(found))
+
+
+def _defined(line: str) -> list[str]:
+    names = [m.group(1) for m in (_DEFINITION.match(line), _CONSTANT.match(line)) if m]
+    return [n for n in names if len(n) >= _MIN_TOKEN and not n.startswith("__")]
+
+
+def _asserted_literals(patch: str) -> list[str]:
+    """String literals (3+ characters) and numbers other than 0 and 1 on the assertion lines
+    the test part of the patch adds: the expected values an agent should work out."""
+    found: list[str] = []
+    for diff in file_diffs(patch):
+        if not is_test_path(diff.path):
+            continue
+        for line in diff.added:
+            if not _ASSERTION.search(line):
+                continue
+            strings = [m.group(1)[1:-1] for m in _STRING.finditer(line)]
+            numbers = _NUMBER.findall(_STRING.sub(" ", line))
+            found += [s for s in strings if len(s.strip()) >= _MIN_TOKEN]
+            found += [n for n in numbers if float(n) not in (0.0, 1.0)]
+    return list(dict.fromkeys(found))
+
+
+def _names(text: str, token: str) -> bool:
+    """Whether ``text`` holds ``token`` case-sensitively as a whole word; a number inside a
+    longer one (2 in 2.5 or 12) does not count."""
+    if token[:1].isdigit():
+        pattern = rf"(?<![\w.]){re.escape(token)}(?!\.?\d|\w)"
+    else:
+        pattern = rf"(?<!\w){re.escape(token)}(?!\w)"
+    return re.search(pattern, text) is not None
 
 
 def strip_solution(text: str, patch: str) -> str:
@@ -93,7 +168,8 @@ class TemplateWriter:
             parts.append(_LINK_PHRASES[link_kind])
         return "\n\n".join(parts)[:MAX_INSTRUCTION_CHARS]
 
-    def objective(self, prs: Sequence[PullRequest]) -> str:
+    def objective(self, prs: Sequence[PullRequest], patch: str = "") -> str:
+        """Made only of the PRs' titles, so ``patch`` is not needed to keep it clean."""
         titles = [pr.title.strip().rstrip(".") for pr in prs]
         steps = "; then ".join(titles)
         return (f"Evolve {prs[0].repository} through {len(prs)} related changes: {steps}. "
@@ -104,12 +180,13 @@ class TemplateWriter:
 _WRITER_PROMPT = """You write task instructions for a software engineer, as a maintainer would
 write them. You are given a merged pull request (title, description, linked issues) and its patch.
 Write a request of a few sentences that says WHAT must change and WHY, observable behaviour only.
-Never include code, code blocks, diff lines, or a file-by-file recipe. Answer with the instruction
-text only."""
+Never include code, code blocks, diff lines, or a file-by-file recipe. Do not name functions,
+classes or constants the patch introduces, nor quote values its tests check, unless the pull
+request's own text already does. Answer with the instruction text only."""
 
 _OBJECTIVE_PROMPT = """Given the titles and descriptions of a sequence of related pull requests,
-state in two sentences the overall functional goal they serve together. No code. Answer with the
-goal only."""
+state in two sentences the overall functional goal they serve together. No code, and no names or
+values that the descriptions do not give. Answer with the goal only."""
 
 
 class LLMWriter:
@@ -120,8 +197,8 @@ class LLMWriter:
         self.attempts = attempts
         self.leak_threshold = leak_threshold
         self.template = TemplateWriter()
-        self.rejected: list[tuple[int, str, str]] = []
-        """(PR, draft, reason) of every draft the leakage check refused."""
+        self.rejected: list[tuple[int | None, str, str]] = []
+        """(PR, or None for the chain's objective; draft; reason) of every refused draft."""
         self.tokens = 0
 
     def instruction(self, pr: PullRequest, link_kind: str | None, patch: str) -> str:
@@ -129,33 +206,40 @@ class LLMWriter:
         prompt = (f"Title: {pr.title}\n\nDescription:\n{pr.body}\n\n{issues}\n\n"
                   f"Relation to the previous change: {link_kind or 'first change'}\n\n"
                   f"Patch (for your understanding only, never to be quoted):\n{patch[:12_000]}")
-        messages = [{"role": "system", "content": _WRITER_PROMPT},
-                    {"role": "user", "content": prompt}]
+        draft = self._draft(_WRITER_PROMPT, prompt, patch, human_text_of(pr), pr.number)
+        if draft is None:
+            log.info("instruction.template_fallback", pr=pr.number)
+            return self.template.instruction(pr, link_kind, patch)
+        return draft
+
+    def objective(self, prs: Sequence[PullRequest], patch: str = "") -> str:
+        """``patch`` is the chain's combined patch; the objective must not leak it either."""
+        summary = "\n\n".join(f"#{pr.number} {pr.title}\n{pr.body[:1_000]}" for pr in prs)
+        people = "\n".join(human_text_of(pr) for pr in prs)
+        draft = self._draft(_OBJECTIVE_PROMPT, summary, patch, people, None)
+        if draft is None:
+            log.info("objective.template_fallback", prs=[pr.number for pr in prs])
+            return self.template.objective(prs, patch)
+        return draft
+
+    def _draft(self, system: str, prompt: str, patch: str, people: str,
+               pr: int | None) -> str | None:
+        """A draft that passes the leakage check, or None after ``attempts`` refused ones."""
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
         for _ in range(self.attempts):
             answer = self.client.complete(messages)
             self.tokens += answer.tokens
             draft = answer.content.strip()
             try:
                 if not draft:
-                    raise InstructionLeak("empty instruction")
-                check_leakage(draft, patch, self.leak_threshold)
+                    raise InstructionLeak("is empty")
+                check_leakage(draft, patch, self.leak_threshold, people)
             except InstructionLeak as exc:
-                log.info("instruction.rejected", pr=pr.number, reason=str(exc))
-                self.rejected.append((pr.number, draft, str(exc)))
+                log.info("instruction.rejected", pr=pr, reason=str(exc))
+                self.rejected.append((pr, draft, str(exc)))
                 messages += [{"role": "assistant", "content": draft},
                              {"role": "user", "content": f"Rejected: it {exc}. Rewrite it "
-                              "without any code from the patch."}]
+                              "without any code, name or test value from the patch."}]
                 continue
             return draft[:MAX_INSTRUCTION_CHARS]
-        log.info("instruction.template_fallback", pr=pr.number)
-        return self.template.instruction(pr, link_kind, patch)
-
-    def objective(self, prs: Sequence[PullRequest]) -> str:
-        summary = "\n\n".join(f"#{pr.number} {pr.title}\n{pr.body[:1_000]}" for pr in prs)
-        answer = self.client.complete([{"role": "system", "content": _OBJECTIVE_PROMPT},
-                                       {"role": "user", "content": summary}])
-        self.tokens += answer.tokens
-        text = answer.content.strip()
-        if not text or "```" in text:
-            return self.template.objective(prs)
-        return text[:MAX_INSTRUCTION_CHARS]
+        return None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,12 +69,17 @@ class LLMClient:
                                      max_retries=0, timeout=config.timeout)
 
     def complete(self, messages: list[dict[str, Any]],
-                 tools: list[dict[str, Any]] | None = None) -> Completion:
+                 tools: list[dict[str, Any]] | None = None, *,
+                 response_format: dict[str, Any] | None = None) -> Completion:
+        """One completion; ``response_format`` (e.g. JSON mode) is sent only when given, since
+        not every OpenAI-compatible server accepts the field."""
         kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages,
                                   "temperature": self.config.temperature,
                                   "max_tokens": self.config.max_tokens}
         if tools:
             kwargs["tools"] = tools
+        if response_format is not None:
+            kwargs["response_format"] = response_format
         delay = self.config.backoff
         for attempt in range(self.config.retries + 1):
             try:
@@ -112,15 +115,3 @@ def _completion(response: Any) -> Completion:
     return Completion(content=message.content or "", tool_calls=calls,
                       prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                       completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
-
-
-def parse_score(text: str) -> float | None:
-    """A 0-1 score from a judge's answer: JSON {"score": x} or the first number."""
-    try:
-        value = json.loads(text)
-        if isinstance(value, dict) and isinstance(value.get("score"), int | float):
-            return min(1.0, max(0.0, float(value["score"])))
-    except json.JSONDecodeError:
-        pass
-    match = re.search(r"\b(0(?:\.\d+)?|1(?:\.0+)?)\b", text)
-    return float(match.group(1)) if match else None

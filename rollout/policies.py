@@ -79,8 +79,10 @@ class ReplayPolicy:
 
     def _stage_script(self, stage: Stage) -> list[Completion]:
         turns: list[Completion] = []
-        for commit, parent in self._commits(stage):
+        commits = self._commits(stage)
+        for commit, parent in commits:
             turns += self._commit_turns(commit, parent)
+        turns += self._settle(stage, commits[-1][0].sha)
         if stage.test_targets:
             command = "python3 -m pytest -q -p no:cacheprovider " + " ".join(
                 shlex.quote(t) for t in stage.test_targets)
@@ -102,6 +104,24 @@ class ReplayPolicy:
         if not found:
             found = [(Commit(sha=stage.merge_commit, message=stage.title), stage.base_commit)]
         return found
+
+    def _settle(self, stage: Stage, last: str) -> list[Completion]:
+        """Files whose merged version differs from the PR's last commit (the merge brought
+        in the base's newer lines, or resolved a conflict): written as merged."""
+        paths = [*stage.gold_files, *stage.test_files]
+        if last == stage.merge_commit or not paths:
+            return []
+        out = git(self.repo, "diff", "--name-only", "--no-renames", last, stage.merge_commit,
+                  "--", *paths)
+        writes: list[tuple[str, dict[str, Any]]] = []
+        for path in out.splitlines():
+            content = file_at(self.repo, stage.merge_commit, path)
+            writes.append(("bash", {"command": f"rm -f -- {shlex.quote(path)}"})
+                          if content is None
+                          else ("write_file", {"path": path, "content": content}))
+        if not writes:
+            return []
+        return [self._turn("Bringing the files in line with the merged change.", writes)]
 
     def _commit_turns(self, commit: Commit, parent: str) -> list[Completion]:
         out = git(self.repo, "diff", "--name-status", "--no-renames", parent, commit.sha)

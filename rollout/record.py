@@ -22,6 +22,7 @@ def trajectory_record(result: RolloutResult) -> dict[str, Any]:
         "objective": task.objective,
         "stages": [{"pr": s.pr, "instruction": s.instruction, "verdict": s.verdict,
                     "score": s.score, "attempts": s.attempts} for s in result.stages],
+        "upstream": [u.to_dict() for u in result.upstream],
         "messages": result.messages,
         "tools": result.tools,
         "policy": result.policy,
@@ -55,6 +56,7 @@ def verdict_summary(result: RolloutResult) -> dict[str, Any]:
         "policy": result.policy,
         "model": result.model,
         "exit_status": result.exit_status,
+        "reason": result.reason,
         "stages": [{"pr": s.pr, "attempts": s.attempts, "score": s.score, "verdict": s.verdict}
                    for s in result.stages],
         "tool_calls": result.tool_calls,
@@ -64,13 +66,20 @@ def verdict_summary(result: RolloutResult) -> dict[str, Any]:
 
 
 def audit(result: RolloutResult) -> dict[str, Any]:
-    """Everything the verifier saw: validation logs, test logs and judge answers per attempt."""
+    """Everything the verifier saw and why it decided: validation logs, and per attempt the
+    test log, outcomes, what the hidden run did against tampering, and every judge answer."""
     return {
+        "accepted": result.accepted,
+        "reason": result.reason,
         "validation": result.validation.to_dict(),
+        "dropped": [{"pr": pr, "reason": why} for pr, why in result.task.dropped],
+        "upstream": [u.to_dict() for u in result.upstream],
         "stages": [{"pr": s.pr, "verdict": s.verdict, "patch": s.patch, "checks": [
             {"resolved": c.resolved, "score": c.score, "test_score": c.test_score,
              "similarity": c.similarity, "judge_score": c.judge_score,
+             "judge_parsed": c.judge_parsed, "judge_answers": list(c.judge_answers),
              "failing": list(c.failing), "test_log": c.test_log,
-             "judge_answer": c.judge_answer, "outcomes": c.outcomes}
+             "judge_answer": c.judge_answer, "outcomes": c.outcomes,
+             "integrity": c.integrity, "tampering": c.tampering}
             for c in s.checks]} for s in result.stages],
     }

@@ -2,7 +2,9 @@
 
 The task starts from the first PR's base commit. Each stage carries an instruction written
 from its PR (never from its patch), the gold patch (code changes), the test patch (test
-changes) and the contents the stage's test files must have when its hidden tests run.
+changes), and what its hidden run needs from the reference (the PR's merge): the test files
+of this and every earlier stage, and the test infrastructure. A PR that changes no code
+outside its tests (tests or docs only) is left out of the task, with the reason recorded.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chains.model import Commit, LinkKind, PullRequest
-from rollout.gitdiff import GitError, file_at, split_change
+from rollout.gitdiff import GitError, SplitPatch, file_at, git, split_change
 from rollout.instructions import InstructionWriter, TemplateWriter
+from sandbox.testinfra import is_test_infrastructure
+from sandbox.testrun import DEFAULT_RUNNER, HiddenTests
 
 
 class TaskError(Exception):
@@ -36,9 +40,18 @@ class Stage:
     hidden_tests: tuple[tuple[str, str | None], ...]
     """(path, content or None when absent) of every test file the stage's tests need."""
     test_targets: tuple[str, ...]
-    """Test files handed to the test runner for this stage."""
+    """Test files handed to the test runner: this stage's and, as regression tests, every
+    earlier stage's that still exists at this PR's merge."""
     commits: tuple[Commit, ...] = ()
     """The PR's own commits, oldest first (what the replay policy replays)."""
+    infrastructure: tuple[tuple[str, str], ...] = ()
+    """Every test infrastructure file at the merge (conftest.py, pytest configuration, …),
+    put back in this state for the hidden run."""
+
+    def hidden(self, runner: str = DEFAULT_RUNNER, timeout: float = 300.0) -> HiddenTests:
+        """What the verifier's run of this stage needs."""
+        return HiddenTests(self.test_targets, self.hidden_tests, self.infrastructure, runner,
+                           timeout)
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,8 @@ class Task:
     objective: str
     stages: tuple[Stage, ...]
     kinds: tuple[str, ...]
+    dropped: tuple[tuple[int, str], ...] = ()
+    """(PR, why) of the chain's PRs left out of the task."""
 
     @property
     def prs(self) -> tuple[int, ...]:
@@ -58,43 +73,65 @@ class Task:
 def build_task(repo_path: Path, chain_id: str, prs: Sequence[PullRequest],
                kinds: Sequence[LinkKind | str] = (),
                writer: InstructionWriter | None = None) -> Task:
-    """Synthesise the task for ``prs`` (in chain order) from the local clone at ``repo_path``."""
+    """Synthesise the task for ``prs`` (in chain order) from the local clone at ``repo_path``.
+
+    Raises TaskError when no PR of the chain changes code outside its tests.
+    """
     if not prs:
         raise TaskError("a chain needs at least one pull request")
     writer = writer or TemplateWriter()
     kind_names = tuple(str(k) for k in kinds)
     stages: list[Stage] = []
-    test_paths: list[str] = []
+    dropped: list[tuple[int, str]] = []
+    tests_so_far: list[str] = []
     for index, pr in enumerate(prs):
         link = kind_names[index - 1] if 0 < index <= len(kind_names) else None
-        stages.append(_stage(repo_path, pr, link, writer, test_paths))
-    objective = writer.objective(prs)
+        split = _split(repo_path, pr)
+        if not split.gold_files:
+            dropped.append((pr.number, "changes no code outside its tests"))
+            continue
+        stages.append(_stage(repo_path, pr, split, link, writer, tests_so_far))
+    if not stages:
+        reasons = "; ".join(f"PR #{n} {why}" for n, why in dropped)
+        raise TaskError(f"no pull request of the chain changes code: {reasons}")
+    kept = [pr for pr in prs if pr.number in {stage.pr for stage in stages}]
+    patch = "".join(stage.gold_patch + stage.test_patch for stage in stages)
+    objective = writer.objective(kept, patch)
     return Task(repository=prs[0].repository, chain_id=chain_id,
-                base_commit=prs[0].base_commit, objective=objective,
-                stages=tuple(stages), kinds=kind_names)
+                base_commit=stages[0].base_commit, objective=objective,
+                stages=tuple(stages), kinds=tuple(s.link_kind or "" for s in stages[1:]),
+                dropped=tuple(dropped))
 
 
-def _stage(repo: Path, pr: PullRequest, link: str | None, writer: InstructionWriter,
-           test_paths: list[str]) -> Stage:
+def _split(repo: Path, pr: PullRequest) -> SplitPatch:
     if not pr.base_commit or not pr.merge_commit:
         raise TaskError(f"PR #{pr.number} has no base or merge commit recorded")
     try:
-        split = split_change(repo, pr.base_commit, pr.merge_commit)
+        return split_change(repo, pr.base_commit, pr.merge_commit)
     except GitError as exc:
         raise TaskError(f"PR #{pr.number}: {exc}") from exc
-    if not split.gold_files:
-        raise TaskError(f"PR #{pr.number} changes no code outside its tests")
-    for path in split.test_files:
-        if path not in test_paths:
-            test_paths.append(path)
+
+
+def _stage(repo: Path, pr: PullRequest, split: SplitPatch, link: str | None,
+           writer: InstructionWriter, tests_so_far: list[str]) -> Stage:
+    merge = pr.merge_commit
+    tests_so_far.extend(p for p in split.test_files if p not in tests_so_far)
     # Every test file seen so far, as of this PR's merge: later stages keep earlier tests.
-    hidden = tuple((path, file_at(repo, pr.merge_commit, path)) for path in test_paths)
-    targets = tuple(p for p in split.test_files
-                    if p.endswith(".py") and file_at(repo, pr.merge_commit, p) is not None
-                    and Path(p).name != "conftest.py")
+    hidden = tuple((path, file_at(repo, merge, path)) for path in tests_so_far)
+    targets = tuple(path for path, content in hidden
+                    if path.endswith(".py") and content is not None
+                    and not is_test_infrastructure(path))
     instruction = writer.instruction(pr, link, split.gold_patch + split.test_patch)
     return Stage(pr=pr.number, title=pr.title, instruction=instruction, link_kind=link,
-                 base_commit=pr.base_commit, merge_commit=pr.merge_commit,
+                 base_commit=pr.base_commit, merge_commit=merge,
                  gold_patch=split.gold_patch, test_patch=split.test_patch,
                  gold_files=split.gold_files, test_files=split.test_files,
-                 hidden_tests=hidden, test_targets=targets, commits=pr.commits)
+                 hidden_tests=hidden, test_targets=targets, commits=pr.commits,
+                 infrastructure=_infrastructure(repo, merge))
+
+
+def _infrastructure(repo: Path, commit: str) -> tuple[tuple[str, str], ...]:
+    listing = git(repo, "ls-tree", "-r", "-z", "--name-only", commit)
+    paths = [p for p in listing.split("\0") if p and is_test_infrastructure(p)]
+    found = ((path, file_at(repo, commit, path)) for path in paths)
+    return tuple((path, text) for path, text in found if text is not None)

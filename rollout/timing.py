@@ -63,8 +63,12 @@ class TimedSandbox:
         finally:
             self.clock.spent[self.clock.category] += time.perf_counter() - start
 
-    def exec(self, command: str, timeout: float = 60.0) -> ExecResult:
-        return self._timed(lambda: self.inner.exec(command, timeout))
+    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None
+             ) -> ExecResult:
+        return self._timed(lambda: self.inner.exec(command, timeout, stdin))
+
+    def end_processes(self) -> int:
+        return self._timed(self.inner.end_processes)
 
     def read_file(self, path: str) -> str:
         return self._timed(lambda: self.inner.read_file(path))

@@ -1,31 +1,39 @@
 """The verifier: hidden tests, similarity to the gold patch and, when configured, an LLM judge.
 
 Stage score = weighted sum of the components below; the chain score is the mean over stages.
-Without a judge: 0.8 tests + 0.2 similarity. With a judge: 0.6 tests + 0.1 similarity + 0.3 judge.
-A stage is *resolved* when every FAIL_TO_PASS test passes and no PASS_TO_PASS test breaks.
-A stage without any such test is resolved on submit and similarity stands in for the tests.
+Without a judge: 0.8 tests + 0.2 similarity. With a judge: 0.6 tests + 0.1 similarity + 0.3
+judge, always (a judge answer that cannot be read scores 0, it never switches the weights).
+A stage is *resolved* when every FAIL_TO_PASS and PASS_TO_PASS test passes in the hidden run
+(sandbox.testrun.run_hidden) and the agent's code does not reach into the test runner. A stage
+with PASS_TO_PASS tests only is not verifiable: its tests still must keep passing, and
+similarity stands in for the FAIL_TO_PASS share. A stage without tests is resolved on submit.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import structlog
 
 from rollout.gitdiff import parse_patch
-from rollout.llm import LLMClient, parse_score
+from rollout.judge import JudgeVerdict, LLMJudge
 from rollout.task import Stage
 from rollout.tools import truncate
 from rollout.validation import StageValidation
-from rollout.workspace import restore, take
 from sandbox.base import Sandbox
-from sandbox.testrun import DEFAULT_RUNNER, TestRun, run_tests
+from sandbox.testrun import DEFAULT_RUNNER, TestRun, run_hidden
 
 log = structlog.get_logger(__name__)
 
 WEIGHTS = {"tests": 0.8, "similarity": 0.2}
 WEIGHTS_WITH_JUDGE = {"tests": 0.6, "similarity": 0.1, "judge": 0.3}
+RUNNER_INTERNALS = re.compile(
+    r"\b(_pytest|pytest_runtest\w*|pytest_collection\w*|pytest_configure|pytest_sessionfinish"
+    r"|pytest_report\w*|pytest_plugins|TestReport|junitxml|junit_xml|atexit)\b"
+    r"|^\s*(import|from)\s+pytest\b")
+"""Names through which code under test could rewrite the runner's results from inside."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,31 @@ class Verdict:
     feedback: str
     test_log: str
     judge_answer: str = ""
+    """The judge's last raw answer."""
     outcomes: dict[str, str] = field(default_factory=dict)
+    judge_answers: tuple[str, ...] = ()
+    """Every raw answer of the judge, parsed or not."""
+    judge_parsed: bool | None = None
+    """None without a judge; False when no answer could be read (scored 0)."""
+    integrity: dict[str, object] = field(default_factory=dict)
+    """What the hidden run did against tampering (sandbox.testrun.Integrity)."""
+    tampering: str = ""
+    """Why the agent's code was found reaching into the test runner; empty when it was not."""
+
+
+def runner_tampering(agent_patch: str, gold_patch: str) -> str:
+    """The runner internals the agent's code changes name and the maintainers' do not.
+
+    Code under test runs in the test process, so a change that imports pytest's internals or
+    hooks into its reports could rewrite outcomes from inside; a library rarely has reason
+    to, and when the real patch does too, the name is not held against the agent.
+    """
+    allowed = {m.group(0).strip() for line in parse_patch(gold_patch).added
+               for m in RUNNER_INTERNALS.finditer(line)}
+    found = sorted({m.group(0).strip() for line in parse_patch(agent_patch).added
+                    for m in RUNNER_INTERNALS.finditer(line)} - allowed)
+    return ("the change reaches into the test runner (" + ", ".join(found) + ")") if found \
+        else ""
 
 
 def similarity(agent_patch: str, gold_patch: str) -> float:
@@ -75,13 +107,8 @@ class Verifier:
         self.judge = judge
 
     def hidden_run(self, stage: Stage) -> TestRun:
-        """Run the stage's tests as the PR wrote them, then put the agent's files back."""
-        own = take(self.sandbox, [path for path, _ in stage.hidden_tests])
-        restore(self.sandbox, stage.hidden_tests)
-        try:
-            return run_tests(self.sandbox, stage.test_targets, self.test_timeout, self.runner)
-        finally:
-            restore(self.sandbox, own)
+        """The stage's tests as the PR wrote them, where the agent cannot touch them."""
+        return run_hidden(self.sandbox, stage.hidden(self.runner, self.test_timeout))
 
     def verify(self, stage: Stage, expected: StageValidation, agent_patch: str) -> Verdict:
         f2p, p2p = expected.fail_to_pass, expected.pass_to_pass
@@ -91,35 +118,55 @@ class Verifier:
         failing = tuple(t for t in (*f2p, *p2p) if not run.passed(t))
         broken = [t for t in p2p if not run.passed(t)]
         fixed = [t for t in f2p if run.passed(t)]
-        if run.error:
+        sim = similarity(agent_patch, stage.gold_patch)
+        tampering = runner_tampering(agent_patch, stage.gold_patch)
+        if run.error or tampering:
             test_score = 0.0
         else:
-            fix_share = len(fixed) / len(f2p) if f2p else 1.0
+            fix_share = len(fixed) / len(f2p) if f2p else sim
             keep_share = 1 - len(broken) / len(p2p) if p2p else 1.0
             test_score = fix_share * keep_share
-        resolved = run.error is None and not failing
-        sim = similarity(agent_patch, stage.gold_patch)
-        judge_score, answer = (None, "")
-        if self.judge is not None:
-            judge_score, answer = self.judge.score(stage.instruction, stage.gold_patch,
-                                                   agent_patch)
-        score = _combine(test_score, sim, judge_score)
+        resolved = run.error is None and not failing and not tampering
+        outcome = _outcome(run, f2p, p2p, failing)
+        judged = self._judge(stage, agent_patch, outcome)
+        score = _combine(test_score, sim, judged.score if judged else None)
+        feedback = ""
+        if not resolved:
+            feedback = (f"Your change was not counted: {tampering}. Solve the request in the "
+                        "code itself.") if tampering else self._feedback(run, failing)
         return Verdict(resolved=resolved, score=score, test_score=round(test_score, 4),
-                       similarity=sim, judge_score=judge_score, failing=failing,
-                       feedback="" if resolved else self._feedback(run, failing),
-                       test_log=run.log, judge_answer=answer, outcomes=dict(run.outcomes))
+                       similarity=sim, judge_score=judged.score if judged else None,
+                       failing=failing, feedback=feedback, test_log=run.log,
+                       judge_answer=judged.answers[-1] if judged and judged.answers else "",
+                       outcomes=dict(run.outcomes),
+                       judge_answers=judged.answers if judged else (),
+                       judge_parsed=judged.parsed if judged else None,
+                       integrity=run.integrity.to_dict() if run.integrity else {},
+                       tampering=tampering)
+
+    def unreadable(self, error: str) -> Verdict:
+        """An attempt whose work tree could not be read (the agent broke its repository)."""
+        return Verdict(resolved=False, score=0.0, test_score=0.0, similarity=0.0,
+                       judge_score=None, failing=(), test_log=error,
+                       feedback=(f"Your work could not be read from the work tree ({error}). "
+                                 "Keep the repository and its .git folder intact."))
+
+    def _judge(self, stage: Stage, agent_patch: str, outcome: str) -> JudgeVerdict | None:
+        if self.judge is None:
+            return None
+        return self.judge.score(stage.instruction, stage.gold_patch, agent_patch, outcome)
 
     def _untested(self, stage: Stage, expected: StageValidation, agent_patch: str) -> Verdict:
         """No test holds this stage: it is resolved on submit and similarity stands in."""
         sim = similarity(agent_patch, stage.gold_patch)
-        judge_score, answer = (None, "")
-        if self.judge is not None:
-            judge_score, answer = self.judge.score(stage.instruction, stage.gold_patch,
-                                                   agent_patch)
-        return Verdict(resolved=True, score=_combine(sim, sim, judge_score), test_score=sim,
-                       similarity=sim, judge_score=judge_score, failing=(), feedback="",
+        judged = self._judge(stage, agent_patch, "no hidden tests check this request")
+        return Verdict(resolved=True, score=_combine(sim, sim, judged.score if judged else None),
+                       test_score=sim, similarity=sim,
+                       judge_score=judged.score if judged else None, failing=(), feedback="",
                        test_log=f"no hidden tests for this stage: {expected.reason}",
-                       judge_answer=answer)
+                       judge_answer=judged.answers[-1] if judged and judged.answers else "",
+                       judge_answers=judged.answers if judged else (),
+                       judge_parsed=judged.parsed if judged else None)
 
     def _feedback(self, run: TestRun, failing: tuple[str, ...]) -> str:
         if run.error:
@@ -135,6 +182,16 @@ class Verifier:
         return truncate(text, self.feedback_limit)
 
 
+def _outcome(run: TestRun, f2p: tuple[str, ...], p2p: tuple[str, ...],
+             failing: tuple[str, ...]) -> str:
+    """The hidden test outcome in a few lines, for the judge."""
+    if run.error:
+        return f"hidden tests could not run: {run.error}"
+    total = len(f2p) + len(p2p)
+    text = f"hidden tests: {total - len(failing)} of {total} required tests pass"
+    return text + ("; failing: " + ", ".join(failing[:20]) if failing else "")
+
+
 def _combine(tests: float, sim: float, judge: float | None) -> float:
     if judge is None:
         value = WEIGHTS["tests"] * tests + WEIGHTS["similarity"] * sim
@@ -142,27 +199,3 @@ def _combine(tests: float, sim: float, judge: float | None) -> float:
         w = WEIGHTS_WITH_JUDGE
         value = w["tests"] * tests + w["similarity"] * sim + w["judge"] * judge
     return round(value, 4)
-
-
-_JUDGE_PROMPT = """You review a change made for a maintainer's request. Compare the candidate
-patch with the reference patch that was actually merged. Rubric: 1.0 = solves the request as
-well as the reference; 0.5 = partly solves it or with notable problems; 0.0 = does not address it.
-Answer with JSON only: {"score": <number between 0 and 1>, "reason": "<one sentence>"}."""
-
-
-class LLMJudge:
-    def __init__(self, client: LLMClient) -> None:
-        self.client = client
-        self.tokens = 0
-
-    def score(self, instruction: str, gold_patch: str, agent_patch: str) -> tuple[float | None,
-                                                                                     str]:
-        prompt = (f"Request:\n{instruction}\n\nReference patch:\n{gold_patch[:12_000]}\n\n"
-                  f"Candidate patch:\n{agent_patch[:12_000] or '(empty)'}")
-        answer = self.client.complete([{"role": "system", "content": _JUDGE_PROMPT},
-                                       {"role": "user", "content": prompt}])
-        self.tokens += answer.tokens
-        value = parse_score(answer.content)
-        if value is None:
-            log.warning("judge.unparsable", answer=answer.content[:200])
-        return value, answer.content

@@ -46,13 +46,21 @@ class ExecResult:
 class Sandbox(Protocol):
     """A work tree of one repository at one commit, isolated from the host.
 
-    Paths given to the file methods are relative to the work tree; anything that
-    escapes it raises :class:`PathOutsideWorkTree`.
+    The work tree is a fresh git repository whose one commit holds the files of
+    ``start_commit``: no history, refs or objects of the source repository come with it.
+    Paths given to the file methods are relative to the work tree; anything that escapes it
+    raises :class:`PathOutsideWorkTree`.
     """
 
     start_commit: str
+    """The source repository's commit whose files the work tree started from."""
 
-    def exec(self, command: str, timeout: float = 60.0) -> ExecResult: ...
+    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None
+             ) -> ExecResult: ...
+
+    def end_processes(self) -> int:
+        """End every process that commands in this sandbox started; how many there were."""
+        ...
 
     def read_file(self, path: str) -> str: ...
 
@@ -61,13 +69,14 @@ class Sandbox(Protocol):
     def list_dir(self, path: str = ".") -> list[str]: ...
 
     def diff(self) -> str:
-        """The work tree against the start commit, as a git patch (untracked files too)."""
+        """The work tree against its starting state, as a git patch (untracked files too)."""
         ...
 
     def apply_patch(self, patch: str, reverse: bool = False) -> None: ...
 
     def reset(self, commit: str) -> None:
-        """Discard every change and check out ``commit``; it becomes the start commit."""
+        """End every process, discard the work tree and start afresh from the files of
+        ``commit`` of the source repository; it becomes the start commit."""
         ...
 
     def close(self) -> None: ...

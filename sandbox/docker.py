@@ -11,14 +11,10 @@ crashed process and leaves the sandboxes of live workers alone.
 
 from __future__ import annotations
 
-import io
 import os
 import posixpath
 import shlex
 import socket
-import subprocess
-import tarfile
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +32,12 @@ from sandbox.base import (
     SandboxUnavailable,
 )
 from sandbox.output import DEFAULT_CAP, CappedBuffer
+from sandbox.processes import END_PROCESSES
+from sandbox.tree import SEED, tree_archive
 
 LABEL = "davinci.sandbox"
+KEEPER = "65534:65534"
+"""The user of the container's own process: not the agent's (1000)."""
 OWNER_LABEL = "davinci.owner"
 WORKDIR = "/work/repo"
 
@@ -65,16 +65,21 @@ def client() -> docker.DockerClient:
 class DockerSandbox:
     def __init__(self, repo: Path, commit: str, image: str, limits: Limits | None = None,
                  engine: docker.DockerClient | None = None) -> None:
+        self.repo = repo
         self.limits = limits or Limits()
         self.engine = engine or client()
         self.start_commit = commit
+        self._seed = ""
+        """The sandbox repository's own commit of the start state (not the source's)."""
         try:
             self.engine.images.get(image)
         except ImageNotFound as exc:
             raise SandboxUnavailable(f"sandbox image {image} is missing; build it with "
                                      "`davinci sandbox build-base`") from exc
+        # The container's own process runs as a user the agent is not, so ending every
+        # process of the agent's user (end_processes) leaves the container up.
         self.container = self.engine.containers.create(
-            image, command=["sleep", "infinity"], user="1000:1000", working_dir="/work",
+            image, command=["sleep", "infinity"], user=KEEPER, working_dir="/work",
             network_mode="none", read_only=True, cap_drop=["ALL"],
             security_opt=["no-new-privileges"], mem_limit=self.limits.memory,
             memswap_limit=self.limits.memory, nano_cpus=int(self.limits.cpus * 1e9),
@@ -87,23 +92,20 @@ class DockerSandbox:
                          "GIT_CONFIG_NOSYSTEM": "1", "PYTHONDONTWRITEBYTECODE": "1"})
         try:
             self.container.start()
-            self._copy_in(repo, commit)
+            self._set_up()
+            self.reset(commit)
         except BaseException:
             self.close()
             raise
 
-    def _copy_in(self, repo: Path, commit: str) -> None:
-        # put_archive refuses a read-only root even for a tmpfs path: untar from stdin.
-        copied = self._run("tar -xf - -C /work", 120, workdir="/work",
-                           stdin_data=archive_of(repo, commit))
-        if copied.exit_code != 0:
-            raise SandboxError(f"could not copy the repository in: {copied.stderr.strip()}")
+    def _set_up(self) -> None:
         setup = self._run("git config --global user.name agent && "
                           "git config --global user.email agent@sandbox && "
-                          "git config --global --add safe.directory /work/repo", 30)
+                          "git config --global init.defaultBranch main && "
+                          "git config --global --add safe.directory /work/repo", 30,
+                          workdir="/work")
         if setup.exit_code != 0:
             raise SandboxError(f"sandbox set-up failed: {setup.stderr.strip()}")
-        self.reset(commit)
 
     def _run(self, command: str, timeout: float, workdir: str = WORKDIR,
              stdin_data: bytes | None = None) -> ExecResult:
@@ -142,8 +144,27 @@ class DockerSandbox:
         return ExecResult(int(code if code is not None else -1), out.text(), err.text(),
                           duration, timed_out, out.truncated, err.truncated)
 
-    def exec(self, command: str, timeout: float = 60.0) -> ExecResult:
-        return self._run(command, timeout)
+    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None
+             ) -> ExecResult:
+        return self._run(command, timeout, stdin_data=stdin)
+
+    def end_processes(self) -> int:
+        """End every process of the agent's user; how many there were.
+
+        Runs as that user with no shell around it: ``kill(-1)`` spares the caller and the
+        container's init, and the keeper process belongs to another user.
+        """
+        try:
+            exec_id = self.engine.api.exec_create(
+                self.container.id, ["python3", "-I", "-c", END_PROCESSES], workdir="/",
+                user="1000:1000")["Id"]
+            output = self.engine.api.exec_start(exec_id).decode("utf-8", "replace")
+            code = self.engine.api.exec_inspect(exec_id)["ExitCode"]
+        except (APIError, NotFound) as exc:
+            raise SandboxError(f"the sandbox container failed: {exc}") from exc
+        if code != 0 or not output.strip().isdigit():
+            raise SandboxError(f"could not end the agent's processes: {output.strip()[-300:]}")
+        return int(output.strip())
 
     def _path(self, path: str) -> str:
         target = posixpath.normpath(posixpath.join(WORKDIR, path))
@@ -176,7 +197,7 @@ class DockerSandbox:
         return sorted(line for line in result.stdout.splitlines() if line)
 
     def diff(self) -> str:
-        result = self._run(f"git add -A && git diff --cached --binary {self.start_commit}", 120)
+        result = self._run(f"git add -A && git diff --cached --binary {self._seed}", 120)
         if result.exit_code != 0:
             raise SandboxError(f"git diff failed: {result.stderr.strip()}")
         return result.stdout
@@ -191,11 +212,16 @@ class DockerSandbox:
             raise PatchConflict(f"patch does not apply: {result.stderr.strip()}")
 
     def reset(self, commit: str) -> None:
-        result = self._run(f"git checkout -q -f {shlex.quote(commit)} && git clean -qfdx && "
-                           "git rev-parse HEAD", 60)
+        """A fresh repository holding the files of ``commit`` and nothing else."""
+        self.end_processes()
+        files = tree_archive(self.repo, commit)
+        result = self._run(f"rm -rf {WORKDIR} && mkdir {WORKDIR} && tar -xf - -C {WORKDIR} "
+                           f"&& cd {WORKDIR} && {SEED}", 300, workdir="/work", stdin_data=files)
         if result.exit_code != 0:
-            raise SandboxError(f"cannot check out {commit}: {result.stderr.strip()}")
-        self.start_commit = result.stdout.strip().splitlines()[-1]
+            raise SandboxError(f"cannot set up the work tree at {commit}: "
+                               f"{result.stderr.strip()}")
+        self._seed = result.stdout.strip().splitlines()[-1]
+        self.start_commit = commit
 
     def close(self) -> None:
         try:
@@ -212,32 +238,6 @@ class DockerSandbox:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-
-def archive_of(repo: Path, commit: str, owner: int = 1000) -> bytes:
-    """A tar of ``repo/`` (a full clone, nothing checked out) owned by ``owner``.
-
-    ``commit`` is only checked to exist; the caller checks it out inside the container.
-    """
-    with tempfile.TemporaryDirectory(prefix="davinci-copy-") as scratch:
-        clone = Path(scratch) / "repo"
-        subprocess.run(["git", "clone", "-q", "--no-checkout", "--no-local", str(repo),
-                        str(clone)], check=True, capture_output=True)
-        found = subprocess.run(["git", "-C", str(clone), "cat-file", "-e", f"{commit}^{{commit}}"],
-                               capture_output=True)
-        if found.returncode != 0:
-            raise SandboxError(f"commit {commit} is not in {repo.name}")
-        name = "agent" if owner == 1000 else "root"
-
-        def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
-            info.uid = info.gid = owner
-            info.uname = info.gname = name
-            return info
-
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            tar.add(clone, arcname="repo", filter=owned)
-        return archive.getvalue()
 
 
 def _demux_socket(sock: Any) -> Any:

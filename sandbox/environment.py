@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import re
 import shlex
 import subprocess
+import tarfile
+import tempfile
 import time
 import tomllib
 from collections.abc import Callable
@@ -31,7 +34,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from sandbox.base import SandboxError, SandboxUnavailable
-from sandbox.docker import WORKDIR, archive_of, client, labels
+from sandbox.docker import WORKDIR, client, labels
 
 ENV_LABEL = "davinci.env"
 BUILD_TIMEOUT = 1800.0
@@ -232,7 +235,7 @@ def _install(container: Container, repo: Path, commit: str, command: str, name: 
              timeout: float, on_output: Callable[[str], None] | None) -> None:
     try:
         container.start()
-        container.put_archive("/work", archive_of(repo, commit, owner=0))
+        container.put_archive("/work", _clone_archive(repo, commit))
         script = (f"cd {WORKDIR} && git -c advice.detachedHead=false checkout -q -f "
                   f"{shlex.quote(commit)} && {command}")
         seconds = str(max(1, int(timeout)))
@@ -259,6 +262,33 @@ def _install(container: Container, repo: Path, commit: str, command: str, name: 
     finally:
         with contextlib.suppress(NotFound, APIError):
             container.remove(force=True)
+
+
+def _clone_archive(repo: Path, commit: str, owner: int = 0) -> bytes:
+    """A tar of ``repo/`` (a full clone, nothing checked out) owned by ``owner``.
+
+    Only environment builds get a clone (version plugins read git metadata); the image keeps
+    none of it. ``commit`` is only checked to exist; the build checks it out.
+    """
+    with tempfile.TemporaryDirectory(prefix="davinci-copy-") as scratch:
+        clone = Path(scratch) / "repo"
+        subprocess.run(["git", "clone", "-q", "--no-checkout", "--no-local", str(repo),
+                        str(clone)], check=True, capture_output=True)
+        found = subprocess.run(["git", "-C", str(clone), "cat-file", "-e", f"{commit}^{{commit}}"],
+                               capture_output=True)
+        if found.returncode != 0:
+            raise SandboxError(f"commit {commit} is not in {repo.name}")
+        name = "agent" if owner == 1000 else "root"
+
+        def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = owner
+            info.uname = info.gname = name
+            return info
+
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.add(clone, arcname="repo", filter=owned)
+        return archive.getvalue()
 
 
 def environment_images(engine: docker.DockerClient | None = None) -> list[dict[str, str]]:

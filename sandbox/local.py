@@ -17,12 +17,15 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
 from sandbox.base import ExecResult, PatchConflict, PathOutsideWorkTree, SandboxError
 from sandbox.output import DEFAULT_CAP, CappedBuffer
+from sandbox.processes import MARKER, end_marked
+from sandbox.tree import SEED, tree_archive
 
 MEMORY_LIMIT = 2 * 1024**3
 
@@ -32,49 +35,54 @@ class LocalSandbox:
 
     def __init__(self, repo: Path, commit: str, output_cap: int = DEFAULT_CAP,
                  memory_limit: int = MEMORY_LIMIT) -> None:
+        self.repo = repo
         self.output_cap = output_cap
         self.memory_limit = memory_limit
+        self.marker = uuid.uuid4().hex
         self.dir = Path(tempfile.mkdtemp(prefix="davinci-sandbox-"))
         self.root = self.dir / "work"
         self.home = self.dir / "home"
         self.home.mkdir()
         (self.dir / "tmp").mkdir()
         self.start_commit = commit
+        self._seed = ""
         try:
-            self._git_host("clone", "-q", "--no-checkout", "--no-hardlinks", str(repo),
-                           str(self.root))
             self.reset(commit)
         except BaseException:
             self.close()
             raise
-
-    def _git_host(self, *args: str) -> None:
-        result = subprocess.run(["git", *args], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SandboxError(f"git {args[0]} failed: {result.stderr.strip()}")
 
     def _env(self) -> dict[str, str]:
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
                 "TMPDIR": str(self.dir / "tmp"), "LANG": "C.UTF-8",
                 "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "agent",
                 "GIT_AUTHOR_EMAIL": "agent@sandbox", "GIT_COMMITTER_NAME": "agent",
-                "GIT_COMMITTER_EMAIL": "agent@sandbox", "PYTHONDONTWRITEBYTECODE": "1"}
+                "GIT_COMMITTER_EMAIL": "agent@sandbox", "PYTHONDONTWRITEBYTECODE": "1",
+                MARKER: self.marker}
 
     def _limits(self) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    def exec(self, command: str, timeout: float = 60.0) -> ExecResult:
+    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None
+             ) -> ExecResult:
+        return self._exec(command, timeout, stdin, self.root)
+
+    def _exec(self, command: str, timeout: float, stdin: bytes | None, cwd: Path) -> ExecResult:
         started = time.perf_counter()
-        process = subprocess.Popen(["bash", "-c", command], cwd=self.root, env=self._env(),
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, start_new_session=True,
-                                   preexec_fn=self._limits)
+        process = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=self._env(),
+                                   stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True, preexec_fn=self._limits)
         out, err = CappedBuffer(self.output_cap), CappedBuffer(self.output_cap)
         readers = [threading.Thread(target=_drain, args=(stream, buffer), daemon=True)
                    for stream, buffer in ((process.stdout, out), (process.stderr, err))]
         for reader in readers:
             reader.start()
+        if stdin is not None and process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.write(stdin)
+            process.stdin.close()
         timed_out = False
         try:
             process.wait(timeout=timeout)
@@ -115,7 +123,7 @@ class LocalSandbox:
                       if p.name != ".git")
 
     def diff(self) -> str:
-        result = self.exec(f"git add -A && git diff --cached --binary {self.start_commit}", 120)
+        result = self.exec(f"git add -A && git diff --cached --binary {self._seed}", 120)
         if result.exit_code != 0:
             raise SandboxError(f"git diff failed: {result.stderr.strip()}")
         return result.stdout
@@ -129,15 +137,25 @@ class LocalSandbox:
         if result.returncode != 0:
             raise PatchConflict(f"patch does not apply: {result.stderr.strip()}")
 
+    def end_processes(self) -> int:
+        """End the processes started by this sandbox's commands (found by their marker)."""
+        return end_marked(self.marker)
+
     def reset(self, commit: str) -> None:
-        for args in (("checkout", "-q", "-f", commit), ("clean", "-qfdx"), ("rev-parse", "HEAD")):
-            result = subprocess.run(["git", *args], cwd=self.root, capture_output=True,
-                                    text=True, env=self._env())
-            if result.returncode != 0:
-                raise SandboxError(f"cannot check out {commit}: {result.stderr.strip()}")
-        self.start_commit = result.stdout.strip()
+        """A fresh repository holding the files of ``commit`` and nothing else."""
+        self.end_processes()
+        files = tree_archive(self.repo, commit, owner=os.getuid())
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir()
+        result = self._exec(f"tar -xf - && {SEED}", 300, files, self.root)
+        if result.exit_code != 0:
+            raise SandboxError(f"cannot set up the work tree at {commit}: "
+                               f"{result.stderr.strip()}")
+        self._seed = result.stdout.strip().splitlines()[-1]
+        self.start_commit = commit
 
     def close(self) -> None:
+        self.end_processes()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Self:

@@ -1,18 +1,53 @@
-"""Run a stage's tests in a sandbox and read the outcome of every test from JUnit XML."""
+"""Run a stage's tests in a sandbox and read the outcome of every test from JUnit XML.
+
+:func:`run_tests` is a plain run, as a developer would type it. :func:`run_hidden` is the
+verifier's run, which the agent cannot touch: every process the agent started is ended
+first, the test infrastructure is put in its reference state (sandbox.testinfra), pytest
+starts isolated (``python3 -I``, its plugins imported before the work tree joins the path,
+explicit ``--rootdir`` and ``-c``), the report goes to a folder made after the agent's
+processes are gone, and afterwards the agent's own files are put back.
+"""
 
 from __future__ import annotations
 
+import json
 import shlex
 import uuid
 import xml.etree.ElementTree as ET  # noqa: S405 - the XML is written by pytest in the sandbox
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
-from sandbox.base import Sandbox
+from sandbox import testinfra
+from sandbox.base import ExecResult, Sandbox, SandboxError
 
 DEFAULT_RUNNER = "python3 -m pytest"
 PASSED = "passed"
 FAILED = "failed"
 SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What the hidden run did so that the agent could not touch it (kept for the audit)."""
+
+    processes_ended: int
+    """The agent's processes ended before the run, and those the run left behind after it."""
+    set_aside: tuple[str, ...]
+    """The agent's files moved away for the run: infrastructure and the hidden tests' paths."""
+    restored: tuple[str, ...]
+    """Files written from the reference: hidden tests and test infrastructure."""
+    isolated: bool
+    """Whether pytest was started isolated (False for a configured runner that is not
+    pytest, which runs as configured)."""
+    config: str
+    """The configuration file pytest was given (`-c`)."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"processes_ended": self.processes_ended, "set_aside": list(self.set_aside),
+                "restored": list(self.restored), "isolated": self.isolated,
+                "config": self.config}
 
 
 @dataclass(frozen=True)
@@ -26,6 +61,8 @@ class TestRun:
     duration: float = 0.0
     error: str | None = None
     """Why no outcome could be read (runner missing, collection crashed, timeout)."""
+    integrity: Integrity | None = None
+    """Set by :func:`run_hidden`."""
 
     def passed(self, test_id: str) -> bool:
         return self.outcomes.get(test_id) == PASSED
@@ -45,21 +82,99 @@ def run_tests(sandbox: Sandbox, targets: tuple[str, ...], timeout: float,
     command = (f"PYTHONDONTWRITEBYTECODE=1 {runner} -p no:cacheprovider -q -rfE "
                f"--junitxml={report} {files}")
     result = sandbox.exec(command, timeout=timeout)
-    log = result.stdout + result.stderr
     if result.timed_out:
-        return TestRun(log=log, exit_code=result.exit_code, duration=result.duration,
-                       error=f"tests timed out after {timeout:.0f}s")
+        return _read(result, None, timeout)
     xml = sandbox.exec(f"cat {report} && rm -f {report}", timeout=30)
-    if not xml.ok or not xml.stdout.strip():
-        return TestRun(log=log, exit_code=result.exit_code, duration=result.duration,
-                       error="the test runner wrote no report (is pytest installed?)")
+    return _read(result, xml.stdout if xml.ok else None, timeout)
+
+
+@dataclass(frozen=True)
+class HiddenTests:
+    """Everything the verifier's run needs, all taken from the reference (the PR's merge)."""
+
+    targets: tuple[str, ...]
+    files: tuple[tuple[str, str | None], ...]
+    """Test files as the reference has them (None: absent there)."""
+    infrastructure: tuple[tuple[str, str], ...]
+    """Every test infrastructure file of the reference (testinfra.is_test_infrastructure)."""
+    runner: str = DEFAULT_RUNNER
+    timeout: float = 300.0
+
+
+_PREPARE = Path(testinfra.__file__).read_text()
+
+
+def run_hidden(sandbox: Sandbox, tests: HiddenTests) -> TestRun:
+    """The verifier's run of ``tests``; see the module docstring for what it guards against."""
+    if not tests.targets:
+        return TestRun(error="the stage has no test files to run")
+    ended = sandbox.end_processes()
+    write: dict[str, str | None] = dict(tests.files)
+    write.update(tests.infrastructure)
+    prepared = _infra_step(sandbox, {"step": "prepare", "write": write})
+    folder, written = str(prepared["dir"]), list(prepared["written"])
     try:
-        outcomes, messages = parse_junit(xml.stdout)
+        config = testinfra.pytest_config(dict(tests.infrastructure))
+        config_path = f'"$PWD"/{shlex.quote(config)}' if config else f"{folder}/pytest.ini"
+        options = (f"-p no:cacheprovider -q -rfE --junitxml={folder}/report.xml "
+                   f'--rootdir="$PWD" -c {config_path} '
+                   + " ".join(shlex.quote(t) for t in tests.targets))
+        prefix = isolated_runner(tests.runner)
+        command = (f'{prefix} {folder}/run.py "$PWD" {options}' if prefix is not None
+                   else f"PYTHONDONTWRITEBYTECODE=1 {tests.runner} {options}")
+        result = sandbox.exec(command, timeout=tests.timeout)
+    finally:
+        ended += sandbox.end_processes()
+        restored = _infra_step(sandbox, {"step": "restore", "dir": folder, "written": written})
+    report = restored.get("report")
+    integrity = Integrity(ended, tuple(prepared["set_aside"]), tuple(written),
+                          prefix is not None, config or "(none: an empty one)")
+    run = _read(result, report if isinstance(report, str) else None, tests.timeout)
+    return replace(run, integrity=integrity)
+
+
+def isolated_runner(runner: str) -> str | None:
+    """How to start ``runner`` isolated, when it is pytest: `python3 -I -B`; else None."""
+    try:
+        words = shlex.split(runner)
+    except ValueError:
+        return None
+    if words[:3] in (["python3", "-m", "pytest"], ["python", "-m", "pytest"]):
+        python, rest = words[0], words[3:]
+    elif words[:1] in (["pytest"], ["py.test"]):
+        python, rest = "python3", words[1:]
+    else:
+        return None
+    return " ".join(shlex.quote(w) for w in [python, "-I", "-B"]) + (
+        " " + " ".join(shlex.quote(w) for w in rest) if rest else "")
+
+
+def _infra_step(sandbox: Sandbox, request: Mapping[str, object]) -> dict[str, Any]:
+    result = sandbox.exec(f"python3 -I -c {shlex.quote(_PREPARE)}", timeout=120,
+                          stdin=json.dumps(request).encode())
+    try:
+        answer = json.loads(result.stdout) if result.ok else None
+    except json.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise SandboxError(f"could not {request['step']} the hidden test run: "
+                           f"{(result.stderr or result.stdout).strip()[-500:]}")
+    return answer
+
+
+def _read(result: ExecResult, report: str | None, timeout: float) -> TestRun:
+    """The outcome of every test in ``report``, or why there is none."""
+    run = TestRun(log=result.stdout + result.stderr, exit_code=result.exit_code,
+                  duration=result.duration)
+    if result.timed_out:
+        return replace(run, error=f"tests timed out after {timeout:.0f}s")
+    if not report or not report.strip():
+        return replace(run, error="the test runner wrote no report (is pytest installed?)")
+    try:
+        outcomes, messages = parse_junit(report)
     except ET.ParseError as exc:
-        return TestRun(log=log, exit_code=result.exit_code, duration=result.duration,
-                       error=f"unreadable test report: {exc}")
-    return TestRun(outcomes=outcomes, messages=messages, log=log, exit_code=result.exit_code,
-                   duration=result.duration)
+        return replace(run, error=f"unreadable test report: {exc}")
+    return replace(run, outcomes=outcomes, messages=messages)
 
 
 def parse_junit(text: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from bot.db import Database
 from bot.logs import REDACTED, configure_logging, get_logger
 from bot.models import Delivery, Installation
-from bot.settings import Settings, SettingsError
+from bot.settings import LLMEndpoint, Settings, SettingsError
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,45 @@ def test_private_key_with_flattened_newlines_and_rotated_secrets(pem: str) -> No
     assert settings.github_private_key is not None
     assert settings.github_private_key.startswith("-----BEGIN PRIVATE KEY-----\n")
     assert "new-secret" not in repr(settings)
+
+
+def test_judge_and_writer_default_to_the_agents_llm() -> None:
+    settings = Settings.from_env({"LLM_BASE_URL": "http://llm:8000/v1", "LLM_MODEL": "agent",
+                                  "LLM_API_KEY": "sk-agent"})
+    agent = settings.agent_llm()
+    assert agent == LLMEndpoint("http://llm:8000/v1", "agent", "sk-agent")
+    assert settings.judge_llm() == agent and settings.writer_llm() == agent
+    assert Settings.from_env({}).judge_llm() is None
+    assert Settings.from_env({}).writer_llm() is None
+
+
+def test_a_separate_judge_gets_its_own_key_and_never_the_agents() -> None:
+    env = {"LLM_BASE_URL": "http://llm:8000/v1", "LLM_MODEL": "agent", "LLM_API_KEY": "sk-agent",
+           "LLM_WRITER_MODEL": "writer", "LLM_JUDGE_MODEL": "judge"}
+    same_host = Settings.from_env(env)
+    assert same_host.judge_llm() == LLMEndpoint("http://llm:8000/v1", "judge", "sk-agent")
+    assert same_host.writer_llm() == LLMEndpoint("http://llm:8000/v1", "writer", "sk-agent")
+
+    elsewhere = Settings.from_env({**env, "LLM_JUDGE_BASE_URL": "https://judge.example/v1/"})
+    assert elsewhere.judge_llm() == LLMEndpoint("https://judge.example/v1", "judge", None)
+
+    keyed = Settings.from_env({**env, "LLM_JUDGE_BASE_URL": "https://judge.example/v1",
+                               "LLM_JUDGE_API_KEY": "sk-judge"})
+    assert keyed.judge_llm() == LLMEndpoint("https://judge.example/v1", "judge", "sk-judge")
+    assert "sk-judge" in keyed.secrets
+    assert "sk-judge" not in repr(keyed) and "sk-judge" not in repr(keyed.judge_llm())
+
+
+@pytest.mark.parametrize("env,name", [
+    ({"LLM_JUDGE_BASE_URL": "judge.example/v1", "LLM_JUDGE_MODEL": "j"}, "LLM_JUDGE_BASE_URL"),
+    ({"LLM_JUDGE_MODEL": "judge"}, "LLM_JUDGE_"),
+    ({"LLM_JUDGE_BASE_URL": "http://judge:8000/v1"}, "LLM_JUDGE_"),
+    ({"LLM_MODEL": "agent", "LLM_WRITER_MODEL": "writer"}, "LLM_WRITER_MODEL"),
+])
+def test_an_llm_role_that_would_switch_nothing_on_is_named(env: dict[str, str],
+                                                           name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env)
 
 
 @pytest.mark.parametrize("name,value", [

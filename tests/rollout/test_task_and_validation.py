@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -70,13 +71,14 @@ def test_gold_validation_finds_fail_to_pass(validation: TaskValidation) -> None:
     assert "test_median_unsorted" in three.log_before and "passed" in three.log_after
 
 
-def test_a_chain_whose_gold_patches_do_not_apply_in_order_is_invalid(
-        chain_repo: ChainRepo, open_sandbox: Callable) -> None:
-    # PR 3 alone on PR 1's base: its gold patch expects code that PR 1 and 2 added.
-    prs = [chain_repo.prs[2]]
-    task = build_task(chain_repo.path, "broken", prs)
-    broken = Task(task.repository, task.chain_id, chain_repo.prs[0].base_commit, task.objective,
-                  task.stages, task.kinds)
+def test_each_stage_is_validated_on_its_own_base(chain_repo: ChainRepo,
+                                                 open_sandbox: Callable) -> None:
+    # PR 3 alone is fine: it is validated on its own base, where PR 1 and 2 are merged.
+    task = build_task(chain_repo.path, "alone", [chain_repo.prs[2]])
+    assert validate_task(task, open_sandbox(task.base_commit)).eligible
+    # Recorded on PR 1's base, its gold patch misses the code that PR 1 and 2 added.
+    wrong = replace(task.stages[0], base_commit=chain_repo.prs[0].base_commit)
+    broken = replace(task, stages=(wrong,))
     validation = validate_task(broken, open_sandbox(broken.base_commit))
     assert not validation.eligible
     assert "gold patch does not apply" in validation.reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from bot.sample import SampleRepository
@@ -11,9 +13,53 @@ from sandbox.base import PatchConflict, PathOutsideWorkTree, Sandbox, SandboxErr
 def test_runs_commands_in_the_work_tree_at_the_commit(box: Sandbox,
                                                       sample: SampleRepository) -> None:
     assert box.start_commit == sample.merge_commits[2]
-    result = box.exec("git rev-parse HEAD && ls")
-    assert result.ok and result.stdout.split()[0] == sample.merge_commits[2]
+    result = box.exec("git rev-parse 'HEAD^{tree}' && ls")
+    assert result.ok and result.stdout.split()[0] == _host(sample, "rev-parse",
+                                                           f"{sample.merge_commits[2]}^{{tree}}")
     assert "textkit" in result.stdout and result.duration > 0
+
+
+def test_the_sandbox_holds_no_history_and_no_future(box: Sandbox,
+                                                    sample: SampleRepository) -> None:
+    """Every later merge (each gold patch and hidden test) is out of reach, however asked."""
+    later = sample.merge_commits[4]
+    later_blob = _host(sample, "rev-parse", f"{later}:textkit/slug.py")
+    probes = {
+        "git log --all --oneline | wc -l": "1",
+        "git rev-list --all --reflog | wc -l": "1",
+        "git tag | wc -l; git stash list | wc -l": "0\n0",
+        "git for-each-ref | wc -l": "1",
+        "git cat-file --batch-all-objects --batch-check | grep -c " + later_blob[:12]
+        + " || true": "0",
+        "git fsck --lost-found --no-reflogs 2>&1 | grep -c dangling || true": "0",
+        "ls .git/FETCH_HEAD .git/ORIG_HEAD .git/packed-refs 2>/dev/null | wc -l": "0",
+        "git cat-file -e " + later + " 2>/dev/null && echo found || echo absent": "absent",
+    }
+    for command, expected in probes.items():
+        result = box.exec(command)
+        assert result.stdout.strip() == expected, (command, result.stdout, result.stderr)
+    box.reset(later)  # a later stage's start arrives the same way: files, not history
+    assert box.exec("git rev-list --all | wc -l").stdout.strip() == "1"
+    assert box.exec(f"git cat-file -e {later} 2>/dev/null || echo absent").stdout.strip() \
+        == "absent"
+
+
+def test_reset_ends_what_the_agent_left_running(box: Sandbox,
+                                                sample: SampleRepository) -> None:
+    box.exec("setsid nohup sh -c 'while :; do date >> ../ticks; sleep 0.05; done' "
+             ">/dev/null 2>&1 & sleep 0.3")
+    assert box.end_processes() >= 1
+    assert box.end_processes() == 0
+    box.exec("setsid nohup sh -c 'while :; do touch stray; sleep 0.05; done' "
+             ">/dev/null 2>&1 & sleep 0.3")
+    box.reset(sample.merge_commits[2])
+    assert "stray" not in box.list_dir(".")
+    assert box.exec("sleep 0.3; ls stray 2>/dev/null || echo gone").stdout.strip() == "gone"
+
+
+def _host(sample: SampleRepository, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(sample.path), *args], capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def test_files_round_trip_and_paths_stay_inside(box: Sandbox) -> None:

@@ -1,0 +1,147 @@
+"""Test infrastructure: what can change how the hidden tests run, and putting it back.
+
+One rule (:func:`is_test_infrastructure`) says which files of a work tree can change the
+outcome of a pytest run without being the code under test: every `conftest.py`, the
+configuration files pytest reads at the root, and anything that can shadow the runner or
+run at interpreter start (`pytest.py`, `pytest/`, `_pytest/`, `pluggy/`, `sitecustomize.py`,
+`usercustomize.py`, `.pth` files).
+
+This module is imported on the host and its source is also run inside the sandbox with
+``python3 -I`` (standard library only, no imports of ours): :func:`prepare` sets the agent's
+versions of those files aside and writes the reference versions and the hidden tests;
+:func:`restore` reads the report and puts the agent's files back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+NAMES = ("conftest.py", "pytest.py", "sitecustomize.py", "usercustomize.py")
+FOLDERS = ("pytest", "_pytest", "pluggy")
+ROOT_CONFIGS = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+"""In the order pytest looks for its configuration."""
+CONFIG_SECTIONS = {"pyproject.toml": "[tool.pytest.ini_options]", "tox.ini": "[pytest]",
+                   "setup.cfg": "[tool:pytest]"}
+SHIM = """import sys
+root, args = sys.argv[1], sys.argv[2:]
+import pytest  # from the installed packages: the work tree is not on the path yet
+try:
+    from importlib.metadata import entry_points
+    try:
+        plugins = entry_points(group="pytest11")
+    except TypeError:
+        plugins = entry_points().get("pytest11", [])
+    for plugin in plugins:
+        try:
+            plugin.load()
+        except Exception:
+            pass
+except ImportError:
+    pass
+sys.path.insert(0, root)
+sys.exit(pytest.main(args))
+"""
+"""The runner: pytest and its plugins are imported before the work tree joins the path."""
+
+
+def is_test_infrastructure(path: str) -> bool:
+    parts = path.split("/")
+    name = parts[-1]
+    if name in NAMES or name.endswith(".pth"):
+        return True
+    if any(part in FOLDERS for part in parts[:-1]):
+        return True
+    return len(parts) == 1 and name in ROOT_CONFIGS
+
+
+def pytest_config(files: dict[str, str | None]) -> str | None:
+    """The root configuration file pytest would read among ``files`` (path -> content)."""
+    for name in ROOT_CONFIGS:
+        content = files.get(name)
+        if content is None:
+            continue
+        section = CONFIG_SECTIONS.get(name)
+        if section is None or section in content:
+            return name
+    return None
+
+
+def prepare(root: str, write: dict[str, str | None]) -> dict[str, object]:
+    """Set aside every infrastructure file and every path of ``write``; write ``write``
+    (None: leave absent); make a private folder for the report and the runner."""
+    hidden = tempfile.mkdtemp(prefix=".davinci-hidden-", dir=os.path.dirname(root))
+    aside = os.path.join(hidden, "aside")
+    present = set(_infrastructure(root))
+    present |= {p for p in write if os.path.lexists(os.path.join(root, p))}
+    for path in sorted(present):
+        target = os.path.join(aside, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.rename(os.path.join(root, path), target)
+    written = []
+    for path, content in sorted(write.items()):
+        if content is None:
+            continue
+        target = os.path.join(root, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        written.append(path)
+    with open(os.path.join(hidden, "run.py"), "w", encoding="utf-8") as handle:
+        handle.write(SHIM)
+    with open(os.path.join(hidden, "pytest.ini"), "w", encoding="utf-8") as handle:
+        handle.write("[pytest]\n")
+    return {"dir": hidden, "set_aside": sorted(present), "written": written}
+
+
+def restore(root: str, hidden: str, written: list[str]) -> dict[str, object]:
+    """The report, then the agent's files back where they were."""
+    report = os.path.join(hidden, "report.xml")
+    text = None
+    if os.path.isfile(report):
+        with open(report, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    for path in written:
+        target = os.path.join(root, path)
+        if os.path.lexists(target) and not os.path.isdir(target):
+            os.remove(target)
+    aside = os.path.join(hidden, "aside")
+    for folder, _, names in os.walk(aside):
+        for name in names:
+            source = os.path.join(folder, name)
+            target = os.path.join(root, os.path.relpath(source, aside))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            os.replace(source, target)
+    shutil.rmtree(hidden, ignore_errors=True)
+    return {"report": text}
+
+
+def _infrastructure(root: str) -> list[str]:
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not (folder == root and d == ".git")]
+        links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+        for name in names + links:
+            path = os.path.relpath(os.path.join(folder, name), root)
+            if is_test_infrastructure(path) or name in FOLDERS:
+                found.append(path)
+    return found
+
+
+def main() -> None:
+    request = json.load(sys.stdin)
+    root = os.getcwd()
+    if request["step"] == "prepare":
+        answer = prepare(root, request["write"])
+    else:
+        answer = restore(root, request["dir"], request["written"])
+    json.dump(answer, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The one way a repository state enters a sandbox: the files of one commit, and no history.
+
+A sandbox never receives a clone. It receives a tar of the tree at one commit (read on the
+host as data with `git ls-tree` and `git cat-file`, so `.gitattributes` filters and
+export rules play no part) and makes a fresh git repository whose one commit is that tree
+(:data:`SEED`). Later commits, tags, reflogs and packed objects of the source repository are
+never in it, so `git log --all` or `git cat-file --batch-all-objects` show nothing past the
+state the task starts from.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+from sandbox.base import SandboxError
+
+_GIT_ENV = ("GIT_AUTHOR_NAME=davinci GIT_AUTHOR_EMAIL=davinci@sandbox "
+            "GIT_COMMITTER_NAME=davinci GIT_COMMITTER_EMAIL=davinci@sandbox "
+            "GIT_AUTHOR_DATE='2000-01-01T00:00:00Z' GIT_COMMITTER_DATE='2000-01-01T00:00:00Z'")
+SEED = (f"git init -q -b main && git add -A -f && {_GIT_ENV} git commit -q --no-verify "
+        "--allow-empty -m 'The starting state of the task' && git rev-parse HEAD")
+"""Run in the work tree once the files are there: a repository with one commit, the tree."""
+
+
+def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
+    """A tar of the files of ``commit`` (modes and symlinks kept, submodules as empty
+    folders), owned by ``owner``. Raises SandboxError when the commit is not in ``repo``."""
+    try:
+        listing = _git(repo, "ls-tree", "-r", "-z", "--full-tree", f"{commit}^{{commit}}")
+    except SandboxError as exc:
+        raise SandboxError(f"commit {commit} is not in {repo.name}: {exc}") from exc
+    entries = [_entry(item) for item in listing.split(b"\0") if item]
+    blobs = _blobs(repo, [sha for mode, kind, sha, _ in entries if kind == "blob"])
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for mode, kind, sha, path in entries:
+            info = tarfile.TarInfo(path)
+            info.uid = info.gid = owner
+            info.mtime = 946684800
+            if kind == "commit":  # a submodule: its folder, empty
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif mode == "120000":
+                info.type, info.linkname = tarfile.SYMTYPE, blobs[sha].decode("utf-8", "replace")
+                tar.addfile(info)
+            else:
+                data = blobs[sha]
+                info.size, info.mode = len(data), 0o755 if mode == "100755" else 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return archive.getvalue()
+
+
+def _entry(item: bytes) -> tuple[str, str, str, str]:
+    meta, path = item.split(b"\t", 1)
+    mode, kind, sha = meta.decode().split(" ")
+    return mode, kind, sha, path.decode("utf-8", "surrogateescape")
+
+
+def _blobs(repo: Path, shas: list[str]) -> dict[str, bytes]:
+    """Every blob's content, read in one `git cat-file --batch` pass."""
+    wanted = list(dict.fromkeys(shas))
+    if not wanted:
+        return {}
+    out = _git(repo, "cat-file", "--batch", stdin="\n".join(wanted).encode() + b"\n")
+    found: dict[str, bytes] = {}
+    at = 0
+    for sha in wanted:
+        end = out.index(b"\n", at)
+        header = out[at:end].split(b" ")
+        if len(header) != 3:
+            raise SandboxError(f"git cat-file could not read blob {sha}")
+        size = int(header[2])
+        found[sha] = out[end + 1:end + 1 + size]
+        at = end + 1 + size + 1
+    return found
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    proc = subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise SandboxError(f"git {args[0]} {args[-1] if stdin is None else ''} failed in "
+                           f"{repo.name}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout

@@ -163,7 +163,6 @@ class Agent:
         for attempt in range(1, self.config.max_attempts + 1):
             self._attempts = attempt
             self._work_until_submit(Turn(index, attempt))
-            self.sandbox.end_processes()
             try:
                 patch = tree_diff(self.sandbox, start_tree, tree_id(self.sandbox))
             except SandboxError as exc:

@@ -156,8 +156,9 @@ def test_a_pytest_module_that_shadows_the_runner(attempt: Callable[..., RolloutR
 
 def test_a_detached_loop_that_rewrites_the_hidden_tests(
         attempt: Callable[..., RolloutResult]) -> None:
-    result = attempt(bash("setsid nohup sh -c 'while :; do sed -i \"s/assert /assert True or /\" "
-                          "tests/*.py 2>/dev/null; sleep 0.02; done' >/dev/null 2>&1 & sleep 0.5"))
+    trivial = "def test_mean(): pass\\ndef test_median_sorted(): pass\\n"
+    result = attempt(bash(f"setsid nohup sh -c 'while :; do printf \"{trivial}\" "
+                          "> tests/test_stats.py; sleep 0.005; done' >/dev/null 2>&1 & sleep 0.5"))
     _rejected(result)
     assert result.stages[0].checks[0].integrity["processes_ended"] >= 1  # type: ignore[operator]
 

@@ -6,6 +6,12 @@ own overhead (the loop, tools, verifier bookkeeping). Prints medians over the ru
 ratio of a stage's wall time to its baseline, the time spent inside the sandbox.
 Target: our own overhead under 5% of a stage's time.
 
+Then the price of the hardened hidden run (sandbox.testrun.run_hidden: the agent's processes
+ended, test infrastructure set aside and restored from the reference, pytest started
+isolated) next to a plain run of the same tests on the same tree (the hidden test files
+written, `python3 -m pytest`, then the agent's files put back), alternating, per stage.
+Target: at most 1.5x the plain run.
+
     python3 bench/rollout.py [--runs N]
 """
 
@@ -20,7 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rollout import RolloutConfig, build_task, run_rollout, validate_task  # noqa: E402
+from rollout import RolloutConfig, Task, build_task, run_rollout, validate_task  # noqa: E402
+from rollout.workspace import restore, take  # noqa: E402
+from sandbox.base import Sandbox  # noqa: E402
+from sandbox.testrun import run_hidden, run_tests  # noqa: E402
 from tests.rollout.fixture_repo import make_chain_repo  # noqa: E402
 from tests.rollout.sandboxes import open_sandbox  # noqa: E402
 
@@ -44,6 +53,7 @@ def main() -> None:
                 assert result.accepted, "replay must pass the fixture chain"
                 for stage in result.stages:
                     rows[stage.pr].append(stage.timings)
+            hidden = _hidden_cost(box, task, max(args.runs, 5))
     print(f"backend: {backend}; runs: {args.runs}; gold validation: {validation_seconds:.2f}s")
     print(f"{'stage':>5} {'total':>8} {'sandbox':>8} {'tests':>8} {'policy':>8} {'own':>8} "
           f"{'own %':>6} {'x base':>7}")
@@ -60,6 +70,36 @@ def main() -> None:
     worst = max(shares)
     print(f"own overhead: worst stage {worst:.2%} of its time "
           f"(target < 5%: {'met' if worst < 0.05 else 'missed'})")
+    print(f"\n{'stage':>5} {'tests':>6} {'plain s':>8} {'hidden s':>9} {'x plain':>8}")
+    ratios = []
+    for pr, (count, plain, guarded) in hidden.items():
+        ratios.append(guarded / plain)
+        print(f"{pr:>5} {count:>6} {plain:8.3f} {guarded:9.3f} {guarded / plain:8.2f}")
+    print(f"hardened hidden run: worst stage {max(ratios):.2f}x a plain run of the same tests "
+          f"(target <= 1.5x: {'met' if max(ratios) <= 1.5 else 'missed'})")
+
+
+def _hidden_cost(box: Sandbox, task: Task, runs: int) -> dict[int, tuple[int, float, float]]:
+    """Per stage: tests run, median seconds of a plain and of the hardened run."""
+    found = {}
+    for stage in task.stages:
+        box.reset(stage.base_commit)
+        box.apply_patch(stage.gold_patch)
+        plain, guarded, count = [], [], 0
+        for _ in range(runs):
+            started = time.perf_counter()
+            own = take(box, [path for path, _ in stage.hidden_tests])
+            restore(box, stage.hidden_tests)
+            run = run_tests(box, stage.test_targets, 300)
+            restore(box, own)
+            plain.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            hardened = run_hidden(box, stage.hidden())
+            guarded.append(time.perf_counter() - started)
+            assert run.outcomes == hardened.outcomes, "both runs must see the same outcomes"
+            count = len(run.outcomes)
+        found[stage.pr] = (count, statistics.median(plain), statistics.median(guarded))
+    return found
 
 
 def _own(timings: dict[str, float]) -> float:

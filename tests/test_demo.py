@@ -29,6 +29,20 @@ def test_demo_mines_rolls_out_and_exports(tmp_path: Path) -> None:
     lines = (Path(report["export"]["directory"]) / manifest["shards"][0]["file"]).read_text()
     first = json.loads(lines.splitlines()[0])
     assert set(first) == {"messages", "tools"} and first["messages"][0]["role"] == "system"
+    # Each stage of a stored trajectory says how it was verified, from the rollout's audit.
+    demo_env = {**env, "DAVINCI_DATA_DIR": str(tmp_path / "demo")}
+    record_id = report["rollouts"][0]["record_id"]
+    shown = subprocess.run([sys.executable, "-m", "bot", "corpus", "show", record_id[:12]],
+                           capture_output=True, text=True, env=demo_env, check=True)
+    assert shown.stdout.count("verified: hidden tests") == 3, shown.stdout[-2000:]
+    assert "runner isolated" in shown.stdout and "restored from the reference" in shown.stdout
+    audit = subprocess.run([sys.executable, "-m", "bot", "corpus", "show", record_id[:12],
+                            "--audit"], capture_output=True, text=True, env=demo_env,
+                           check=True)
+    trail = json.loads(audit.stdout)
+    assert trail["accepted"] is True and trail["reason"] == ""
+    assert all(check["integrity"]["isolated"] for stage in trail["stages"]
+               for check in stage["checks"])
     again = subprocess.run([sys.executable, "-m", "bot", "demo", "--dir", str(tmp_path / "x"),
                             "--json"], capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from bot.runtime import Runtime
 from corpus.export import DEFAULT_SHARD_BYTES, FORMATS, ExportError, export
 from corpus.stats import corpus_stats
 from corpus.store import TrajectoryRow
+from rollout.store import RolloutRow
 
 STAGE_START = re.compile(r"^Request \d+ of \d+:", re.M)
 
@@ -82,18 +84,29 @@ def stats_command(runtime: Runtime, as_json: bool) -> None:
 @corpus_group.command("show")
 @click.argument("record_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@click.option("--audit", "as_audit", is_flag=True,
+              help="Print, as JSON, everything the verifier saw and why it decided.")
 @click.pass_obj
-def show_command(runtime: Runtime, record_id: str, as_json: bool) -> None:
-    """Print one trajectory readably (an id or a unique prefix of one)."""
+def show_command(runtime: Runtime, record_id: str, as_json: bool, as_audit: bool) -> None:
+    """Print one trajectory readably (an id or a unique prefix of one), with how each stage
+    was verified."""
     with runtime.db.session() as session:
         rows = session.scalars(select(TrajectoryRow).where(
             TrajectoryRow.id.startswith(record_id)).limit(2)).all()
-    if len(rows) != 1:
-        raise click.ClickException(f"no single record matches {record_id!r}")
-    record = rows[0].record()
+        if len(rows) != 1:
+            raise click.ClickException(f"no single record matches {record_id!r}")
+        record = rows[0].record()
+        rollout = session.scalars(select(RolloutRow).where(
+            RolloutRow.record_id == record["id"]).order_by(RolloutRow.id.desc())).first()
+        trail = rollout.audit if rollout is not None else {}
+    if as_audit:
+        click.echo(json.dumps(trail, indent=2))
+        return
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
+    checks = {stage["pr"]: stage["checks"][-1] for stage in trail.get("stages", [])
+              if stage.get("checks")}
     click.echo(f"trajectory {record['id'][:16]}  {record['repository']}  chain "
                f"{' → '.join(f'#{n}' for n in record['chain']['prs'])}")
     click.echo(f"policy {record['policy']}  score {record['score']:.2f}  "
@@ -107,6 +120,8 @@ def show_command(runtime: Runtime, record_id: str, as_json: bool) -> None:
             if stage:
                 click.echo(f"\n=== stage: PR #{stage['pr']} — {stage['verdict']} "
                            f"(score {stage['score']:.2f}, {stage['attempts']} attempt(s))")
+                if stage["pr"] in checks:
+                    click.echo(f"verified: {verification(checks[stage['pr']])}")
         if role == "assistant":
             if content:
                 click.echo(f"assistant: {_short(content)}")
@@ -117,6 +132,25 @@ def show_command(runtime: Runtime, record_id: str, as_json: bool) -> None:
             click.echo(f"  ← {_short(content)}")
         else:
             click.echo(f"{role}: {_short(content, 300)}")
+
+
+def verification(check: dict[str, Any]) -> str:
+    """One line on how an attempt was checked, from its audit entry."""
+    outcomes = check.get("outcomes") or {}
+    passed = sum(1 for outcome in outcomes.values() if outcome == "passed")
+    parts = [f"hidden tests {passed}/{len(outcomes)} passed"]
+    integrity = check.get("integrity") or {}
+    if integrity:
+        parts.append(f"{integrity.get('processes_ended', 0)} agent process(es) ended")
+        parts.append(f"{len(integrity.get('set_aside', []))} file(s) of the agent set aside, "
+                     f"{len(integrity.get('restored', []))} restored from the reference")
+        parts.append("runner isolated" if integrity.get("isolated") else "runner NOT isolated")
+    if check.get("tampering"):
+        parts.append(check["tampering"])
+    if check.get("judge_parsed") is not None:
+        parts.append(f"judge {check.get('judge_score')} "
+                     + ("(parsed)" if check["judge_parsed"] else "(unreadable: scored 0)"))
+    return "; ".join(parts)
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from rollout import Task, TaskError, TaskValidation, build_task, validate_task
+from rollout import StageResult, Task, TaskError, TaskValidation, build_task, validate_task
+from rollout.agent import rejection
 from rollout.gitdiff import is_test_path
 from rollout.validation import StageValidation
 from rollout.verifier import Verifier
@@ -93,3 +94,22 @@ def test_a_stage_without_tests_is_scored_by_similarity(task: Task, chain_repo: C
     gold = verifier.verify(stage, untested, agent_patch=stage.gold_patch)
     assert empty.resolved and empty.score == 0.0 and "no hidden tests" in empty.test_log
     assert gold.resolved and gold.score == 1.0
+
+
+def test_acceptance_needs_every_verifiable_stage_resolved_by_the_agent(
+        validation: TaskValidation) -> None:
+    def stages(*verdicts: tuple[str, float]) -> list[StageResult]:
+        return [StageResult(pr, "", verdict, score, 1)
+                for pr, (verdict, score) in zip((1, 2, 3), verdicts, strict=True)]
+
+    passed = ("passed", 1.0)
+    assert rejection(stages(passed, passed, passed), "completed", 1.0, validation, 0.8) == ""
+    # A mean of 0.9 does not hide a last stage that failed every attempt.
+    failed_last = rejection(stages(passed, passed, ("failed", 0.7)), "stage_failed", 0.9,
+                            validation, 0.8)
+    assert "did not complete (stage_failed)" in failed_last
+    gold = rejection(stages(passed, ("gold_applied", 0.9), passed), "completed", 0.97,
+                     validation, 0.8)
+    assert "#2" in gold and "not the agent's work" in gold
+    assert "below 0.80" in rejection(stages(passed, passed, ("passed", 0.3)), "completed", 0.77,
+                                     validation, 0.8)

@@ -10,8 +10,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+if TYPE_CHECKING:
+    from sandbox.packages import PackageAccess
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -56,9 +60,16 @@ class Settings:
     """`docker` or `local` (`DAVINCI_SANDBOX`); None chooses docker when an engine answers."""
     sandbox_image: str = DEFAULT_SANDBOX_IMAGE
     """Base image for sandboxes (`DAVINCI_SANDBOX_IMAGE`)."""
-    build_network: str = "bridge"
-    """Docker network environment-image builds run on (`DAVINCI_BUILD_NETWORK`): `bridge`,
-    a network of your own that reaches only package indexes, or `none` for offline builds."""
+    build_network: str = "auto"
+    """Docker network environment-image builds run on (`DAVINCI_BUILD_NETWORK`): `auto` (the
+    first of `bridge` and `host` from which the package index answers), `bridge`, `host`, a
+    network of your own that reaches only package indexes, or `none` for offline builds."""
+    ca_bundle: str | None = None
+    """CA bundle mounted into environment builds (`DAVINCI_CA_BUNDLE`); unset: pip's `cert`
+    setting, else the system bundle."""
+    package_variables: dict[str, str] = field(default_factory=dict, repr=False)
+    """The `PIP_*` and `*_PROXY` variables builds inherit, so they reach packages as this
+    machine does."""
     llm_base_url: str | None = None
     """OpenAI-compatible endpoint (`LLM_BASE_URL`); unset means the replay policy."""
     llm_api_key: str | None = field(default=None, repr=False)
@@ -101,6 +112,12 @@ class Settings:
         values = [*self.webhook_secrets, self.github_private_key, self.llm_api_key,
                   self.llm_judge_api_key, self.dashboard_token]
         return tuple(v for v in values if v)
+
+    def package_access(self) -> PackageAccess:
+        """How environment builds reach the package index (sandbox.packages)."""
+        from sandbox.packages import host_access
+
+        return host_access(self.package_variables, self.ca_bundle)
 
     def agent_llm(self) -> LLMEndpoint | None:
         """The agent's endpoint; None when `LLM_BASE_URL` or `LLM_MODEL` is unset."""
@@ -150,7 +167,10 @@ class Settings:
             database_url=_optional(env, "DATABASE_URL") or "",
             sandbox=_choice(env, "DAVINCI_SANDBOX", SANDBOX_BACKENDS, None),
             sandbox_image=_optional(env, "DAVINCI_SANDBOX_IMAGE") or DEFAULT_SANDBOX_IMAGE,
-            build_network=_optional(env, "DAVINCI_BUILD_NETWORK") or "bridge",
+            build_network=_optional(env, "DAVINCI_BUILD_NETWORK") or "auto",
+            ca_bundle=_optional(env, "DAVINCI_CA_BUNDLE"),
+            package_variables={k: v for k, v in env.items()
+                               if k.startswith("PIP_") or k.lower().endswith("_proxy")},
             llm_base_url=_optional(env, "LLM_BASE_URL"),
             llm_api_key=_optional(env, "LLM_API_KEY"),
             llm_model=_optional(env, "LLM_MODEL"),

@@ -35,6 +35,7 @@ from docker.models.containers import Container
 
 from sandbox.base import SandboxError, SandboxUnavailable
 from sandbox.docker import WORKDIR, client, labels
+from sandbox.packages import PackageAccess, build_network
 
 ENV_LABEL = "davinci.env"
 BUILD_TIMEOUT = 1800.0
@@ -142,12 +143,15 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
                        engine: docker.DockerClient | None = None,
                        timeout: float = BUILD_TIMEOUT,
                        on_output: Callable[[str], None] | None = None,
-                       network: str = "bridge") -> Environment:
+                       network: str = "auto", access: PackageAccess | None = None
+                       ) -> Environment:
     """The image to run sandboxes of ``repo`` at ``commit`` from; built when missing.
 
     ``install`` is the repository's configured install command; None detects one from the
     dependency files. Without anything to install, the base image itself is the environment.
-    ``network`` is the Docker network the build runs on (`none` for an offline build).
+    ``network`` is the Docker network the build runs on (`auto`: the first from which the
+    index answers, see sandbox.packages; `none` for an offline build); ``access`` carries the
+    host's package settings and CA bundle into the build (none given: bridge, no settings).
     """
     engine = engine or client()
     try:
@@ -164,8 +168,16 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     if _has_image(engine, name):
         return Environment(name, key, command, built=False)
     started = time.perf_counter()
-    built = _build(engine, repo, commit, command, base_image, name, key, timeout, on_output,
-                   network)
+    access = access or PackageAccess()
+    chosen = build_network(engine, base_image, access, network)
+    try:
+        built = _build(engine, repo, commit, command, base_image, name, key, timeout,
+                       on_output, chosen.network, access)
+    except EnvironmentBuildFailed as exc:
+        if not chosen.reachable:
+            raise EnvironmentBuildFailed(f"{exc}\n(no package index answers: {chosen.detail})"
+                                         ) from exc
+        raise
     return Environment(name, key, command, built=built, seconds=time.perf_counter() - started)
 
 
@@ -177,15 +189,16 @@ def builder_name(image: str) -> str:
 
 def _build(engine: docker.DockerClient, repo: Path, commit: str, command: str, base_image: str,
            name: str, key: str, timeout: float,
-           on_output: Callable[[str], None] | None, network: str) -> bool:
+           on_output: Callable[[str], None] | None, network: str,
+           access: PackageAccess) -> bool:
     """Build the image; False when another process was building it and this one waited."""
     while True:
         try:
             container = engine.containers.create(
                 base_image, command=["sleep", "infinity"], user="0:0", working_dir=WORKDIR,
                 network_mode=network, init=True, name=builder_name(name),
-                labels=labels(**{"davinci.build": key}),
-                environment={"HOME": "/root", "LANG": "C.UTF-8",
+                labels=labels(**{"davinci.build": key}), mounts=access.volumes(),
+                environment={"HOME": "/root", "LANG": "C.UTF-8", **access.environment,
                              "PIP_BREAK_SYSTEM_PACKAGES": "1", "PYTHONDONTWRITEBYTECODE": "1"})
         except APIError as exc:
             if exc.status_code != 409:  # 409: the name is taken, a build of this key runs

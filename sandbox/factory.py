@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandbox.base import Sandbox, SandboxUnavailable
+
+if TYPE_CHECKING:
+    from sandbox.packages import PackageAccess
 
 DEFAULT_IMAGE = "davinci-sandbox-base:latest"
 
@@ -46,7 +50,8 @@ def choose_backend(requested: str | None, allow_local: bool = True) -> str:
 
 def open_sandbox(repo: Path, commit: str, backend: str = "docker",
                  image: str = DEFAULT_IMAGE, environment: bool = False,
-                 install: str | None = None, build_network: str = "bridge") -> Sandbox:
+                 install: str | None = None, build_network: str = "auto",
+                 access: PackageAccess | None = None) -> Sandbox:
     """A sandbox of ``repo`` at ``commit``.
 
     With ``environment``, a Docker sandbox runs from the repository's environment image
@@ -61,7 +66,7 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
             from sandbox.environment import ensure_environment
 
             image = ensure_environment(repo, commit, install, image, engine=engine,
-                                       network=build_network).image
+                                       network=build_network, access=access).image
         return DockerSandbox(repo, commit, image, engine=engine)
     if backend == "local":
         from sandbox.local import LocalSandbox

@@ -58,6 +58,15 @@ def doctor(runtime: Runtime, as_json: bool) -> None:
             check("image", True, f"{image} is present")
         except Exception:  # noqa: BLE001 - reported as a failed check
             check("image", False, f"{image} is missing: run `davinci sandbox build-base`")
+    if engine is not None and checks[-1]["ok"]:
+        from sandbox.packages import build_network
+
+        access = runtime.settings.package_access()
+        chosen = build_network(engine, image, access, runtime.settings.build_network)
+        mounted = ", ".join(access.mounts) or "nothing"
+        check("builds", chosen.reachable,
+              f"environment builds run on network {chosen.network!r} ({chosen.detail}); "
+              f"mounted read-only: {mounted}")
     if engine is not None:
         from sandbox.environment import environment_images
 
@@ -114,7 +123,8 @@ def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
     try:
         found = ensure_environment(path, commit, parsed.config.install,
                                    runtime.settings.sandbox_image,
-                                   network=runtime.settings.build_network)
+                                   network=runtime.settings.build_network,
+                                   access=runtime.settings.package_access())
     except SandboxError as exc:
         raise click.ClickException(str(exc)) from exc
     document = {"image": found.image, "key": found.key, "install": found.install,

@@ -15,6 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
+from bot.settings import Settings
+from sandbox.docker import DockerSandbox
 from sandbox.environment import (
     Environment,
     EnvironmentBuildFailed,
@@ -27,6 +29,7 @@ from sandbox.environment import (
 )
 from sandbox.factory import DEFAULT_IMAGE, open_sandbox
 from sandbox.local import LocalSandbox
+from sandbox.packages import CACHE_VOLUME, build_network
 from sandbox.testrun import PASSED, run_tests
 from tests.gitrepo import GitRepo
 
@@ -239,3 +242,23 @@ def test_a_build_left_behind_by_a_dead_worker_does_not_block_the_next(
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             stale.remove(force=True)
+
+
+def test_a_real_environment_builds_from_the_index_this_machine_uses(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """No hand set-up: the host's pip settings, CA bundle and a network that reaches the index
+    are found and given to the build; the sandbox from the image still has no network."""
+    access = Settings.from_env().package_access()
+    chosen = build_network(engine, DEFAULT_IMAGE, access)
+    if not chosen.reachable:
+        pytest.skip(f"no package index answers from a build container here: {chosen.detail}")
+    name = f"realenv-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    git.commit("Start", {"requirements.txt": "six==1.16.0\n", "README.md": "# six\n"})
+    built = ensure_environment(git.path, git.head(), None, DEFAULT_IMAGE, access=access)
+    assert built.built and "requirements.txt" in (built.install or "")
+    with DockerSandbox(git.path, git.head(), built.image, engine=engine) as box:
+        found = box.exec("python3 -c 'import six; print(six.__version__)'")
+        assert found.stdout.strip() == "1.16.0", found.stderr
+        assert box.exec("ls /sys/class/net").stdout.split() == ["lo"]
+    assert engine.volumes.get(CACHE_VOLUME)  # downloads kept for the next build

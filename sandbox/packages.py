@@ -1,0 +1,176 @@
+"""How environment builds reach the package index: the way this machine does.
+
+Company networks put pip behind proxies, private indexes and TLS-intercepting proxies whose CA
+only the host trusts. A build container gets the host's package settings (pip's index-url,
+extra-index-url, trusted-host, find-links, timeout and proxy; the `PIP_*` and `*_PROXY`
+variables), the host's CA bundle mounted read-only, local indexes and wheel folders mounted
+read-only at their own paths, and a download cache shared by every build. Which Docker network
+it runs on is probed once: the first of `bridge` and `host` from which the index answers
+(`DAVINCI_BUILD_NETWORK=auto`, the default), or the network named.
+
+Only builds get this. Sandboxes, where the agent and the repository's tests run, keep no
+network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import docker
+from docker.errors import APIError, ContainerError, ImageNotFound
+from docker.types import Mount
+
+from sandbox.docker import labels
+
+CA_PATH = "/etc/davinci/ca-bundle.crt"
+CACHE_VOLUME = "davinci-pip-cache"
+CACHE_PATH = "/var/cache/davinci/pip"
+DEFAULT_INDEX = "https://pypi.org/simple"
+CANDIDATE_NETWORKS = ("bridge", "host")
+PIP_KEYS = ("index-url", "extra-index-url", "trusted-host", "find-links", "default-timeout",
+            "proxy", "cert", "retries")
+PASSED_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                    "no_proxy")
+DEFAULT_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+@dataclass(frozen=True)
+class PackageAccess:
+    """What a build container is given to reach packages."""
+
+    environment: dict[str, str] = field(default_factory=dict)
+    mounts: dict[str, str] = field(default_factory=dict)
+    """Host path -> path in the container, read-only."""
+    indexes: tuple[str, ...] = ()
+    """Every index URL (http, https or file), the first the one probed."""
+
+    def volumes(self) -> list[Mount]:
+        """The mounts of a build container. As mounts, not `volumes`: those would also be
+        declared in the container's config and so in every image committed from it."""
+        found = [Mount(inside, host, type="bind", read_only=True)
+                 for host, inside in self.mounts.items()]
+        return [*found, Mount(CACHE_PATH, CACHE_VOLUME, type="volume")]
+
+    @property
+    def probe_url(self) -> str | None:
+        """A page of the first network index that answers only when the index is reachable."""
+        remote = [url for url in self.indexes if urlparse(url).scheme in ("http", "https")]
+        return remote[0].rstrip("/") + "/pip/" if remote else None
+
+
+def host_access(variables: Mapping[str, str], ca_bundle: str | None = None) -> PackageAccess:
+    """The host's package settings, from pip's configuration and ``variables`` (the
+    process's `PIP_*` and proxy variables, as bot.settings read them)."""
+    config = {**_pip_config(), **{key.removeprefix("PIP_").lower().replace("_", "-"): value
+                                  for key, value in variables.items()
+                                  if key.startswith("PIP_")}}
+    environment: dict[str, str] = {k: v for k, v in variables.items() if k in PASSED_VARIABLES}
+    mounts: dict[str, str] = {}
+    for key in PIP_KEYS:
+        if key in config and key != "cert":
+            environment["PIP_" + key.upper().replace("-", "_")] = config[key]
+    bundle = ca_bundle or config.get("cert") or next(
+        (path for path in DEFAULT_BUNDLES if os.path.isfile(path)), None)
+    if bundle and os.path.isfile(bundle):
+        mounts[os.path.realpath(bundle)] = CA_PATH
+        environment.update(PIP_CERT=CA_PATH, SSL_CERT_FILE=CA_PATH,
+                           REQUESTS_CA_BUNDLE=CA_PATH, CURL_CA_BUNDLE=CA_PATH)
+    indexes = [config.get("index-url", DEFAULT_INDEX),
+               *config.get("extra-index-url", "").split()]
+    for location in [*indexes, *config.get("find-links", "").split()]:
+        path = urlparse(location).path if location.startswith("file:") else location
+        if path.startswith("/") and os.path.isdir(path):
+            mounts[os.path.realpath(path)] = path
+    environment["PIP_CACHE_DIR"] = CACHE_PATH
+    return PackageAccess(environment, mounts, tuple(i for i in indexes if i))
+
+
+def _pip_config() -> dict[str, str]:
+    """pip's own configuration (`pip config list`), without the environment's part."""
+    try:
+        listed = subprocess.run(["python3", "-m", "pip", "config", "list"], capture_output=True,
+                                text=True, timeout=60, check=False,
+                                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                     "HOME": os.environ.get("HOME", "/root")})
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    found: dict[str, str] = {}
+    for line in listed.stdout.splitlines():
+        name, _, value = line.partition("=")
+        section, _, key = name.partition(".")
+        if section in ("global", "install") and key in PIP_KEYS:
+            with contextlib.suppress(ValueError):
+                found[key] = str(json.loads(value.replace("'", '"')))
+    return found
+
+
+@dataclass(frozen=True)
+class NetworkChoice:
+    network: str
+    reachable: bool
+    """Whether the index answered from a build container on that network."""
+    detail: str
+
+
+_CHOSEN: dict[tuple[str, str, str], NetworkChoice] = {}
+
+
+def build_network(engine: docker.DockerClient, image: str, access: PackageAccess,
+                  requested: str = "auto") -> NetworkChoice:
+    """The network builds run on: ``requested``, or with `auto` the first candidate from which
+    the index answers (probed once per engine, image and settings)."""
+    if requested != "auto":
+        return NetworkChoice(requested, True, f"{requested} (DAVINCI_BUILD_NETWORK)")
+    key = (engine.api.base_url, image, json.dumps(access.environment, sort_keys=True))
+    if key not in _CHOSEN:
+        _CHOSEN[key] = _probe_all(engine, image, access)
+    return _CHOSEN[key]
+
+
+def _probe_all(engine: docker.DockerClient, image: str, access: PackageAccess) -> NetworkChoice:
+    url = access.probe_url
+    if not access.indexes:
+        return NetworkChoice(CANDIDATE_NETWORKS[0], True, "no package settings given: "
+                                                          f"{CANDIDATE_NETWORKS[0]}")
+    if url is None:
+        return NetworkChoice("none", True, "only local indexes are configured: builds run "
+                                           "offline")
+    failures = []
+    for network in CANDIDATE_NETWORKS:
+        error = probe(engine, image, access, network, url)
+        if error is None:
+            return NetworkChoice(network, True, f"{network}: {url} answers from a build "
+                                                "container")
+        failures.append(f"{network}: {error}")
+    return NetworkChoice(CANDIDATE_NETWORKS[0], False,
+                         f"the index {url} answers from no build network ("
+                         + "; ".join(failures) + ")")
+
+
+PROBE = """import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=10).read(1)
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}"[:300], file=sys.stderr); sys.exit(1)
+"""
+
+
+def probe(engine: docker.DockerClient, image: str, access: PackageAccess, network: str,
+          url: str) -> str | None:
+    """None when ``url`` answers from a container on ``network``; else what went wrong."""
+    try:
+        engine.containers.run(image, ["python3", "-c", PROBE, url], network_mode=network,
+                              environment=access.environment, mounts=access.volumes(),
+                              user="0:0", remove=True, labels=labels(**{"davinci.probe": "1"}))
+    except ContainerError as exc:
+        output = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else ""
+        return (output.strip() or str(exc)).splitlines()[-1][:300]
+    except (APIError, ImageNotFound) as exc:
+        return str(exc)[:300]
+    return None

@@ -95,7 +95,8 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
         box = open_sandbox(repo_path, task.base_commit, backend, runtime.settings.sandbox_image,
                            environment=True, install=repo_config.install,
                            build_network=runtime.settings.build_network,
-                           access=runtime.settings.package_access())
+                           access=runtime.settings.package_access(),
+                           environment_commit=task.stages[-1].merge_commit)
     except EnvironmentBuildFailed as exc:  # the same dependencies fail the same way: a verdict
         reason = f"the environment could not be built: {exc}"
         notify(Progress("done", f"not eligible: {reason}"))

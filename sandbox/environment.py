@@ -14,6 +14,7 @@ repository runs outside a container.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import hashlib
 import io
@@ -39,9 +40,20 @@ from sandbox.packages import PackageAccess, build_network
 
 ENV_LABEL = "davinci.env"
 BUILD_TIMEOUT = 1800.0
-DEPENDENCY_FILE = re.compile(r"^(pyproject\.toml|setup\.py|setup\.cfg|"
-                             r"requirements[\w.-]*\.(txt|in)|Pipfile(\.lock)?|poetry\.lock|"
-                             r"uv\.lock|tox\.ini|environment\.ya?ml)$")
+DEPENDENCY_FILE = re.compile(r"^(pyproject\.toml|setup\.py|setup\.cfg|pytest\.ini|"
+                             r"[\w.-]*requirements[\w.-]*\.(txt|in)|Pipfile(\.lock)?|"
+                             r"poetry\.lock|uv\.lock|tox\.ini|environment\.ya?ml)$")
+TEST_EXTRAS = ("test", "tests", "testing", "dev")
+"""Extras and dependency groups whose packages the tests usually need."""
+SKIPPED_REQUIREMENTS = ("doc", "lint", "typing", "mypy", "style", "release", "build")
+"""Requirement files named for work other than running the tests."""
+PLUGIN_OPTIONS = {r"--cov\b": "pytest-cov", r"--numprocesses\b|(^|\s)-n\s*\w": "pytest-xdist",
+                  r"^\s*asyncio_mode\s*=": "pytest-asyncio",
+                  r"--timeout\b|^\s*timeout\s*=": "pytest-timeout",
+                  r"--benchmark-": "pytest-benchmark", r"^\s*mock_use_standalone": "pytest-mock",
+                  r"--reruns\b": "pytest-rerunfailures", r"^\s*env\s*=": "pytest-env",
+                  r"--doctest-plus\b": "pytest-doctestplus"}
+"""What the pytest configuration asks for (a pattern, line by line) -> the plugin."""
 REQUIREMENT_DIRS = ("requirements",)
 MAX_NAMED_FILES = 100
 PIP = "python3 -m pip install --no-input --disable-pip-version-check"
@@ -100,30 +112,96 @@ def _named_files(repo: Path, commit: str, install: str | None) -> set[str]:
 def detect_install(files: dict[str, bytes]) -> str | None:
     """The install command for a repository that names none in `.github/davinci.yml`.
 
-    Requirement files are installed as they are. Otherwise the dependencies `pyproject.toml`
-    declares (with its `test`, `tests`, `testing` and `dev` extras) are installed, not the
-    project itself: tests run from the work tree, and a project that cannot be built as a
-    package still gets its dependencies. None when nothing is declared.
+    Requirement files for running the tests (top-level `requirements*.txt`,
+    `*-requirements.txt`, and the test and dev files of a `requirements/` folder), the
+    packages `pyproject.toml`, `setup.cfg` and `tox.ini` declare (with the test and dev extras
+    and dependency groups), pytest and the plugins its configuration asks for; then the
+    project itself, editable and without dependencies, so a `src/` layout imports the work
+    tree the agent edits (a project that cannot be built still gets its dependencies). None
+    when nothing is declared.
     """
-    requirements = [name for name in files  # top-level ones: a folder may hold docs pins
-                    if name.startswith("requirements") and name.endswith(".txt")
-                    and "/" not in name]
-    if requirements:
-        return " && ".join(f"{PIP} -r {shlex.quote(name)}" for name in requirements)
+    steps = [f"{PIP} -r {shlex.quote(name)}" for name in _requirement_files(files)]
+    packages = _declared(files)
+    texts = b"\n".join(files.values()).decode("utf-8", "replace")
+    if not steps and not packages and not _project(files):
+        return None
+    wanted = [*packages, *_plugins(files)]
+    if not re.search(r"(?m)^\s*pytest\b(?!-)", texts + "\n" + "\n".join(wanted)):
+        wanted.append("pytest")
+    if wanted:
+        steps.append(f"{PIP} " + " ".join(shlex.quote(d) for d in dict.fromkeys(wanted)))
+    if _project(files):
+        steps.append(f"({PIP} --no-deps -e . || {PIP} --no-deps --no-build-isolation -e . "
+                     "|| echo 'the project itself could not be installed; tests import it "
+                     "from the work tree')")
+    return " && ".join(steps)
+
+
+def _project(files: dict[str, bytes]) -> bool:
+    return any(name in files for name in ("pyproject.toml", "setup.py", "setup.cfg")) and (
+        "pyproject.toml" not in files or b"[project]" in files["pyproject.toml"]
+        or b"[build-system]" in files["pyproject.toml"] or "setup.py" in files)
+
+
+def _requirement_files(files: dict[str, bytes]) -> list[str]:
+    found = []
+    for name in sorted(files):
+        folder, _, base = name.rpartition("/")
+        if folder not in ("", *REQUIREMENT_DIRS) or "requirements" not in name:
+            continue
+        if any(word in base.lower() for word in SKIPPED_REQUIREMENTS):
+            continue
+        if folder and not any(word in base for word in ("test", "dev")):
+            continue  # a folder's runtime pins come with the project's own dependencies
+        if base.endswith(".in") and name[:-3] + ".txt" in files:
+            continue  # the compiled pins win
+        if base.endswith((".txt", ".in")):
+            found.append(name)
+    return found
+
+
+def _declared(files: dict[str, bytes]) -> list[str]:
+    """Packages from pyproject.toml, setup.cfg and tox.ini (test extras and groups too)."""
+    wanted: list[str] = []
     if "pyproject.toml" in files:
         try:
-            project = tomllib.loads(files["pyproject.toml"].decode()).get("project", {})
+            data = tomllib.loads(files["pyproject.toml"].decode())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            project = {}
-        wanted = [d for d in project.get("dependencies", []) if isinstance(d, str)]
-        extras = project.get("optional-dependencies", {})
-        for extra in ("test", "tests", "testing", "dev"):
-            wanted += [d for d in extras.get(extra, []) if isinstance(d, str)]
-        if wanted:
-            return f"{PIP} " + " ".join(shlex.quote(d) for d in dict.fromkeys(wanted))
-    if "setup.py" in files or "setup.cfg" in files:
-        return f"{PIP} --no-build-isolation -e ."
-    return None
+            data = {}
+        project = data.get("project", {})
+        wanted += project.get("dependencies", [])
+        for table in (project.get("optional-dependencies", {}),
+                      data.get("dependency-groups", {})):
+            for extra in TEST_EXTRAS:
+                wanted += table.get(extra, []) if isinstance(table.get(extra), list) else []
+    config = configparser.ConfigParser(interpolation=None)
+    for name, section, keys in (("setup.cfg", "options", ("install_requires",)),
+                                ("setup.cfg", "options.extras_require", TEST_EXTRAS),
+                                ("tox.ini", "testenv", ("deps",))):
+        if name not in files:
+            continue
+        with contextlib.suppress(configparser.Error, UnicodeDecodeError):
+            config.read_string(files[name].decode())
+            for key in keys:
+                wanted += config.get(section, key, fallback="").splitlines()
+            config.clear()
+    return [w.strip() for w in wanted if isinstance(w, str) and _plain(w.strip())]
+
+
+def _plain(requirement: str) -> bool:
+    """A requirement pip can take on its own (not an option, a path, or a tox factor)."""
+    return bool(requirement) and not requirement.startswith(("-", ".", "{", "#", "/")) \
+        and not re.match(r"^[\w,.-]+:\s", requirement) and "{" not in requirement
+
+
+def _plugins(files: dict[str, bytes]) -> list[str]:
+    config = b"\n".join(files.get(n, b"") for n in ("pyproject.toml", "pytest.ini", "tox.ini",
+                                                     "setup.cfg")).decode("utf-8", "replace")
+    found = [plugin for option, plugin in PLUGIN_OPTIONS.items()
+             if re.search(option, config, re.MULTILINE)]
+    for line in re.findall(r"required_plugins\s*=\s*(.+)", config):
+        found += re.findall(r"[A-Za-z0-9][\w.-]*(?:[<>=!~]=?[\w.]+)?", line)
+    return found
 
 
 def environment_key(base_id: str, install: str | None, files: dict[str, bytes]) -> str:

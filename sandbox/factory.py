@@ -51,8 +51,12 @@ def choose_backend(requested: str | None, allow_local: bool = True) -> str:
 def open_sandbox(repo: Path, commit: str, backend: str = "docker",
                  image: str = DEFAULT_IMAGE, environment: bool = False,
                  install: str | None = None, build_network: str = "auto",
-                 access: PackageAccess | None = None) -> Sandbox:
+                 access: PackageAccess | None = None,
+                 environment_commit: str | None = None) -> Sandbox:
     """A sandbox of ``repo`` at ``commit``.
+
+    ``environment_commit`` is the commit whose dependency files the environment is built
+    from (default ``commit``): a chain's tests need the dependencies of its last merge.
 
     With ``environment``, a Docker sandbox runs from the repository's environment image
     (``image`` plus its dependencies, installed by ``install`` or a detected command; built
@@ -65,7 +69,8 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
         if environment:
             from sandbox.environment import ensure_environment
 
-            image = ensure_environment(repo, commit, install, image, engine=engine,
+            image = ensure_environment(repo, environment_commit or commit, install, image,
+                                       engine=engine,
                                        network=build_network, access=access).image
         return DockerSandbox(repo, commit, image, engine=engine)
     if backend == "local":

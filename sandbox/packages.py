@@ -85,6 +85,8 @@ def host_access(variables: Mapping[str, str], ca_bundle: str | None = None) -> P
                *config.get("extra-index-url", "").split()]
     for location in [*indexes, *config.get("find-links", "").split()]:
         path = urlparse(location).path if location.startswith("file:") else location
+        if path.rstrip("/").endswith("/simple"):  # its pages link to files beside it
+            path = os.path.dirname(path.rstrip("/"))
         if path.startswith("/") and os.path.isdir(path):
             mounts[os.path.realpath(path)] = path
     environment["PIP_CACHE_DIR"] = CACHE_PATH

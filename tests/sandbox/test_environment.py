@@ -64,19 +64,30 @@ def repo(tmp_path: Path) -> GitRepo:
 
 
 def test_detected_install_commands() -> None:
+    pip = "python3 -m pip install --no-input --disable-pip-version-check"
     assert detect_install({}) is None
-    assert detect_install({"requirements.txt": b"", "requirements-dev.txt": b""}) == (
-        "python3 -m pip install --no-input --disable-pip-version-check -r requirements.txt && "
-        "python3 -m pip install --no-input --disable-pip-version-check -r requirements-dev.txt")
+    assert detect_install({"requirements.txt": b"pytest\n", "requirements-dev.txt": b"",
+                           "requirements-docs.txt": b"sphinx\n",
+                           "test-requirements.txt": b"freezegun\n"}) == (
+        f"{pip} -r requirements-dev.txt && {pip} -r requirements.txt && "
+        f"{pip} -r test-requirements.txt")
     pyproject = (b'[project]\nname = "x"\ndependencies = ["attrs>=23", "click"]\n'
-                 b'[project.optional-dependencies]\ntest = ["pytest-timeout", "click"]\n')
+                 b'[project.optional-dependencies]\ntest = ["pytest-timeout", "click"]\n'
+                 b'[dependency-groups]\ntests = ["freezegun", {include-group = "x"}]\n'
+                 b'[tool.pytest.ini_options]\naddopts = "--cov=x"\n')
     assert detect_install({"pyproject.toml": pyproject}) == (
-        "python3 -m pip install --no-input --disable-pip-version-check "
-        "'attrs>=23' click pytest-timeout")
-    assert detect_install({"pyproject.toml": b'[project]\nname = "x"\n'}) is None
+        f"{pip} 'attrs>=23' click pytest-timeout freezegun pytest-cov pytest && "
+        f"({pip} --no-deps -e . || {pip} --no-deps --no-build-isolation -e . || echo 'the "
+        "project itself could not be installed; tests import it from the work tree')")
+    assert detect_install({"pyproject.toml": b"[tool.black]\n"}) is None
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
-    assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).endswith(
-        "--no-build-isolation -e .")
+    assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(
+        f"{pip} pytest && ({pip} --no-deps -e .")
+    tox = b"[testenv]\ndeps =\n    -r requirements/tests.txt\n    py37: mock\n    hypothesis\n"
+    folder = {"tox.ini": tox, "requirements/tests.txt": b"pytest==8\n",
+              "requirements/tests.in": b"pytest\n", "requirements/docs.txt": b"sphinx\n",
+              "requirements/base.txt": b"attrs\n"}
+    assert detect_install(folder) == f"{pip} -r requirements/tests.txt && {pip} hypothesis"
 
 
 def test_the_key_follows_dependencies_not_other_files() -> None:
@@ -111,8 +122,9 @@ def test_files_the_install_command_names_are_dependencies(tmp_path: Path) -> Non
     pins = git.commit("Pins", {"ci/test-pins.txt": "attrs==23.2\n"})
     assert environment_key("sha256:base", install,
                            dependency_files(git.path, pins, install)) != key
-    # Without a configured command, only top-level requirement files are installed.
-    assert detect_install(dependency_files(git.path, pins)).endswith("-e .")
+    # Without a configured command, the docs pins are not installed; the project is.
+    detected = detect_install(dependency_files(git.path, pins)) or ""
+    assert "requirements/docs.txt" not in detected and "-e ." in detected
 
 
 def test_an_environment_is_built_once_per_dependency_state(

@@ -43,10 +43,10 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from bot.commands import app, chains, corpus, mining, rollout, sandbox, server
+    from bot.commands import app, chains, corpus, mining, rollout, run, sandbox, server
 
     for command in (*server.COMMANDS, *chains.COMMANDS, *mining.COMMANDS, *rollout.COMMANDS,
-                    *corpus.COMMANDS, *sandbox.COMMANDS, *app.COMMANDS):
+                    *run.COMMANDS, *corpus.COMMANDS, *sandbox.COMMANDS, *app.COMMANDS):
         main.add_command(command)
 
 

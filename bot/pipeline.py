@@ -18,13 +18,21 @@ from chains.config import config_at
 from chains.queries import find_chain, load_pull_requests
 from corpus.record import ExcludedRepository, InvalidRecord
 from corpus.store import append, record_rejection
-from rollout import InvalidTask, RolloutConfig, TaskError, build_task, run_rollout, validate_task
+from rollout import (
+    InvalidTask,
+    RolloutConfig,
+    TaskError,
+    TaskValidation,
+    build_task,
+    run_rollout,
+    validate_task,
+)
 from rollout.instructions import InstructionWriter, LLMWriter
 from rollout.judge import LLMJudge
 from rollout.llm import LLMClient, LLMConfig
 from rollout.policies import LLMPolicy, Policy
 from rollout.record import trajectory_record, verdict_summary
-from rollout.store import save_rollout, save_validation
+from rollout.store import not_eligible_verdict, save_rollout, save_validation
 from sandbox.environment import EnvironmentBuildFailed
 from sandbox.factory import choose_backend, open_sandbox
 
@@ -52,9 +60,11 @@ def _client(endpoint: LLMEndpoint | None) -> LLMClient | None:
                                api_key=endpoint.api_key or "none"))
 
 
-def _not_eligible(chain: str, policy: str, reason: str) -> dict[str, Any]:
-    return {"chain": chain, "accepted": False, "score": 0.0, "policy": policy, "stages": [],
-            "tool_calls": 0, "tokens": 0, "eligible": False, "reason": reason}
+def _not_eligible(runtime: Runtime, chain: str, policy: str, reason: str) -> dict[str, Any]:
+    """The verdict of a chain that cannot be rolled out, stored like a failed validation."""
+    with runtime.db.session() as session:
+        save_validation(session, TaskValidation(chain, False, reason, ()))
+    return not_eligible_verdict(chain, policy, reason)
 
 
 def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name: str = "replay",
@@ -80,12 +90,12 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
         task = build_task(repo_path, chain_key, prs, kinds, writer=writer)
     except TaskError as exc:
         notify(Progress("done", f"not eligible: {exc}"))
-        return _not_eligible(chain_key, policy_name, str(exc))
+        return _not_eligible(runtime, chain_key, policy_name, str(exc))
     if len(task.stages) < min(2, len(prs)):
         reason = ("fewer than two stages change code: "
                   + "; ".join(f"PR #{n} {why}" for n, why in task.dropped))
         notify(Progress("done", f"not eligible: {reason}"))
-        return _not_eligible(chain_key, policy_name, reason)
+        return _not_eligible(runtime, chain_key, policy_name, reason)
     backend = choose_backend(runtime.settings.sandbox, allow_local=allow_local)
     repo_config = config_at(repo_path, task.base_commit).config
     if repo_config.test:
@@ -100,14 +110,15 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
     except EnvironmentBuildFailed as exc:  # the same dependencies fail the same way: a verdict
         reason = f"the environment could not be built: {exc}"
         notify(Progress("done", f"not eligible: {reason}"))
-        return _not_eligible(chain_key, policy_name, reason)
+        return _not_eligible(runtime, chain_key, policy_name, reason)
     with box:
-        validation = validate_task(task, box, config.test_timeout, config.test_runner)
+        validation = validate_task(task, box, config.test_timeout, config.test_runner,
+                                   config.validation_runs)
         with runtime.db.session() as session:
             save_validation(session, validation)
         if not validation.eligible:
             notify(Progress("done", f"not eligible: {validation.reason}"))
-            return _not_eligible(chain_key, policy_name, validation.reason)
+            return _not_eligible(runtime, chain_key, policy_name, validation.reason)
         notify(Progress("running", f"{policy_name} policy"))
         policy: Policy | None = LLMPolicy(llm) if policy_name == "llm" and llm else None
         judge_client = _client(runtime.settings.judge_llm())

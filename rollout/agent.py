@@ -273,7 +273,8 @@ def run_rollout(repo_path: Path, task: Task, sandbox: Sandbox, policy: Policy | 
     config = config or RolloutConfig()
     policy = policy or ReplayPolicy(repo_path, task)
     if validation is None:
-        validation = validate_task(task, sandbox, config.test_timeout, config.test_runner)
+        validation = validate_task(task, sandbox, config.test_timeout, config.test_runner,
+                                   config.validation_runs)
     if not validation.eligible:
         raise InvalidTask(validation.reason)
     sandbox.reset(task.base_commit)

@@ -21,6 +21,9 @@ class RolloutConfig:
     """After a stage fails for good, apply its gold patch and go on (else the rollout ends)."""
     threshold: float = 0.8
     """Chain score at or above which a trajectory is accepted."""
+    validation_runs: int = 2
+    """Runs of the tests before and after each gold patch; outcomes that change between
+    runs mark a test as flaky, and flaky tests are not evidence."""
     test_timeout: float = 300.0
     """Seconds one run of a stage's tests may take."""
     test_runner: str = "python3 -m pytest"

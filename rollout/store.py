@@ -74,3 +74,34 @@ def latest_rollout(session: Session, chain_id: str) -> RolloutRow | None:
     query = (select(RolloutRow).where(RolloutRow.chain_id == chain_id)
              .order_by(RolloutRow.id.desc()).limit(1))
     return session.scalars(query).first()
+
+
+def not_eligible_verdict(chain: str, policy: str, reason: str) -> dict[str, Any]:
+    """The verdict document of a chain that was not rolled out (`davinci rollout --json`)."""
+    return {"chain": chain, "accepted": False, "score": 0.0, "policy": policy, "stages": [],
+            "tool_calls": 0, "tokens": 0, "eligible": False, "reason": reason}
+
+
+def latest_verdicts(session: Session, chain_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The newest verdict of each chain that has one: its rollout's summary, or the reason it
+    was not eligible. A chain whose newest row is a passed validation (its rollout never
+    finished) has none."""
+    newest: dict[str, ValidationRow | RolloutRow] = {}
+    rows: list[ValidationRow | RolloutRow] = [
+        *session.scalars(select(ValidationRow).where(ValidationRow.chain_id.in_(chain_ids))),
+        *session.scalars(select(RolloutRow).where(RolloutRow.chain_id.in_(chain_ids)))]
+    for row in rows:  # a rollout's row follows its validation's, so it wins a tie
+        current = newest.get(row.chain_id)
+        if current is None or _aware(row.created_at) >= _aware(current.created_at):
+            newest[row.chain_id] = row
+    found = {}
+    for chain_id, row in newest.items():
+        if isinstance(row, RolloutRow):
+            found[chain_id] = {**row.summary, "eligible": True, "record_id": row.record_id}
+        elif not row.eligible:
+            found[chain_id] = not_eligible_verdict(chain_id, "", row.reason)
+    return found
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

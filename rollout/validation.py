@@ -33,6 +33,8 @@ class StageValidation:
     """Empty when verifiable; otherwise why not."""
     log_before: str = ""
     log_after: str = ""
+    flaky: tuple[str, ...] = ()
+    """Tests whose outcome changed between runs of the same state: no evidence either way."""
 
 
 @dataclass(frozen=True)
@@ -50,16 +52,18 @@ class TaskValidation:
 
 
 def validate_task(task: Task, sandbox: Sandbox, test_timeout: float = 300.0,
-                  runner: str = DEFAULT_RUNNER) -> TaskValidation:
+                  runner: str = DEFAULT_RUNNER, runs: int = 2) -> TaskValidation:
     """Validate every stage, each on its own PR's base.
 
     ``runner`` is the repository's test command (pytest unless `.github/davinci.yml` says).
+    The tests run ``runs`` times before and after the gold patch; a test whose outcome
+    differs between runs of the same state is flaky and left out of both lists.
     """
     results: list[StageValidation] = []
     for stage in task.stages:
         bound = log.bind(chain=task.chain_id, pr=stage.pr)
         sandbox.reset(stage.base_commit)
-        result = _validate_stage(stage, sandbox, test_timeout, runner)
+        result = _validate_stage(stage, sandbox, test_timeout, runner, max(1, runs))
         results.append(result)
         bound.info("validation.stage", verifiable=result.verifiable, reason=result.reason,
                    fail_to_pass=len(result.fail_to_pass))
@@ -81,24 +85,36 @@ def _eligible(results: list[StageValidation]) -> tuple[bool, str]:
                    f"{needed} needed ({reasons})")
 
 
-def _validate_stage(stage: Stage, sandbox: Sandbox, timeout: float,
-                    runner: str) -> StageValidation:
+def _validate_stage(stage: Stage, sandbox: Sandbox, timeout: float, runner: str,
+                    runs: int) -> StageValidation:
     tests = stage.hidden(runner, timeout)
-    before = run_hidden(sandbox, tests)
+    before = [run_hidden(sandbox, tests) for _ in range(runs)]
     try:
         sandbox.apply_patch(stage.gold_patch)
     except PatchConflict as exc:
         return StageValidation(stage.pr, (), (), False,
-                               f"gold patch does not apply: {exc}", before.log)
-    after = run_hidden(sandbox, tests)
+                               f"gold patch does not apply: {exc}", before[0].log)
+    after = [run_hidden(sandbox, tests) for _ in range(runs)]
     return _compare(stage.pr, before, after)
 
 
-def _compare(pr: int, before: TestRun, after: TestRun) -> StageValidation:
-    if after.error or not after.outcomes:
-        reason = f"tests do not run: {after.error or 'no test was collected'}"
-        return StageValidation(pr, (), (), False, reason, before.log, after.log)
-    f2p = tuple(sorted(t for t in after.outcomes if after.passed(t) and not before.passed(t)))
-    p2p = tuple(sorted(t for t in after.outcomes if after.passed(t) and before.passed(t)))
+def _compare(pr: int, before: list[TestRun], after: list[TestRun]) -> StageValidation:
+    first, last = before[0], after[0]
+    broken = next((run for run in after if run.error or not run.outcomes), None)
+    if broken is not None:
+        reason = f"tests do not run: {broken.error or 'no test was collected'}"
+        return StageValidation(pr, (), (), False, reason, first.log, broken.log)
+    flaky = tuple(sorted(_changing(before) | _changing(after)))
+    steady = [t for t in last.outcomes if t not in flaky]
+    f2p = tuple(sorted(t for t in steady if last.passed(t) and not first.passed(t)))
+    p2p = tuple(sorted(t for t in steady if last.passed(t) and first.passed(t)))
     reason = "" if f2p else "no test fails before the gold patch and passes after it"
-    return StageValidation(pr, f2p, p2p, bool(f2p), reason, before.log, after.log)
+    if not f2p and flaky:
+        reason += f" ({len(flaky)} flaky test(s) left out)"
+    return StageValidation(pr, f2p, p2p, bool(f2p), reason, first.log, last.log, flaky)
+
+
+def _changing(runs: list[TestRun]) -> set[str]:
+    """Tests whose outcome is not the same in every run."""
+    names = set().union(*(run.outcomes for run in runs))
+    return {t for t in names if len({run.outcomes.get(t) for run in runs}) > 1}

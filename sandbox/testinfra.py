@@ -2,9 +2,11 @@
 
 One rule (:func:`is_test_infrastructure`) says which files of a work tree can change the
 outcome of a pytest run without being the code under test: every `conftest.py`, the
-configuration files pytest reads at the root, and anything that can shadow the runner or
-run at interpreter start (`pytest.py`, `pytest/`, `_pytest/`, `pluggy/`, `sitecustomize.py`,
-`usercustomize.py`, `.pth` files).
+configuration files pytest reads at the root, and what could shadow the runner or run at
+interpreter start (`pytest.py` at the root, `sitecustomize.py`, `usercustomize.py`, `.pth`
+files). Folders named like the runner's own packages are not in it: the runner imports its
+packages before the work tree joins the path, and such a folder may be the very project
+under test (pluggy, pytest).
 
 This module is imported on the host and its source is also run inside the sandbox with
 ``python3 -I`` (standard library only, no imports of ours): :func:`prepare` sets the agent's
@@ -20,8 +22,9 @@ import shutil
 import sys
 import tempfile
 
-NAMES = ("conftest.py", "pytest.py", "sitecustomize.py", "usercustomize.py")
-FOLDERS = ("pytest", "_pytest", "pluggy")
+NAMES = ("conftest.py", "sitecustomize.py", "usercustomize.py")
+ROOT_NAMES = ("pytest.py", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini",
+              "setup.cfg")
 ROOT_CONFIGS = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 """In the order pytest looks for its configuration."""
 CONFIG_SECTIONS = {"pyproject.toml": "[tool.pytest.ini_options]", "tox.ini": "[pytest]",
@@ -53,9 +56,7 @@ def is_test_infrastructure(path: str) -> bool:
     name = parts[-1]
     if name in NAMES or name.endswith(".pth"):
         return True
-    if any(part in FOLDERS for part in parts[:-1]):
-        return True
-    return len(parts) == 1 and name in ROOT_CONFIGS
+    return len(parts) == 1 and name in ROOT_NAMES
 
 
 def pytest_config(files: dict[str, str | None]) -> str | None:
@@ -125,12 +126,20 @@ def _infrastructure(root: str) -> list[str]:
     found = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if not (folder == root and d == ".git")]
-        links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
-        for name in names + links:
+        for name in names:
             path = os.path.relpath(os.path.join(folder, name), root)
-            if is_test_infrastructure(path) or name in FOLDERS:
+            if is_test_infrastructure(path):
                 found.append(path)
+        for name in dirs:  # a folder linked from elsewhere could bring a conftest.py along
+            target = os.path.join(folder, name)
+            if os.path.islink(target) and not _inside(os.path.realpath(target), root):
+                found.append(os.path.relpath(target, root))
     return found
+
+
+def _inside(path: str, root: str) -> bool:
+    real = os.path.realpath(root)
+    return path == real or path.startswith(real + os.sep)
 
 
 def main() -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from chains.model import PullRequest
 from rollout import StageResult, Task, TaskError, TaskValidation, build_task, validate_task
 from rollout.agent import rejection
 from rollout.gitdiff import is_test_path
 from rollout.validation import StageValidation
 from rollout.verifier import Verifier
+from sandbox.testinfra import is_test_infrastructure
+from tests.gitrepo import GitRepo
+from tests.rollout import sandboxes
 from tests.rollout.fixture_repo import ChainRepo
 
 
@@ -113,3 +118,45 @@ def test_acceptance_needs_every_verifiable_stage_resolved_by_the_agent(
     assert "#2" in gold and "not the agent's work" in gold
     assert "below 0.80" in rejection(stages(passed, passed, ("passed", 0.3)), "completed", 0.77,
                                      validation, 0.8)
+
+
+def test_the_test_infrastructure_rule() -> None:
+    infrastructure = ["conftest.py", "tests/conftest.py", "pytest.ini", "setup.cfg",
+                      "pyproject.toml", "tox.ini", "pytest.py", "src/sitecustomize.py",
+                      "lib/evil.pth"]
+    code = ["src/pluggy/_hooks.py", "src/_pytest/main.py", "pkg/pytest.py", "sub/setup.cfg",
+            "tests/test_conftest.py", "docs/pyproject.toml"]
+    assert [p for p in infrastructure if not is_test_infrastructure(p)] == []
+    assert [p for p in code if is_test_infrastructure(p)] == []
+
+
+FLAKY_TEST = '''import pathlib, tempfile
+from calc.core import double
+
+
+def test_double():
+    assert double(2) == 4
+
+
+def test_sometimes():
+    counter = pathlib.Path(tempfile.gettempdir(), "flaky-counter")
+    seen = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(seen + 1))
+    assert seen % 2 == 0
+'''
+
+
+def test_a_test_that_changes_its_mind_is_not_evidence(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "flaky")
+    base = repo.commit("Start", {"calc/__init__.py": "", "calc/core.py": "X = 1\n"})
+    merge = repo.commit("Add double", {"calc/core.py": "X = 1\n\n\ndef double(x):\n"
+                                                       "    return 2 * x\n",
+                                       "tests/test_core.py": FLAKY_TEST})
+    pr = PullRequest(repository="octo/flaky", number=1, title="Add double",
+                     base_commit=base, merge_commit=merge)
+    task = build_task(repo.path, "flaky", [pr])
+    with sandboxes.open_sandbox(repo.path, base) as box:
+        stage = validate_task(task, box, runs=2).stages[0]
+    assert stage.fail_to_pass == ("tests/test_core.py::test_double",)
+    assert stage.flaky == ("tests/test_core.py::test_sometimes",)
+    assert "tests/test_core.py::test_sometimes" not in stage.pass_to_pass

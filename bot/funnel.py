@@ -1,0 +1,74 @@
+"""The offline funnel: how many chains survive each step, and why the others did not.
+
+chains mined (two or more PRs) -> environment built -> eligible after gold validation ->
+accepted. Computed from the verdicts `bot.pipeline.roll_out_chain` returns, so the report says
+exactly what the rollouts said.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ENVIRONMENT_FAILURE = "the environment could not be built"
+TOP = 5
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    count: int
+    lost: dict[str, int] = field(default_factory=dict)
+    """Why chains did not reach this step from the one before: reason -> chains."""
+
+
+@dataclass(frozen=True)
+class Funnel:
+    steps: tuple[Step, ...]
+    seconds: dict[str, float]
+    """Wall seconds per phase: mining, rollouts."""
+    environments_built: int
+    environments_reused: int
+
+    @property
+    def reuse_rate(self) -> float:
+        total = self.environments_built + self.environments_reused
+        return self.environments_reused / total if total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["reuse_rate"] = round(self.reuse_rate, 3)
+        return document
+
+
+def funnel(verdicts: Sequence[dict[str, Any]], seconds: dict[str, float],
+           environments_built: int = 0) -> Funnel:
+    """The funnel of ``verdicts`` (one per chain rolled out)."""
+    built = [v for v in verdicts if not str(v.get("reason", "")).startswith(ENVIRONMENT_FAILURE)]
+    eligible = [v for v in built if v.get("eligible", True)]
+    accepted = [v for v in eligible if v.get("accepted")]
+    steps = (Step("chains", len(verdicts)),
+             Step("environment built", len(built), _reasons(v for v in verdicts
+                                                            if v not in built)),
+             Step("eligible", len(eligible), _reasons(v for v in built if v not in eligible)),
+             Step("accepted", len(accepted), _reasons(v for v in eligible if v not in accepted)))
+    with_environment = len(built)
+    return Funnel(steps, {k: round(v, 1) for k, v in seconds.items()}, environments_built,
+                  max(0, with_environment - environments_built))
+
+
+def _reasons(verdicts: Any) -> dict[str, int]:
+    counts = Counter(reason_kind(str(v.get("reason", "") or "no reason given")) for v in verdicts)
+    return dict(counts.most_common(TOP))
+
+
+def reason_kind(reason: str) -> str:
+    """A reason without what is particular to one chain (PR numbers, paths, output)."""
+    first = reason.split("\n", 1)[0]
+    first = re.sub(r"PR #\d+: ", "", first)
+    first = re.sub(r"#\d+", "#N", first)
+    first = re.sub(r"\(.*", "", first).split(": ", 1)[0].strip(" :;")
+    return first[:100] or reason[:100]

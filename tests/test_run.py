@@ -1,0 +1,54 @@
+"""`davinci run`: mine, roll out every chain in parallel, resume, report the funnel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.funnel import funnel, reason_kind
+from bot.sample import build_sample_repository
+
+
+def test_the_funnel_counts_each_step_and_why_chains_were_lost() -> None:
+    verdicts = [
+        {"accepted": True, "eligible": True, "reason": ""},
+        {"accepted": False, "eligible": True, "reason": "score 0.50 below 0.80"},
+        {"accepted": False, "eligible": False,
+         "reason": "no verifiable stage (PR #3: tests do not run: …)"},
+        {"accepted": False, "eligible": False,
+         "reason": "the environment could not be built: install command 'pip …' exited"},
+        {"accepted": False, "eligible": False,
+         "reason": "the environment could not be built: install command 'pip x' exited"},
+    ]
+    report = funnel(verdicts, {"mining": 1.0, "rollouts": 9.0}, environments_built=1)
+    assert [(s.name, s.count) for s in report.steps] == [
+        ("chains", 5), ("environment built", 3), ("eligible", 2), ("accepted", 1)]
+    assert sum(report.steps[1].lost.values()) == 2
+    assert report.steps[2].lost == {"no verifiable stage": 1}
+    assert report.steps[3].lost == {"score 0.50 below 0.80": 1}
+    assert (report.environments_built, report.environments_reused) == (1, 2)
+    assert reason_kind("PR #12: gold patch does not apply: x") == "gold patch does not apply"
+
+
+@pytest.mark.slow
+def test_run_rolls_out_every_chain_and_resumes(tmp_path: Path) -> None:
+    sample = build_sample_repository(tmp_path / "textkit")
+    env = {**os.environ, "DAVINCI_DATA_DIR": str(tmp_path / "data")}
+    env.pop("DATABASE_URL", None)
+    command = [sys.executable, "-m", "bot", "run", "--git", str(sample.path), "--workers", "2"]
+    first = subprocess.run([*command, "--json"], capture_output=True, text=True, env=env,
+                           timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = json.loads(first.stdout)
+    steps = [(s["name"], s["count"]) for s in report["funnel"]["steps"]]
+    assert steps == [("chains", 2), ("environment built", 2), ("eligible", 2), ("accepted", 2)]
+    assert all(v["accepted"] and v["record_id"] for v in report["verdicts"])
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 rolled out before, 0 to roll out" in again.stderr
+    assert "accepted" in again.stdout and "Funnel of" in again.stdout

@@ -70,5 +70,6 @@ def reason_kind(reason: str) -> str:
     first = reason.split("\n", 1)[0]
     first = re.sub(r"PR #\d+: ", "", first)
     first = re.sub(r"#\d+", "#N", first)
+    first = re.sub(r"\b\d+(\.\d+)?\b", "N", first)
     first = re.sub(r"\(.*", "", first).split(": ", 1)[0].strip(" :;")
     return first[:100] or reason[:100]

@@ -18,6 +18,7 @@ from bot.cli import main
 from bot.settings import Settings
 from sandbox.docker import DockerSandbox
 from sandbox.environment import (
+    MODERN_PYTEST,
     Environment,
     EnvironmentBuildFailed,
     builder_name,
@@ -70,7 +71,7 @@ def test_detected_install_commands() -> None:
                            "requirements-docs.txt": b"sphinx\n",
                            "test-requirements.txt": b"freezegun\n"}) == (
         f"{pip} -r requirements-dev.txt && {pip} -r requirements.txt && "
-        f"{pip} -r test-requirements.txt")
+        f"{pip} -r test-requirements.txt && {MODERN_PYTEST}")
     pyproject = (b'[project]\nname = "x"\ndependencies = ["attrs>=23", "click"]\n'
                  b'[project.optional-dependencies]\ntest = ["pytest-timeout", "click"]\n'
                  b'[dependency-groups]\ntests = ["freezegun", {include-group = "x"}]\n'
@@ -78,7 +79,8 @@ def test_detected_install_commands() -> None:
     assert detect_install({"pyproject.toml": pyproject}) == (
         f"{pip} 'attrs>=23' click pytest-timeout freezegun pytest-cov pytest && "
         f"({pip} --no-deps -e . || {pip} --no-deps --no-build-isolation -e . || echo 'the "
-        "project itself could not be installed; tests import it from the work tree')")
+        "project itself could not be installed; tests import it from the work tree') && "
+        + MODERN_PYTEST)
     assert detect_install({"pyproject.toml": b"[tool.black]\n"}) is None
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
     assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(
@@ -87,7 +89,8 @@ def test_detected_install_commands() -> None:
     folder = {"tox.ini": tox, "requirements/tests.txt": b"pytest==8\n",
               "requirements/tests.in": b"pytest\n", "requirements/docs.txt": b"sphinx\n",
               "requirements/base.txt": b"attrs\n"}
-    assert detect_install(folder) == f"{pip} -r requirements/tests.txt && {pip} hypothesis"
+    assert detect_install(folder) == (f"{pip} -r requirements/tests.txt && {pip} hypothesis && "
+                                      + MODERN_PYTEST)
 
 
 def test_the_key_follows_dependencies_not_other_files() -> None:

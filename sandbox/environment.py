@@ -120,9 +120,10 @@ def detect_install(files: dict[str, bytes]) -> str | None:
     `*-requirements.txt`, and the test and dev files of a `requirements/` folder), the
     packages `pyproject.toml`, `setup.cfg` and `tox.ini` declare (with the test and dev extras
     and dependency groups), pytest and the plugins its configuration asks for; then the
-    project itself, editable and without dependencies, so a `src/` layout imports the work
-    tree the agent edits (a project that cannot be built still gets its dependencies). None
-    when nothing is declared.
+    project itself, editable (with what `setup.py` requires; without, or without build
+    isolation, when that fails), so a `src/` layout imports the work tree the agent edits (a
+    project that cannot be built still gets its dependencies). None when nothing is
+    declared.
     """
     steps = [f"{PIP} -r {shlex.quote(name)}" for name in _requirement_files(files)]
     packages = _declared(files)
@@ -135,9 +136,9 @@ def detect_install(files: dict[str, bytes]) -> str | None:
     if wanted:
         steps.append(f"{PIP} " + " ".join(shlex.quote(d) for d in dict.fromkeys(wanted)))
     if _project(files):
-        steps.append(f"({PIP} --no-deps -e . || {PIP} --no-deps --no-build-isolation -e . "
-                     "|| echo 'the project itself could not be installed; tests import it "
-                     "from the work tree')")
+        steps.append(f"({PIP} -e . || {PIP} --no-deps -e . || "
+                     f"{PIP} --no-deps --no-build-isolation -e . || echo 'the project itself "
+                     "could not be installed; tests import it from the work tree')")
     steps.append(MODERN_PYTEST)
     return " && ".join(steps)
 
@@ -226,12 +227,15 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
                        engine: docker.DockerClient | None = None,
                        timeout: float = BUILD_TIMEOUT,
                        on_output: Callable[[str], None] | None = None,
-                       network: str = "auto", access: PackageAccess | None = None
-                       ) -> Environment:
+                       network: str = "auto", access: PackageAccess | None = None,
+                       first: str | None = None) -> Environment:
     """The image to run sandboxes of ``repo`` at ``commit`` from; built when missing.
 
     ``install`` is the repository's configured install command; None detects one from the
     dependency files. Without anything to install, the base image itself is the environment.
+    With ``first`` (an earlier commit, a chain's first base) and a detected command, what
+    ``first`` declares is installed before (a failure there is not fatal), so tests of the
+    chain's early stages find packages its later history dropped.
     ``network`` is the Docker network the build runs on (`auto`: the first from which the
     index answers, see sandbox.packages; `none` for an offline build); ``access`` carries the
     host's package settings and CA bundle into the build (none given: bridge, no settings).
@@ -244,6 +248,15 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
                                  "`davinci sandbox build-base`") from exc
     files = dependency_files(repo, commit, install)
     command = install if install is not None else detect_install(files)
+    steps = [(commit, command)] if command else []
+    if install is None and first not in (None, commit):
+        early_files = dependency_files(repo, str(first))
+        early = detect_install(early_files)
+        if early and early_files != files:
+            steps.insert(0, (str(first), f"({early} || echo 'the dependencies of the first "
+                                         "state did not all install')"))
+            files = {**{f"first/{k}": v for k, v in early_files.items()}, **files}
+            command = " && ".join(step for _, step in steps)
     if not command:
         return Environment(base_image, "", None, built=False)
     key = environment_key(base.id, command, files)
@@ -254,7 +267,7 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     access = access or PackageAccess()
     chosen = build_network(engine, base_image, access, network)
     try:
-        built = _build(engine, repo, commit, command, base_image, name, key, timeout,
+        built = _build(engine, repo, commit, _script(steps), base_image, name, key, timeout,
                        on_output, chosen.network, access)
     except EnvironmentBuildFailed as exc:
         if not chosen.reachable:
@@ -262,6 +275,12 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
                                          ) from exc
         raise
     return Environment(name, key, command, built=built, seconds=time.perf_counter() - started)
+
+
+def _script(steps: list[tuple[str, str]]) -> str:
+    """Each command run on its commit's files, in order."""
+    return " && ".join(f"git -c advice.detachedHead=false checkout -q -f {shlex.quote(commit)} "
+                       f"&& {command}" for commit, command in steps)
 
 
 def builder_name(image: str) -> str:
@@ -332,8 +351,7 @@ def _install(container: Container, repo: Path, commit: str, command: str, name: 
     try:
         container.start()
         container.put_archive("/work", _clone_archive(repo, commit))
-        script = (f"cd {WORKDIR} && git -c advice.detachedHead=false checkout -q -f "
-                  f"{shlex.quote(commit)} && {command}")
+        script = f"cd {WORKDIR} && {command}"
         seconds = str(max(1, int(timeout)))
         code, output = container.exec_run(["timeout", "-s", "KILL", seconds, "bash", "-c",
                                            script], user="0:0", workdir=WORKDIR)

@@ -56,7 +56,8 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
     """A sandbox of ``repo`` at ``commit``.
 
     ``environment_commit`` is the commit whose dependency files the environment is built
-    from (default ``commit``): a chain's tests need the dependencies of its last merge.
+    from (default ``commit``): a chain's tests need the dependencies of its last merge, and
+    those of ``commit`` are installed first (sandbox.environment.ensure_environment).
 
     With ``environment``, a Docker sandbox runs from the repository's environment image
     (``image`` plus its dependencies, installed by ``install`` or a detected command; built
@@ -70,7 +71,7 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
             from sandbox.environment import ensure_environment
 
             image = ensure_environment(repo, environment_commit or commit, install, image,
-                                       engine=engine,
+                                       engine=engine, first=commit,
                                        network=build_network, access=access).image
         return DockerSandbox(repo, commit, image, engine=engine)
     if backend == "local":

@@ -78,13 +78,14 @@ def test_detected_install_commands() -> None:
                  b'[tool.pytest.ini_options]\naddopts = "--cov=x"\n')
     assert detect_install({"pyproject.toml": pyproject}) == (
         f"{pip} 'attrs>=23' click pytest-timeout freezegun pytest-cov pytest && "
-        f"({pip} --no-deps -e . || {pip} --no-deps --no-build-isolation -e . || echo 'the "
-        "project itself could not be installed; tests import it from the work tree') && "
+        f"({pip} -e . || {pip} --no-deps -e . || {pip} --no-deps --no-build-isolation -e . || "
+        "echo 'the project itself could not be installed; tests import it from the work tree')"
+        " && "
         + MODERN_PYTEST)
     assert detect_install({"pyproject.toml": b"[tool.black]\n"}) is None
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
     assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(
-        f"{pip} pytest && ({pip} --no-deps -e .")
+        f"{pip} pytest && ({pip} -e . || {pip} --no-deps -e .")
     tox = b"[testenv]\ndeps =\n    -r requirements/tests.txt\n    py37: mock\n    hypothesis\n"
     folder = {"tox.ini": tox, "requirements/tests.txt": b"pytest==8\n",
               "requirements/tests.in": b"pytest\n", "requirements/docs.txt": b"sphinx\n",
@@ -262,18 +263,20 @@ def test_a_build_left_behind_by_a_dead_worker_does_not_block_the_next(
 def test_a_real_environment_builds_from_the_index_this_machine_uses(
         engine: docker.DockerClient, tmp_path: Path) -> None:
     """No hand set-up: the host's pip settings, CA bundle and a network that reaches the index
-    are found and given to the build; the sandbox from the image still has no network."""
+    are found and given to the build; the sandbox from the image still has no network. The
+    first state's dependencies are installed too (a chain's early tests may need them)."""
     access = Settings.from_env().package_access()
     chosen = build_network(engine, DEFAULT_IMAGE, access)
     if not chosen.reachable:
         pytest.skip(f"no package index answers from a build container here: {chosen.detail}")
     name = f"realenv-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
-    git.commit("Start", {"requirements.txt": "six==1.16.0\n", "README.md": "# six\n"})
-    built = ensure_environment(git.path, git.head(), None, DEFAULT_IMAGE, access=access)
+    first = git.commit("Start", {"requirements.txt": "six==1.16.0\n", "README.md": "# six\n"})
+    last = git.commit("Later", {"requirements.txt": "iniconfig\n"})
+    built = ensure_environment(git.path, last, None, DEFAULT_IMAGE, access=access, first=first)
     assert built.built and "requirements.txt" in (built.install or "")
-    with DockerSandbox(git.path, git.head(), built.image, engine=engine) as box:
-        found = box.exec("python3 -c 'import six; print(six.__version__)'")
+    with DockerSandbox(git.path, last, built.image, engine=engine) as box:
+        found = box.exec("python3 -c 'import six, iniconfig, pytest; print(six.__version__)'")
         assert found.stdout.strip() == "1.16.0", found.stderr
         assert box.exec("ls /sys/class/net").stdout.split() == ["lo"]
     assert engine.volumes.get(CACHE_VOLUME)  # downloads kept for the next build

@@ -361,7 +361,9 @@ def _install(container: Container, repo: Path, commit: str, command: str, name: 
         if code != 0:
             tail = "\n".join(text.strip().splitlines()[-30:])
             reason = "timed out" if code in (124, 137) else f"exited with {code}"
-            raise EnvironmentBuildFailed(f"install command {command!r} {reason}:\n{tail}")
+            shown = re.sub(r"git -c advice\.detachedHead=false checkout -q -f \S+ && ", "",
+                           command)
+            raise EnvironmentBuildFailed(f"install command {shown!r} {reason}:\n{tail}")
         cleanup = container.exec_run(["bash", "-c", f"rm -rf {WORKDIR} /root/.cache && "
                                       f"mkdir -p {WORKDIR} && chown 1000:1000 /work"],
                                      user="0:0")

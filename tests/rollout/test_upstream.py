@@ -2,44 +2,25 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from rollout.upstream import merge_upstream
+from tests.gitrepo import GitRepo
 from tests.rollout.sandboxes import open_sandbox
 
 LINES = "".join(f"line {n}\n" for n in range(1, 21))
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def _commit(repo: Path, files: dict[str, str | None], message: str) -> str:
-    for name, text in files.items():
-        if text is None:
-            (repo / name).unlink()
-        else:
-            (repo / name).write_text(text)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", message)
-    return _git(repo, "rev-parse", "HEAD")
-
-
 def test_upstream_changes_merge_into_the_agents_tree(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "dev@example.com")
-    _git(repo, "config", "user.name", "dev")
-    since = _commit(repo, {"merged.py": LINES, "clash.py": LINES, "quiet.py": LINES,
-                           "gone.py": "x = 1\n"}, "PR k merged")
-    until = _commit(repo, {"merged.py": LINES.replace("line 20\n", "line 20 upstream\n"),
-                           "clash.py": LINES.replace("line 3\n", "line 3 upstream\n"),
-                           "quiet.py": LINES + "appended upstream\n", "gone.py": None,
-                           "fresh.py": "new = True\n"}, "other PRs, merged meanwhile")
-    later = _commit(repo, {"future.py": "secret = 42\n"}, "a later PR")
+    git = GitRepo.init(tmp_path / "repo")
+    repo = git.path
+    since = git.commit("PR k merged", {"merged.py": LINES, "clash.py": LINES, "quiet.py": LINES,
+                                       "gone.py": "x = 1\n"})
+    until = git.commit("other PRs, merged meanwhile", {
+        "merged.py": LINES.replace("line 20\n", "line 20 upstream\n"),
+        "clash.py": LINES.replace("line 3\n", "line 3 upstream\n"),
+        "quiet.py": LINES + "appended upstream\n", "gone.py": None, "fresh.py": "new = True\n"})
+    later = git.commit("a later PR", {"future.py": "secret = 42\n"})
 
     with open_sandbox(repo, since) as box:
         box.write_file("merged.py", LINES.replace("line 1\n", "line 1 agent\n"))
@@ -65,12 +46,8 @@ def test_upstream_changes_merge_into_the_agents_tree(tmp_path: Path) -> None:
 
 
 def test_nothing_to_bring_when_the_next_pr_starts_at_the_merge(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "dev@example.com")
-    _git(repo, "config", "user.name", "dev")
-    only = _commit(repo, {"a.py": "a = 1\n"}, "one")
-    with open_sandbox(repo, only) as box:
-        update = merge_upstream(box, repo, only, only)
+    git = GitRepo.init(tmp_path / "repo")
+    only = git.commit("one", {"a.py": "a = 1\n"})
+    with open_sandbox(git.path, only) as box:
+        update = merge_upstream(box, git.path, only, only)
     assert update.files == () and update.note() == ""

@@ -10,10 +10,10 @@ import pytest
 
 from rollout import RolloutConfig, Task, TaskValidation, build_task, run_rollout
 from rollout.instructions import LLMWriter
+from rollout.judge import LLMJudge
 from rollout.llm import LLMClient, LLMConfig, LLMError, LLMUnavailable
 from rollout.policies import LLMPolicy
 from rollout.record import trajectory_record, verdict_summary
-from rollout.verifier import LLMJudge
 from tests.llm_sim import LLMSim
 from tests.rollout.fixture_repo import STATS_MEAN, STATS_V1, ChainRepo
 

@@ -73,53 +73,67 @@ def pytest_config(files: dict[str, str | None]) -> str | None:
 
 def prepare(root: str, write: dict[str, str | None]) -> dict[str, object]:
     """Set aside every infrastructure file and every path of ``write``; write ``write``
-    (None: leave absent); make a private folder for the report and the runner."""
-    hidden = tempfile.mkdtemp(prefix=".davinci-hidden-", dir=os.path.dirname(root))
-    aside = os.path.join(hidden, "aside")
-    present = set(_infrastructure(root))
-    present |= {p for p in write if os.path.lexists(os.path.join(root, p))}
-    for path in sorted(present):
-        target = os.path.join(aside, path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.rename(os.path.join(root, path), target)
-    written = []
-    for path, content in sorted(write.items()):
-        if content is None:
-            continue
-        target = os.path.join(root, path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        written.append(path)
-    with open(os.path.join(hidden, "run.py"), "w", encoding="utf-8") as handle:
-        handle.write(SHIM)
-    with open(os.path.join(hidden, "pytest.ini"), "w", encoding="utf-8") as handle:
-        handle.write("[pytest]\n")
-    return {"dir": hidden, "set_aside": sorted(present), "written": written}
+    (None: leave absent); make a private folder for the report and the runner. What the
+    agent's tree does not allow (a file where a folder must be, a full disk) is reported
+    as ``error``, never raised: the run then counts as not run."""
+    moved: list[str] = []
+    written: list[str] = []
+    hidden = ""
+    try:
+        hidden = tempfile.mkdtemp(prefix=".davinci-hidden-", dir=os.path.dirname(root))
+        aside = os.path.join(hidden, "aside")
+        present = set(_infrastructure(root))
+        present |= {p for p in write if os.path.lexists(os.path.join(root, p))}
+        for path in sorted(present):
+            target = os.path.join(aside, path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.rename(os.path.join(root, path), target)
+            moved.append(path)
+        for path, content in sorted(write.items()):
+            if content is None:
+                continue
+            target = os.path.join(root, path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            written.append(path)
+            with open(target, "w", encoding="utf-8") as handle:
+                handle.write(content)
+        for name, text in (("run.py", SHIM), ("pytest.ini", "[pytest]\n")):
+            with open(os.path.join(hidden, name), "w", encoding="utf-8") as handle:
+                handle.write(text)
+    except OSError as exc:
+        return {"dir": hidden, "set_aside": moved, "written": written, "error": str(exc)}
+    return {"dir": hidden, "set_aside": moved, "written": written}
 
 
 def restore(root: str, hidden: str, written: list[str]) -> dict[str, object]:
-    """The report, then the agent's files back where they were."""
+    """The report, then the agent's files back where they were (as far as its tree lets)."""
     report = os.path.join(hidden, "report.xml")
     text = None
     if os.path.isfile(report):
         with open(report, encoding="utf-8", errors="replace") as handle:
             text = handle.read()
+    problems = []
     for path in written:
         target = os.path.join(root, path)
-        if os.path.lexists(target) and not os.path.isdir(target):
-            os.remove(target)
+        try:
+            if os.path.lexists(target) and not os.path.isdir(target):
+                os.remove(target)
+        except OSError as exc:
+            problems.append(str(exc))
     aside = os.path.join(hidden, "aside")
     for folder, _, names in os.walk(aside):
         for name in names:
             source = os.path.join(folder, name)
             target = os.path.join(root, os.path.relpath(source, aside))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if os.path.isdir(target) and not os.path.islink(target):
-                shutil.rmtree(target)
-            os.replace(source, target)
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                os.replace(source, target)
+            except OSError as exc:
+                problems.append(str(exc))
     shutil.rmtree(hidden, ignore_errors=True)
-    return {"report": text}
+    return {"report": text, "problems": problems}
 
 
 def _infrastructure(root: str) -> list[str]:

@@ -113,6 +113,12 @@ def run_hidden(sandbox: Sandbox, tests: HiddenTests) -> TestRun:
     write.update(tests.infrastructure)
     prepared = _infra_step(sandbox, {"step": "prepare", "write": write})
     folder, written = str(prepared["dir"]), list(prepared["written"])
+    if prepared.get("error"):
+        if folder:
+            _infra_step(sandbox, {"step": "restore", "dir": folder, "written": written})
+        return TestRun(error=f"the hidden tests could not be put in place: {prepared['error']}",
+                       integrity=Integrity(ended, tuple(prepared["set_aside"]), tuple(written),
+                                           False, ""))
     try:
         config = testinfra.pytest_config(dict(tests.infrastructure))
         config_path = f'"$PWD"/{shlex.quote(config)}' if config else f"{folder}/pytest.ini"

@@ -211,6 +211,14 @@ def test_breaking_the_repository_is_a_verdict_not_a_crash(
     assert "could not be read" in result.stages[0].checks[0].feedback
 
 
+def test_a_tree_the_hidden_tests_cannot_be_written_into(
+        attempt: Callable[..., RolloutResult]) -> None:
+    result = attempt(write("calc/stats.py", STATS_V1),
+                     bash("rm -rf tests && echo 'not a folder' > tests"))
+    _rejected(result)
+    assert "could not be put in place" in result.stages[0].checks[0].feedback
+
+
 def test_a_judge_that_answers_nothing_fails_closed(
         attempt: Callable[..., RolloutResult]) -> None:
     cheat = attempt(write("tests/conftest.py", PASSING_CONFTEST), judge_answer="")

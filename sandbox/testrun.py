@@ -121,12 +121,13 @@ def run_hidden(sandbox: Sandbox, tests: HiddenTests) -> TestRun:
                                            False, ""))
     try:
         config = testinfra.pytest_config(dict(tests.infrastructure))
-        config_path = f'"$PWD"/{shlex.quote(config)}' if config else f"{folder}/pytest.ini"
-        options = (f"-p no:cacheprovider -q -rfE --junitxml={folder}/report.xml "
+        private = shlex.quote(folder)
+        config_path = f'"$PWD"/{shlex.quote(config)}' if config else f"{private}/pytest.ini"
+        options = (f"-p no:cacheprovider -q -rfE --junitxml={private}/report.xml "
                    f'--rootdir="$PWD" -c {config_path} '
                    + " ".join(shlex.quote(t) for t in tests.targets))
         prefix = isolated_runner(tests.runner)
-        command = (f'{prefix} {folder}/run.py "$PWD" {options}' if prefix is not None
+        command = (f'{prefix} {private}/run.py "$PWD" {options}' if prefix is not None
                    else f"PYTHONDONTWRITEBYTECODE=1 {tests.runner} {options}")
         result = sandbox.exec(command, timeout=tests.timeout)
     finally:

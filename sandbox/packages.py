@@ -5,8 +5,9 @@ only the host trusts. A build container gets the host's package settings (pip's 
 extra-index-url, trusted-host, find-links, timeout and proxy; the `PIP_*` and `*_PROXY`
 variables), the host's CA bundle mounted read-only, local indexes and wheel folders mounted
 read-only at their own paths, and a download cache shared by every build. Which Docker network
-it runs on is probed once: the first of `bridge` and `host` from which the index answers
-(`DAVINCI_BUILD_NETWORK=auto`, the default), or the network named.
+it runs on is probed: the first of `bridge` and `host` from which the index answers
+(`DAVINCI_BUILD_NETWORK=auto`, the default; the answer serves every process on the machine for
+ten minutes), or the network named.
 
 Only builds get this. Sandboxes, where the agent and the repository's tests run, keep no
 network.
@@ -15,11 +16,15 @@ network.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
+import tempfile
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 import docker
@@ -121,6 +126,8 @@ class NetworkChoice:
 
 
 _CHOSEN: dict[tuple[str, str, str], NetworkChoice] = {}
+REMEMBER_SECONDS = 600
+"""How long a probe's answer serves every process on this machine."""
 
 
 def build_network(engine: docker.DockerClient, image: str, access: PackageAccess,
@@ -131,8 +138,36 @@ def build_network(engine: docker.DockerClient, image: str, access: PackageAccess
         return NetworkChoice(requested, True, f"{requested} (DAVINCI_BUILD_NETWORK)")
     key = (engine.api.base_url, image, json.dumps(access.environment, sort_keys=True))
     if key not in _CHOSEN:
-        _CHOSEN[key] = _probe_all(engine, image, access)
+        _CHOSEN[key] = _remembered(key) or _remember(key, _probe_all(engine, image, access))
     return _CHOSEN[key]
+
+
+def choice_file(key: tuple[str, str, str]) -> Path:
+    """Where other processes on this machine find a recent probe's answer."""
+    digest = hashlib.sha256("\0".join(key).encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"davinci-build-network-{digest}.json"
+
+
+def _remembered(key: tuple[str, str, str]) -> NetworkChoice | None:
+    path = choice_file(key)
+    try:
+        if time.time() - path.stat().st_mtime > REMEMBER_SECONDS:
+            return None
+        return NetworkChoice(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _remember(key: tuple[str, str, str], choice: NetworkChoice) -> NetworkChoice:
+    """Keep a network that reached the index; a failure is probed again next time."""
+    if not choice.reachable:
+        return choice
+    path = choice_file(key)
+    with contextlib.suppress(OSError):
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(asdict(choice)))
+        partial.replace(path)
+    return choice
 
 
 def _probe_all(engine: docker.DockerClient, image: str, access: PackageAccess) -> NetworkChoice:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -30,7 +33,7 @@ from sandbox.environment import (
 )
 from sandbox.factory import DEFAULT_IMAGE, open_sandbox
 from sandbox.local import LocalSandbox
-from sandbox.packages import CACHE_VOLUME, build_network
+from sandbox.packages import CACHE_VOLUME, PackageAccess, build_network, choice_file
 from sandbox.testrun import PASSED, run_tests
 from tests.gitrepo import GitRepo
 
@@ -280,3 +283,26 @@ def test_a_real_environment_builds_from_the_index_this_machine_uses(
         assert found.stdout.strip() == "1.16.0", found.stderr
         assert box.exec("ls /sys/class/net").stdout.split() == ["lo"]
     assert engine.volumes.get(CACHE_VOLUME)  # downloads kept for the next build
+
+
+def test_the_build_network_answer_is_shared_by_processes(engine: docker.DockerClient) -> None:
+    """A probe's answer serves other processes for a while: a fresh process reads it."""
+    access = PackageAccess(indexes=("https://index.invalid/simple",))
+    key = (engine.api.base_url, DEFAULT_IMAGE, json.dumps(access.environment, sort_keys=True))
+    path = choice_file(key)
+    path.write_text(json.dumps({"network": "remembered-net", "reachable": True,
+                                "detail": "from another process"}))
+    try:
+        found = subprocess.run(
+            [sys.executable, "-c", "import docker, json, sys\n"
+             "from sandbox.packages import PackageAccess, build_network\n"
+             "access = PackageAccess(indexes=('https://index.invalid/simple',))\n"
+             f"choice = build_network(docker.from_env(), {DEFAULT_IMAGE!r}, access)\n"
+             "print(choice.network)"], capture_output=True, text=True, check=True)
+        assert found.stdout.strip() == "remembered-net"
+        os.utime(path, (0, 0))  # too old to trust: probed again (no index answers there)
+        again = subprocess.run(found.args, capture_output=True, text=True, check=True)
+        assert again.stdout.strip() == "bridge"
+        assert os.path.getmtime(path) == 0, "an index that answers nowhere is not remembered"
+    finally:
+        path.unlink(missing_ok=True)

@@ -60,8 +60,10 @@ def _client(endpoint: LLMEndpoint | None) -> LLMClient | None:
                                api_key=endpoint.api_key or "none"))
 
 
-def _not_eligible(runtime: Runtime, chain: str, policy: str, reason: str) -> dict[str, Any]:
+def _not_eligible(runtime: Runtime, notify: Callable[[Progress], None], chain: str,
+                  policy: str, reason: str) -> dict[str, Any]:
     """The verdict of a chain that cannot be rolled out, stored like a failed validation."""
+    notify(Progress("done", f"not eligible: {reason}"))
     with runtime.db.session() as session:
         save_validation(session, TaskValidation(chain, False, reason, ()))
     return not_eligible_verdict(chain, policy, reason)
@@ -89,13 +91,11 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
     try:
         task = build_task(repo_path, chain_key, prs, kinds, writer=writer)
     except TaskError as exc:
-        notify(Progress("done", f"not eligible: {exc}"))
-        return _not_eligible(runtime, chain_key, policy_name, str(exc))
+        return _not_eligible(runtime, notify, chain_key, policy_name, str(exc))
     if len(task.stages) < min(2, len(prs)):
         reason = ("fewer than two stages change code: "
                   + "; ".join(f"PR #{n} {why}" for n, why in task.dropped))
-        notify(Progress("done", f"not eligible: {reason}"))
-        return _not_eligible(runtime, chain_key, policy_name, reason)
+        return _not_eligible(runtime, notify, chain_key, policy_name, reason)
     backend = choose_backend(runtime.settings.sandbox, allow_local=allow_local)
     repo_config = config_at(repo_path, task.base_commit).config
     if repo_config.test:
@@ -108,17 +108,16 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
                            access=runtime.settings.package_access(),
                            environment_commit=task.stages[-1].merge_commit)
     except EnvironmentBuildFailed as exc:  # the same dependencies fail the same way: a verdict
-        reason = f"the environment could not be built: {exc}"
-        notify(Progress("done", f"not eligible: {reason}"))
-        return _not_eligible(runtime, chain_key, policy_name, reason)
+        return _not_eligible(runtime, notify, chain_key, policy_name,
+                             f"the environment could not be built: {exc}")
     with box:
         validation = validate_task(task, box, config.test_timeout, config.test_runner,
                                    config.validation_runs)
         with runtime.db.session() as session:
             save_validation(session, validation)
-        if not validation.eligible:
+        if not validation.eligible:  # stored above, with every stage's logs
             notify(Progress("done", f"not eligible: {validation.reason}"))
-            return _not_eligible(runtime, chain_key, policy_name, validation.reason)
+            return not_eligible_verdict(chain_key, policy_name, validation.reason)
         notify(Progress("running", f"{policy_name} policy"))
         policy: Policy | None = LLMPolicy(llm) if policy_name == "llm" and llm else None
         judge_client = _client(runtime.settings.judge_llm())

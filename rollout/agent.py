@@ -165,12 +165,11 @@ class Agent:
             self._work_until_submit(Turn(index, attempt))
             try:
                 patch = tree_diff(self.sandbox, start_tree, tree_id(self.sandbox))
-            except SandboxError as exc:
+                with self.clock.booking("tests"):
+                    verdict = self.verifier.verify(stage, expected, patch)
+            except SandboxError as exc:  # what the agent left in its tree stopped the check
                 self._check_alive()
                 verdict = self.verifier.unreadable(str(exc))
-            else:
-                with self.clock.booking("tests"):
-                    verdict = self._verify(stage, expected, patch)
             checks.append(verdict)
             log.info("rollout.attempt", chain=self.task.chain_id, pr=stage.pr, attempt=attempt,
                      resolved=verdict.resolved, score=verdict.score)
@@ -183,13 +182,6 @@ class Agent:
         if self.config.gold_on_failure and self._apply_gold(stage, patch):
             return self._result(stage, GOLD_APPLIED, checks, patch, started)
         return self._result(stage, FAILED, checks, patch, started)
-
-    def _verify(self, stage: Stage, expected: StageValidation, patch: str) -> Verdict:
-        try:
-            return self.verifier.verify(stage, expected, patch)
-        except SandboxError as exc:  # what the agent left in its tree stopped the check
-            self._check_alive()
-            return self.verifier.unreadable(str(exc))
 
     def _check_alive(self) -> None:
         """A work tree the agent broke is its failure; a sandbox that died is ours."""

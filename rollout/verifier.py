@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -135,14 +136,10 @@ class Verifier:
             feedback = (f"Your change was not counted: {tampering}. Solve the request in the "
                         "code itself.") if tampering else self._feedback(run, failing)
         return Verdict(resolved=resolved, score=score, test_score=round(test_score, 4),
-                       similarity=sim, judge_score=judged.score if judged else None,
-                       failing=failing, feedback=feedback, test_log=run.log,
-                       judge_answer=judged.answers[-1] if judged and judged.answers else "",
+                       similarity=sim, failing=failing, feedback=feedback, test_log=run.log,
                        outcomes=dict(run.outcomes),
-                       judge_answers=judged.answers if judged else (),
-                       judge_parsed=judged.parsed if judged else None,
                        integrity=run.integrity.to_dict() if run.integrity else {},
-                       tampering=tampering)
+                       tampering=tampering, **_judged(judged))
 
     def unreadable(self, error: str) -> Verdict:
         """An attempt whose work tree could not be read (the agent broke its repository)."""
@@ -161,12 +158,9 @@ class Verifier:
         sim = similarity(agent_patch, stage.gold_patch)
         judged = self._judge(stage, agent_patch, "no hidden tests check this request")
         return Verdict(resolved=True, score=_combine(sim, sim, judged.score if judged else None),
-                       test_score=sim, similarity=sim,
-                       judge_score=judged.score if judged else None, failing=(), feedback="",
+                       test_score=sim, similarity=sim, failing=(), feedback="",
                        test_log=f"no hidden tests for this stage: {expected.reason}",
-                       judge_answer=judged.answers[-1] if judged and judged.answers else "",
-                       judge_answers=judged.answers if judged else (),
-                       judge_parsed=judged.parsed if judged else None)
+                       **_judged(judged))
 
     def _feedback(self, run: TestRun, failing: tuple[str, ...]) -> str:
         if run.error:
@@ -180,6 +174,14 @@ class Verifier:
                 parts += [*others, "Test output:", run.log[-self.feedback_limit:]]
             text = "\n".join(parts)
         return truncate(text, self.feedback_limit)
+
+
+def _judged(judged: JudgeVerdict | None) -> dict[str, Any]:
+    """A verdict's judge fields: score, last and every raw answer, whether one parsed."""
+    if judged is None:
+        return {"judge_score": None}
+    return {"judge_score": judged.score, "judge_answer": judged.answers[-1] if judged.answers
+            else "", "judge_answers": judged.answers, "judge_parsed": judged.parsed}
 
 
 def _outcome(run: TestRun, f2p: tuple[str, ...], p2p: tuple[str, ...],

@@ -18,7 +18,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from chains.gitsource import GitSourceError
 from chains.mining import GraphChanged
-from rollout.store import latest_verdicts
+from rollout.store import latest_verdicts, not_eligible_verdict
 from rollout.task import TaskError
 from sandbox.base import SandboxError
 
@@ -29,10 +29,14 @@ def roll_out_one(settings: Settings, path: Path, chain_id: str, policy: str) -> 
     try:
         return roll_out_chain(runtime, path, chain_id, policy)
     except (PipelineError, TaskError, SandboxError, LookupError) as exc:
-        return {"chain": chain_id, "accepted": False, "eligible": False, "policy": policy,
-                "stages": [], "reason": f"the rollout failed: {exc}", "failed": True}
+        return _failed(chain_id, policy, str(exc))
     finally:
         runtime.close()
+
+
+def _failed(chain_id: str, policy: str, error: str) -> dict[str, Any]:
+    return {**not_eligible_verdict(chain_id, policy, f"the rollout failed: {error}"),
+            "failed": True}
 
 
 @click.command("run")
@@ -96,9 +100,7 @@ def _roll_out(settings: Settings, path: Path, chain_ids: list[str], policy: str,
             try:
                 verdict = future.result()
             except Exception as exc:  # noqa: BLE001 - one chain's crash is its verdict
-                verdict = {"chain": futures[future], "accepted": False, "eligible": False,
-                           "policy": policy, "stages": [], "failed": True,
-                           "reason": f"the rollout failed: {type(exc).__name__}: {exc}"}
+                verdict = _failed(futures[future], policy, f"{type(exc).__name__}: {exc}")
             verdicts.append(verdict)
             state = ("ACCEPTED" if verdict["accepted"] else
                      "rejected" if verdict.get("eligible", True) else "not eligible")

@@ -128,14 +128,15 @@ def detect_install(files: dict[str, bytes]) -> str | None:
     steps = [f"{PIP} -r {shlex.quote(name)}" for name in _requirement_files(files)]
     packages = _declared(files)
     texts = b"\n".join(files.values()).decode("utf-8", "replace")
-    if not steps and not packages and not _project(files):
+    project = _project(files)
+    if not steps and not packages and not project:
         return None
     wanted = [*packages, *_plugins(files)]
     if not re.search(r"(?m)^\s*pytest\b(?!-)", texts + "\n" + "\n".join(wanted)):
         wanted.append("pytest")
     if wanted:
         steps.append(f"{PIP} " + " ".join(shlex.quote(d) for d in dict.fromkeys(wanted)))
-    if _project(files):
+    if project:
         steps.append(f"({PIP} -e . || {PIP} --no-deps -e . || "
                      f"{PIP} --no-deps --no-build-isolation -e . || echo 'the project itself "
                      "could not be installed; tests import it from the work tree')")
@@ -267,7 +268,7 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     access = access or PackageAccess()
     chosen = build_network(engine, base_image, access, network)
     try:
-        built = _build(engine, repo, commit, _script(steps), base_image, name, key, timeout,
+        built = _build(engine, repo, commit, steps, base_image, name, key, timeout,
                        on_output, chosen.network, access)
     except EnvironmentBuildFailed as exc:
         if not chosen.reachable:
@@ -277,19 +278,14 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     return Environment(name, key, command, built=built, seconds=time.perf_counter() - started)
 
 
-def _script(steps: list[tuple[str, str]]) -> str:
-    """Each command run on its commit's files, in order."""
-    return " && ".join(f"git -c advice.detachedHead=false checkout -q -f {shlex.quote(commit)} "
-                       f"&& {command}" for commit, command in steps)
-
-
 def builder_name(image: str) -> str:
     """The build container's name: one builder per environment image on an engine, however
     many workers want it."""
     return "davinci-build-" + image.removeprefix("davinci-env-").replace(":", "-")
 
 
-def _build(engine: docker.DockerClient, repo: Path, commit: str, command: str, base_image: str,
+def _build(engine: docker.DockerClient, repo: Path, commit: str,
+           steps: list[tuple[str, str]], base_image: str,
            name: str, key: str, timeout: float,
            on_output: Callable[[str], None] | None, network: str,
            access: PackageAccess) -> bool:
@@ -312,7 +308,7 @@ def _build(engine: docker.DockerClient, repo: Path, commit: str, command: str, b
             with contextlib.suppress(NotFound, APIError):
                 container.remove(force=True)
             return False
-        _install(container, repo, commit, command, name, key, timeout, on_output)
+        _install(container, repo, commit, steps, name, key, timeout, on_output)
         return True
 
 
@@ -346,12 +342,16 @@ def _has_image(engine: docker.DockerClient, name: str) -> bool:
     return True
 
 
-def _install(container: Container, repo: Path, commit: str, command: str, name: str, key: str,
-             timeout: float, on_output: Callable[[str], None] | None) -> None:
+def _install(container: Container, repo: Path, commit: str, steps: list[tuple[str, str]],
+             name: str, key: str, timeout: float,
+             on_output: Callable[[str], None] | None) -> None:
+    """Run each install command on its commit's files, in order, and commit the image."""
     try:
         container.start()
         container.put_archive("/work", _clone_archive(repo, commit))
-        script = f"cd {WORKDIR} && {command}"
+        script = f"cd {WORKDIR} && " + " && ".join(
+            f"git -c advice.detachedHead=false checkout -q -f {shlex.quote(at)} && {command}"
+            for at, command in steps)
         seconds = str(max(1, int(timeout)))
         code, output = container.exec_run(["timeout", "-s", "KILL", seconds, "bash", "-c",
                                            script], user="0:0", workdir=WORKDIR)
@@ -361,8 +361,7 @@ def _install(container: Container, repo: Path, commit: str, command: str, name: 
         if code != 0:
             tail = "\n".join(text.strip().splitlines()[-30:])
             reason = "timed out" if code in (124, 137) else f"exited with {code}"
-            shown = re.sub(r"git -c advice\.detachedHead=false checkout -q -f \S+ && ", "",
-                           command)
+            shown = " && ".join(command for _, command in steps)
             raise EnvironmentBuildFailed(f"install command {shown!r} {reason}:\n{tail}")
         cleanup = container.exec_run(["bash", "-c", f"rm -rf {WORKDIR} /root/.cache && "
                                       f"mkdir -p {WORKDIR} && chown 1000:1000 /work"],
@@ -380,8 +379,8 @@ def _install(container: Container, repo: Path, commit: str, command: str, name: 
             container.remove(force=True)
 
 
-def _clone_archive(repo: Path, commit: str, owner: int = 0) -> bytes:
-    """A tar of ``repo/`` (a full clone, nothing checked out) owned by ``owner``.
+def _clone_archive(repo: Path, commit: str) -> bytes:
+    """A tar of ``repo/`` (a full clone, nothing checked out) owned by root.
 
     Only environment builds get a clone (version plugins read git metadata); the image keeps
     none of it. ``commit`` is only checked to exist; the build checks it out.
@@ -394,11 +393,9 @@ def _clone_archive(repo: Path, commit: str, owner: int = 0) -> bytes:
                                capture_output=True)
         if found.returncode != 0:
             raise SandboxError(f"commit {commit} is not in {repo.name}")
-        name = "agent" if owner == 1000 else "root"
-
         def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
-            info.uid = info.gid = owner
-            info.uname = info.gname = name
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
             return info
 
         archive = io.BytesIO()

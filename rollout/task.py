@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chains.model import Commit, LinkKind, PullRequest
-from rollout.gitdiff import GitError, SplitPatch, file_at, git, split_change
+from rollout.gitdiff import GitError, SplitPatch, file_at, split_change
 from rollout.instructions import InstructionWriter, TemplateWriter
 from sandbox.testinfra import is_test_infrastructure
 from sandbox.testrun import DEFAULT_RUNNER, HiddenTests
+from sandbox.tree import tree_entries
 
 
 class TaskError(Exception):
@@ -131,7 +132,7 @@ def _stage(repo: Path, pr: PullRequest, split: SplitPatch, link: str | None,
 
 
 def _infrastructure(repo: Path, commit: str) -> tuple[tuple[str, str], ...]:
-    listing = git(repo, "ls-tree", "-r", "-z", "--name-only", commit)
-    paths = [p for p in listing.split("\0") if p and is_test_infrastructure(p)]
+    paths = [path for _, kind, _, path in tree_entries(repo, commit)
+             if kind == "blob" and is_test_infrastructure(path)]
     found = ((path, file_at(repo, commit, path)) for path in paths)
     return tuple((path, text) for path, text in found if text is not None)

@@ -15,8 +15,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollout.gitdiff import changed_paths, diff_paths, file_at, git
+from rollout.gitdiff import changed_paths, diff_paths, file_at
 from sandbox.base import Sandbox, SandboxError
+from sandbox.tree import tree_entries
 
 LISTED = 30
 """Files named in the note to the agent; the rest are counted."""
@@ -68,12 +69,7 @@ def merge_upstream(sandbox: Sandbox, repo: Path, since: str, until: str) -> Upst
 def _partition(sandbox: Sandbox, repo: Path, since: str,
                files: list[str]) -> tuple[list[str], list[str]]:
     """Files the agent left as they were at ``since``, and files it changed."""
-    listing = git(repo, "ls-tree", "-z", since, "--", *files)
-    blobs = {}
-    for item in listing.split("\0"):
-        if item:
-            meta, path = item.split("\t", 1)
-            blobs[path] = meta.split(" ")[2]
+    blobs = {path: sha for _, _, sha, path in tree_entries(repo, since, *files)}
     quoted = " ".join(shlex.quote(p) for p in files)
     result = sandbox.exec(f'for f in {quoted}; do if [ -f "$f" ] && [ ! -L "$f" ]; then '
                           'git hash-object --no-filters -- "$f"; else echo -; fi; done',

@@ -16,6 +16,7 @@ network.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -98,8 +99,10 @@ def host_access(variables: Mapping[str, str], ca_bundle: str | None = None) -> P
     return PackageAccess(environment, mounts, tuple(i for i in indexes if i))
 
 
+@functools.cache
 def _pip_config() -> dict[str, str]:
-    """pip's own configuration (`pip config list`), without the environment's part."""
+    """pip's own configuration (`pip config list`), without the environment's part; read
+    once per process (a pip process each time would tax every rollout)."""
     try:
         listed = subprocess.run(["python3", "-m", "pip", "config", "list"], capture_output=True,
                                 text=True, timeout=60, check=False,

@@ -29,10 +29,9 @@ def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
     """A tar of the files of ``commit`` (modes and symlinks kept, submodules as empty
     folders), owned by ``owner``. Raises SandboxError when the commit is not in ``repo``."""
     try:
-        listing = _git(repo, "ls-tree", "-r", "-z", "--full-tree", f"{commit}^{{commit}}")
+        entries = tree_entries(repo, f"{commit}^{{commit}}")
     except SandboxError as exc:
         raise SandboxError(f"commit {commit} is not in {repo.name}: {exc}") from exc
-    entries = [_entry(item) for item in listing.split(b"\0") if item]
     blobs = _blobs(repo, [sha for mode, kind, sha, _ in entries if kind == "blob"])
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -51,6 +50,12 @@ def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
                 info.size, info.mode = len(data), 0o755 if mode == "100755" else 0o644
                 tar.addfile(info, io.BytesIO(data))
     return archive.getvalue()
+
+
+def tree_entries(repo: Path, commit: str, *paths: str) -> list[tuple[str, str, str, str]]:
+    """(mode, kind, object id, path) of every file of ``commit`` (or of ``paths`` only)."""
+    listing = _git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
+    return [_entry(item) for item in listing.split(b"\0") if item]
 
 
 def _entry(item: bytes) -> tuple[str, str, str, str]:

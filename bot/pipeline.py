@@ -33,7 +33,7 @@ from rollout.llm import LLMClient, LLMConfig
 from rollout.policies import LLMPolicy, Policy
 from rollout.record import trajectory_record, verdict_summary
 from rollout.store import not_eligible_verdict, save_rollout, save_validation
-from sandbox.environment import EnvironmentBuildFailed
+from sandbox.environment import Environment, EnvironmentBuildFailed
 from sandbox.factory import choose_backend, open_sandbox
 
 log = structlog.get_logger()
@@ -51,6 +51,15 @@ class Progress:
     step: str
     """`validating`, `running` or `done`."""
     detail: str = ""
+
+
+def _environment_note(environments: list[Environment]) -> str:
+    """What the validation records of the image its tests ran in."""
+    if not environments:
+        return ""
+    found = environments[0]
+    python = found.python.describe() if found.python is not None else ""
+    return "; ".join(filter(None, [found.image, python]))
 
 
 def _client(endpoint: LLMEndpoint | None) -> LLMClient | None:
@@ -101,18 +110,25 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
     if repo_config.test:
         config = replace(config, test_runner=repo_config.test)
     notify(Progress("validating", f"{len(task.stages)} stages in a {backend} sandbox"))
+    environments: list[Environment] = []
     try:
         box = open_sandbox(repo_path, task.base_commit, backend, runtime.settings.sandbox_image,
                            environment=True, install=repo_config.install,
                            build_network=runtime.settings.build_network,
                            access=runtime.settings.package_access(),
-                           environment_commit=task.stages[-1].merge_commit)
+                           environment_commit=task.stages[-1].merge_commit,
+                           python=runtime.settings.python,
+                           as_of=runtime.settings.packages_as_of == "commit",
+                           on_environment=lambda found: environments.append(found))
     except EnvironmentBuildFailed as exc:  # the same dependencies fail the same way: a verdict
         return _not_eligible(runtime, notify, chain_key, policy_name,
                              f"the environment could not be built: {exc}")
     with box:
+        if environments and environments[0].python is not None:
+            notify(Progress("validating", environments[0].python.describe()))
         validation = validate_task(task, box, config.test_timeout, config.test_runner,
-                                   config.validation_runs)
+                                   config.validation_runs,
+                                   environment=_environment_note(environments))
         with runtime.db.session() as session:
             save_validation(session, validation)
         if not validation.eligible:  # stored above, with every stage's logs

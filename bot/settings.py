@@ -7,6 +7,7 @@ Nothing else in the project reads ``os.environ``: the process entry points call
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,6 +65,12 @@ class Settings:
     """Docker network environment-image builds run on (`DAVINCI_BUILD_NETWORK`): `auto` (the
     first of `bridge` and `host` from which the package index answers), `bridge`, `host`, a
     network of your own that reaches only package indexes, or `none` for offline builds."""
+    python: str = "auto"
+    """The sandboxes' Python (`DAVINCI_PYTHON`): `auto` chooses, per repository state, among
+    the built base images by what the state declares; `X.Y` always uses that version's."""
+    packages_as_of: str = "commit"
+    """`commit` (`DAVINCI_PACKAGES_AS_OF`, the default): environments first try the packages
+    as they were when the state was committed, then current ones; `latest`: current only."""
     ca_bundle: str | None = None
     """CA bundle mounted into environment builds (`DAVINCI_CA_BUNDLE`); unset: pip's `cert`
     setting, else the system bundle."""
@@ -168,6 +175,9 @@ class Settings:
             sandbox=_choice(env, "DAVINCI_SANDBOX", SANDBOX_BACKENDS, None),
             sandbox_image=_optional(env, "DAVINCI_SANDBOX_IMAGE") or DEFAULT_SANDBOX_IMAGE,
             build_network=_optional(env, "DAVINCI_BUILD_NETWORK") or "auto",
+            python=_python(env),
+            packages_as_of=_choice(env, "DAVINCI_PACKAGES_AS_OF", ("commit", "latest"),
+                                   "commit") or "commit",
             ca_bundle=_optional(env, "DAVINCI_CA_BUNDLE"),
             package_variables={k: v for k, v in env.items()
                                if k.startswith("PIP_") or k.lower().endswith("_proxy")},
@@ -232,6 +242,13 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...],
     if value.lower() not in allowed:
         raise SettingsError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
     return value.lower()
+
+
+def _python(env: Mapping[str, str]) -> str:
+    value = _optional(env, "DAVINCI_PYTHON") or "auto"
+    if value != "auto" and not re.fullmatch(r"3\.\d{1,2}", value):
+        raise SettingsError(f"DAVINCI_PYTHON={value!r} is neither `auto` nor a version like 3.11")
+    return value
 
 
 def _optional_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:

@@ -43,6 +43,10 @@ class TaskValidation:
     eligible: bool
     reason: str
     stages: tuple[StageValidation, ...]
+    python: str = ""
+    """The Python the tests ran on, as the sandbox reports it (X.Y.Z)."""
+    environment: str = ""
+    """The image the tests ran in, and why its Python was chosen."""
 
     def stage(self, pr: int) -> StageValidation | None:
         return next((s for s in self.stages if s.pr == pr), None)
@@ -52,14 +56,17 @@ class TaskValidation:
 
 
 def validate_task(task: Task, sandbox: Sandbox, test_timeout: float = 300.0,
-                  runner: str = DEFAULT_RUNNER, runs: int = 2) -> TaskValidation:
+                  runner: str = DEFAULT_RUNNER, runs: int = 2,
+                  environment: str = "") -> TaskValidation:
     """Validate every stage, each on its own PR's base.
 
     ``runner`` is the repository's test command (pytest unless `.github/davinci.yml` says).
     The tests run ``runs`` times before and after the gold patch; a test whose outcome
     differs between runs of the same state is flaky and left out of both lists.
+    ``environment`` describes the sandbox's image, for the record.
     """
     results: list[StageValidation] = []
+    python = _python(sandbox)
     for stage in task.stages:
         bound = log.bind(chain=task.chain_id, pr=stage.pr)
         sandbox.reset(stage.base_commit)
@@ -68,9 +75,17 @@ def validate_task(task: Task, sandbox: Sandbox, test_timeout: float = 300.0,
         bound.info("validation.stage", verifiable=result.verifiable, reason=result.reason,
                    fail_to_pass=len(result.fail_to_pass))
         if result.reason.startswith("gold patch does not apply"):
-            return TaskValidation(task.chain_id, False,
-                                  f"PR #{stage.pr}: {result.reason}", tuple(results))
-    return TaskValidation(task.chain_id, *_eligible(results), tuple(results))
+            return TaskValidation(task.chain_id, False, f"PR #{stage.pr}: {result.reason}",
+                                  tuple(results), python, environment)
+    return TaskValidation(task.chain_id, *_eligible(results), tuple(results), python,
+                          environment)
+
+
+def _python(sandbox: Sandbox) -> str:
+    """The sandbox's Python version ('' when it does not say)."""
+    found = sandbox.exec("python3 -c 'import platform; print(platform.python_version())'",
+                         timeout=30)
+    return found.stdout.strip() if found.ok else ""
 
 
 def _eligible(results: list[StageValidation]) -> tuple[bool, str]:

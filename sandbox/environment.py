@@ -27,7 +27,7 @@ import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -36,7 +36,8 @@ from docker.models.containers import Container
 
 from sandbox.base import SandboxError, SandboxUnavailable
 from sandbox.docker import WORKDIR, client, labels
-from sandbox.packages import PackageAccess, build_network
+from sandbox.interpreters import PythonChoice, python_for
+from sandbox.packages import PackageAccess, build_network, dated
 
 ENV_LABEL = "davinci.env"
 BUILD_TIMEOUT = 1800.0
@@ -59,8 +60,13 @@ MAX_NAMED_FILES = 100
 PIP = "python3 -m pip install --no-input --disable-pip-version-check"
 MODERN_PYTEST = ("(python3 -c 'import pytest, sys; "
                  "sys.exit(int(pytest.__version__.split(\".\")[0]) < 7)' "
-                 f"|| {PIP} --upgrade 'pytest>=7')")
-"""Old pins of pytest do not run on the sandbox's Python (3.11): replace them."""
+                 f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pytest>=7')")
+"""Old pins of pytest do not run on new Pythons: replace them (with a current release, even
+when packages are installed as of a date)."""
+MODERN_PIP = (f"env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pip>=26.1' "
+              "|| echo 'pip could not be upgraded; packages are installed as they come'")
+"""Every build starts with one pip, whatever the suite ships (bullseye's is 20.3): one
+resolver, and `--uploaded-prior-to` for packages as of a date."""
 
 
 class EnvironmentBuildFailed(SandboxError):
@@ -76,6 +82,8 @@ class Environment:
     built: bool
     """True when this call built the image, False when it was there already."""
     seconds: float = 0.0
+    python: PythonChoice | None = None
+    """The base image chosen for the state's Python, and why."""
 
 
 def dependency_files(repo: Path, commit: str, install: str | None = None) -> dict[str, bytes]:
@@ -229,7 +237,8 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
                        timeout: float = BUILD_TIMEOUT,
                        on_output: Callable[[str], None] | None = None,
                        network: str = "auto", access: PackageAccess | None = None,
-                       first: str | None = None) -> Environment:
+                       first: str | None = None, python: str = "auto",
+                       as_of: bool = True) -> Environment:
     """The image to run sandboxes of ``repo`` at ``commit`` from; built when missing.
 
     ``install`` is the repository's configured install command; None detects one from the
@@ -240,8 +249,14 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     ``network`` is the Docker network the build runs on (`auto`: the first from which the
     index answers, see sandbox.packages; `none` for an offline build); ``access`` carries the
     host's package settings and CA bundle into the build (none given: bridge, no settings).
+    ``python`` is `auto` (the base image for what ``commit`` declares, see
+    sandbox.interpreters) or a version X.Y whose base image is used. With ``as_of``, each
+    step first installs the packages as they were when its commit was made (a failure falls
+    back to current releases).
     """
     engine = engine or client()
+    choice = python_for(engine, repo, commit, base_image, python)
+    base_image = choice.image
     try:
         base = engine.images.get(base_image)
     except ImageNotFound as exc:
@@ -259,23 +274,37 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
             files = {**{f"first/{k}": v for k, v in early_files.items()}, **files}
             command = " && ".join(step for _, step in steps)
     if not command:
-        return Environment(base_image, "", None, built=False)
-    key = environment_key(base.id, command, files)
+        return Environment(base_image, "", None, built=False, python=choice)
+    access = access or PackageAccess()
+    uses_pip = "pip" in command
+    if as_of and uses_pip:  # packages as of each step's commit; the key says so
+        steps = [(at, dated(step, _commit_date(repo, at), access)) for at, step in steps]
+    key = environment_key(base.id, "\n".join([MODERN_PIP] * uses_pip + [s for _, s in steps]),
+                          files)
     name = image_name(repo, key)
     if _has_image(engine, name):
-        return Environment(name, key, command, built=False)
+        return Environment(name, key, command, built=False, python=choice)
     started = time.perf_counter()
-    access = access or PackageAccess()
     chosen = build_network(engine, base_image, access, network)
     try:
         built = _build(engine, repo, commit, steps, base_image, name, key, timeout,
-                       on_output, chosen.network, access)
+                       on_output, chosen.network, access, command)
     except EnvironmentBuildFailed as exc:
         if not chosen.reachable:
             raise EnvironmentBuildFailed(f"{exc}\n(no package index answers: {chosen.detail})"
                                          ) from exc
         raise
-    return Environment(name, key, command, built=built, seconds=time.perf_counter() - started)
+    return Environment(name, key, command, built=built, seconds=time.perf_counter() - started,
+                       python=choice)
+
+
+def _commit_date(repo: Path, commit: str) -> str:
+    """The first day of the month after ``commit`` was made (UTC, ISO 8601): packages as the
+    developers had them then, give or take a month, so states of one month share an image."""
+    stamp = int(_git(repo, "show", "-s", "--format=%ct", commit).decode().strip() or 0)
+    made = datetime.fromtimestamp(stamp, tz=UTC)
+    year, month = (made.year + 1, 1) if made.month == 12 else (made.year, made.month + 1)
+    return f"{year:04d}-{month:02d}-01T00:00:00Z"
 
 
 def builder_name(image: str) -> str:
@@ -288,7 +317,7 @@ def _build(engine: docker.DockerClient, repo: Path, commit: str,
            steps: list[tuple[str, str]], base_image: str,
            name: str, key: str, timeout: float,
            on_output: Callable[[str], None] | None, network: str,
-           access: PackageAccess) -> bool:
+           access: PackageAccess, shown: str) -> bool:
     """Build the image; False when another process was building it and this one waited."""
     while True:
         try:
@@ -308,7 +337,7 @@ def _build(engine: docker.DockerClient, repo: Path, commit: str,
             with contextlib.suppress(NotFound, APIError):
                 container.remove(force=True)
             return False
-        _install(container, repo, commit, steps, name, key, timeout, on_output)
+        _install(container, repo, commit, steps, name, key, timeout, on_output, shown)
         return True
 
 
@@ -344,12 +373,14 @@ def _has_image(engine: docker.DockerClient, name: str) -> bool:
 
 def _install(container: Container, repo: Path, commit: str, steps: list[tuple[str, str]],
              name: str, key: str, timeout: float,
-             on_output: Callable[[str], None] | None) -> None:
-    """Run each install command on its commit's files, in order, and commit the image."""
+             on_output: Callable[[str], None] | None, shown: str) -> None:
+    """Run each install command on its commit's files, in order, and commit the image;
+    ``shown`` is how a failure names the command."""
     try:
         container.start()
         container.put_archive("/work", _clone_archive(repo, commit))
-        script = f"cd {WORKDIR} && " + " && ".join(
+        upgrade = f"{MODERN_PIP} && " if "pip" in shown else ""
+        script = f"cd {WORKDIR} && {upgrade}" + " && ".join(
             f"git -c advice.detachedHead=false checkout -q -f {shlex.quote(at)} && {command}"
             for at, command in steps)
         seconds = str(max(1, int(timeout)))
@@ -361,7 +392,6 @@ def _install(container: Container, repo: Path, commit: str, steps: list[tuple[st
         if code != 0:
             tail = "\n".join(text.strip().splitlines()[-30:])
             reason = "timed out" if code in (124, 137) else f"exited with {code}"
-            shown = " && ".join(command for _, command in steps)
             raise EnvironmentBuildFailed(f"install command {shown!r} {reason}:\n{tail}")
         cleanup = container.exec_run(["bash", "-c", f"rm -rf {WORKDIR} /root/.cache && "
                                       f"mkdir -p {WORKDIR} && chown 1000:1000 /work"],

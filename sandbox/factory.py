@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 from sandbox.base import Sandbox, SandboxUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sandbox.environment import Environment
     from sandbox.packages import PackageAccess
 
 DEFAULT_IMAGE = "davinci-sandbox-base:latest"
@@ -52,7 +55,9 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
                  image: str = DEFAULT_IMAGE, environment: bool = False,
                  install: str | None = None, build_network: str = "auto",
                  access: PackageAccess | None = None,
-                 environment_commit: str | None = None) -> Sandbox:
+                 environment_commit: str | None = None, python: str = "auto",
+                 as_of: bool = True,
+                 on_environment: Callable[[Environment], None] | None = None) -> Sandbox:
     """A sandbox of ``repo`` at ``commit``.
 
     ``environment_commit`` is the commit whose dependency files the environment is built
@@ -61,7 +66,9 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
 
     With ``environment``, a Docker sandbox runs from the repository's environment image
     (``image`` plus its dependencies, installed by ``install`` or a detected command; built
-    once per dependency state, see sandbox.environment). The local backend installs nothing.
+    once per dependency state, see sandbox.environment), on the base image for the state's
+    Python (``python``: `auto` or X.Y); ``on_environment`` hears which image that was and
+    why. The local backend installs nothing and runs the host's Python.
     """
     if backend == "docker":
         from sandbox.docker import DockerSandbox, client
@@ -70,9 +77,12 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
         if environment:
             from sandbox.environment import ensure_environment
 
-            image = ensure_environment(repo, environment_commit or commit, install, image,
-                                       engine=engine, first=commit,
-                                       network=build_network, access=access).image
+            found = ensure_environment(repo, environment_commit or commit, install, image,
+                                       engine=engine, first=commit, network=build_network,
+                                       access=access, python=python, as_of=as_of)
+            if on_environment is not None:
+                on_environment(found)
+            image = found.image
         return DockerSandbox(repo, commit, image, engine=engine)
     if backend == "local":
         from sandbox.local import LocalSandbox

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import tempfile
 import time
@@ -97,6 +98,30 @@ def host_access(variables: Mapping[str, str], ca_bundle: str | None = None) -> P
             mounts[os.path.realpath(path)] = path
     environment["PIP_CACHE_DIR"] = CACHE_PATH
     return PackageAccess(environment, mounts, tuple(i for i in indexes if i))
+
+
+def dated(command: str, date: str, access: PackageAccess) -> str:
+    """``command`` run first with pip taking only files uploaded before ``date`` (ISO 8601),
+    so old code gets the packages it was written against; when that fails, run as it is.
+
+    Only indexes that publish upload times can be dated: local indexes and wheel folders
+    (`file:` URLs, paths) are left out of the dated attempt, else pip would take their newest
+    files whatever the date. With a local primary index there is nothing to date.
+    """
+    primary = access.environment.get("PIP_INDEX_URL", DEFAULT_INDEX)
+    if urlparse(primary).scheme not in ("http", "https"):
+        return command
+    settings, unset = [f"PIP_UPLOADED_PRIOR_TO={date}"], []
+    for key in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
+        remote = [url for url in access.environment.get(key, "").split()
+                  if urlparse(url).scheme in ("http", "https")]
+        if remote:
+            settings.append(f"{key}={' '.join(remote)}")
+        elif key in access.environment:
+            unset.append(key)
+    env = " ".join(["env", *(f"-u {key}" for key in unset), *map(shlex.quote, settings)])
+    fallback = shlex.quote(f"packages as of {date} did not all install: current releases")
+    return f"({env} bash -c {shlex.quote(command)} || (echo {fallback} && {command}))"
 
 
 @functools.cache

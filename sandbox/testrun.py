@@ -11,6 +11,7 @@ processes are gone, and afterwards the agent's own files are put back.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import uuid
 import xml.etree.ElementTree as ET  # noqa: S405 - the XML is written by pytest in the sandbox
@@ -169,6 +170,20 @@ def _infra_step(sandbox: Sandbox, request: Mapping[str, object]) -> dict[str, An
     return answer
 
 
+def _no_report(log: str) -> str:
+    """Why the runner wrote no report, from its output: pytest's first error line (`E   …`,
+    an `ImportError while loading conftest`), else the last line."""
+    errors = re.findall(r"(?m)^E\s+(\S.*)$", log)
+    if errors:
+        return f"the tests could not start: {errors[-1].strip()[:300]}"
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    if lines and re.search(r"No module named pytest|pytest: not found|command not found",
+                           lines[-1]):
+        return f"the test runner is missing: {lines[-1][:300]}"
+    last = f": {lines[-1][:300]}" if lines else " and printed nothing"
+    return f"the test runner wrote no report{last}"
+
+
 def _read(result: ExecResult, report: str | None, timeout: float) -> TestRun:
     """The outcome of every test in ``report``, or why there is none."""
     run = TestRun(log=result.stdout + result.stderr, exit_code=result.exit_code,
@@ -176,7 +191,7 @@ def _read(result: ExecResult, report: str | None, timeout: float) -> TestRun:
     if result.timed_out:
         return replace(run, error=f"tests timed out after {timeout:.0f}s")
     if not report or not report.strip():
-        return replace(run, error="the test runner wrote no report (is pytest installed?)")
+        return replace(run, error=_no_report(run.log))
     try:
         outcomes, messages = parse_junit(report)
     except ET.ParseError as exc:

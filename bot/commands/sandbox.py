@@ -20,14 +20,33 @@ def sandbox_group() -> None:
 
 
 @sandbox_group.command("build-base")
+@click.option("--python", "python", default=None, metavar="X.Y",
+              help="Build the base image for this Python (3.9, 3.11 or 3.13) from the Debian "
+                   "suite that ships it, tagged pyX.Y; rollouts then choose among the built "
+                   "versions per repository state. Default: the default image.")
 @click.pass_obj
-def build_base(runtime: Runtime) -> None:
-    """Build the base image from a Debian root file system (no registry needed)."""
+def build_base(runtime: Runtime, python: str | None) -> None:
+    """Build a base image from a Debian root file system (needs root; no registry).
+
+    The root file system is cached, so a rebuild needs no network.
+    """
+    import os
+
+    from sandbox.base import SandboxError
+    from sandbox.interpreters import image_for, suite_for
+
     if not BUILD_SCRIPT.exists():
         raise click.ClickException(f"the image recipe is missing ({BUILD_SCRIPT.name})")
-    result = subprocess.run(["bash", str(BUILD_SCRIPT), runtime.settings.sandbox_image])
+    image, variables = runtime.settings.sandbox_image, dict(os.environ)
+    if python is not None:
+        try:
+            variables["DEBIAN_SUITE"] = suite_for(python)
+        except SandboxError as exc:
+            raise click.BadParameter(str(exc), param_hint="--python") from exc
+        image = image_for(image, python)
+    result = subprocess.run(["bash", str(BUILD_SCRIPT), image], env=variables)
     if result.returncode != 0:
-        raise click.ClickException("building the base image failed (see above)")
+        raise click.ClickException(f"building {image} failed (see above)")
 
 
 @sandbox_group.command("doctor")
@@ -67,6 +86,13 @@ def doctor(runtime: Runtime, as_json: bool) -> None:
         check("builds", chosen.reachable,
               f"environment builds run on network {chosen.network!r} ({chosen.detail}); "
               f"mounted read-only: {mounted}")
+    if engine is not None and checks[-1]["ok"]:
+        from sandbox.interpreters import base_images
+
+        pythons = base_images(engine, image)
+        check("pythons", True, "base images: " + (", ".join(
+            f"{version} ({tag})" for version, tag in sorted(pythons.items())) or
+            "none says its Python (rebuild with `davinci sandbox build-base`)"))
     if engine is not None:
         from sandbox.environment import environment_images
 
@@ -124,14 +150,22 @@ def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
         found = ensure_environment(path, commit, parsed.config.install,
                                    runtime.settings.sandbox_image,
                                    network=runtime.settings.build_network,
-                                   access=runtime.settings.package_access())
+                                   access=runtime.settings.package_access(),
+                                   python=runtime.settings.python,
+                                   as_of=runtime.settings.packages_as_of == "commit")
     except SandboxError as exc:
         raise click.ClickException(str(exc)) from exc
+    python = found.python
     document = {"image": found.image, "key": found.key, "install": found.install,
-                "built": found.built, "seconds": round(found.seconds, 1)}
+                "built": found.built, "seconds": round(found.seconds, 1),
+                "python": python.version if python else "",
+                "python_reason": python.reason if python else ""}
     if as_json:
         click.echo(json.dumps(document))
-    elif found.install is None:
+        return
+    if python is not None:
+        click.echo(python.describe())
+    if found.install is None:
         click.echo(f"nothing to install: sandboxes run from {found.image}")
     else:
         how = f"built in {found.seconds:.1f}s" if found.built else "reused"

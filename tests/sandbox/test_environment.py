@@ -306,3 +306,32 @@ def test_the_build_network_answer_is_shared_by_processes(engine: docker.DockerCl
         assert os.path.getmtime(path) == 0, "an index that answers nowhere is not remembered"
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_packages_come_as_they_were_when_the_state_was_committed(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """A state from December 2018 gets six 1.12.0 (the last release before 2019), not today's; a
+    state older than any release of a package falls back to current releases and says so."""
+    access = Settings.from_env().package_access()
+    chosen = build_network(engine, DEFAULT_IMAGE, access)
+    if not chosen.reachable:
+        pytest.skip(f"no package index answers from a build container here: {chosen.detail}")
+    name = f"dated-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    git.clock = 1_545_000_000  # 2018-12-16
+    commit = git.commit("Old", {"requirements.txt": "six\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=access,
+                               python="3.11", on_output=output.append)
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        found = box.exec("python3 -c 'import six; print(six.__version__)'")
+        assert found.stdout.strip() == "1.12.0", "".join(output)[-3000:]
+    git.clock = 946_684_800  # 2000-01-01: no six yet
+    ancient = git.commit("Ancient", {"requirements.txt": "six\n\n"})
+    output.clear()
+    built = ensure_environment(git.path, ancient, None, DEFAULT_IMAGE, access=access,
+                               python="3.11", on_output=output.append)
+    assert "did not all install: current releases" in "".join(output)
+    with DockerSandbox(git.path, ancient, built.image, engine=engine) as box:
+        found = box.exec("python3 -c 'import six; print(six.__version__)'")
+        assert found.ok and found.stdout.strip() != "1.12.0"

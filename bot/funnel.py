@@ -66,10 +66,35 @@ def _reasons(verdicts: Any) -> dict[str, int]:
 
 
 def reason_kind(reason: str) -> str:
-    """A reason without what is particular to one chain (PR numbers, paths, output)."""
+    """A reason without what is particular to one chain (PR numbers, paths, output); a
+    validation's reason keeps the kind of its first stage's reason ("no verifiable stage:
+    tests do not run")."""
     first = reason.split("\n", 1)[0]
-    first = re.sub(r"PR #\d+: ", "", first)
-    first = re.sub(r"#\d+", "#N", first)
-    first = re.sub(r"\b\d+(\.\d+)?\b", "N", first)
-    first = re.sub(r"\(.*", "", first).split(": ", 1)[0].strip(" :;")
-    return first[:100] or reason[:100]
+    head, _, inner = first.partition(" (")
+    kind = _kind(head)
+    if inner and re.match(r"(no verifiable stage|only N of N stages verifiable)", kind):
+        return f"{kind}: {_kind(inner.split(';')[0])}"[:100]
+    return kind or reason[:100]
+
+
+def _kind(text: str) -> str:
+    text = re.sub(r"PR #\d+: ", "", text)
+    text = re.sub(r"#\d+", "#N", text)
+    text = re.sub(r"\b\d+(\.\d+)?\b", "N", text)
+    return re.sub(r"\(.*", "", text).split(": ", 1)[0].strip(" :;()")[:100]
+
+
+def render(repository: str, report: Funnel) -> str:
+    """The funnel as the terminal shows it."""
+    lines = [f"\nFunnel of {repository}:"]
+    previous = None
+    for step in report.steps:
+        share = f" ({step.count / previous:.0%})" if previous else ""
+        lines.append(f"  {step.name:<18} {step.count:>5}{share}")
+        lines += [f"      lost {count:>4}: {reason}" for reason, count in step.lost.items()]
+        previous = step.count or None
+    lines.append(f"time: mining {report.seconds.get('mining', 0):.1f}s, rollouts "
+                 f"{report.seconds.get('rollouts', 0):.1f}s; environment images built "
+                 f"{report.environments_built}, reused {report.environments_reused} "
+                 f"({report.reuse_rate:.0%})")
+    return "\n".join(lines)

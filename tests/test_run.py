@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def test_the_funnel_counts_each_step_and_why_chains_were_lost() -> None:
     assert [(s.name, s.count) for s in report.steps] == [
         ("chains", 5), ("environment built", 3), ("eligible", 2), ("accepted", 1)]
     assert sum(report.steps[1].lost.values()) == 2
-    assert report.steps[2].lost == {"no verifiable stage": 1}
+    assert report.steps[2].lost == {"no verifiable stage: tests do not run": 1}
     assert report.steps[3].lost == {"score N below N": 1}
     assert (report.environments_built, report.environments_reused) == (1, 2)
     assert reason_kind("PR #12: gold patch does not apply: x") == "gold patch does not apply"
@@ -52,3 +53,49 @@ def test_run_rolls_out_every_chain_and_resumes(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 rolled out before, 0 to roll out" in again.stderr
     assert "accepted" in again.stdout and "Funnel of" in again.stdout
+
+
+def test_run_via_rq_without_a_worker_says_what_to_start(tmp_path: Path, redis_url: str) -> None:
+    sample = build_sample_repository(tmp_path / "textkit")
+    env = {**os.environ, "DAVINCI_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": redis_url}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-m", "bot", "run", "--git", str(sample.path),
+                             "--via", "rq"], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 1
+    assert "no worker listens on davinci-rollouts" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_run_through_rq_workers(tmp_path: Path, redis_url: str) -> None:
+    """With a worker listening, every chain is a job the worker rolls out; the command hears
+    the verdicts and reports the same funnel."""
+    from redis import Redis
+    from rq import Queue, Worker
+    from rq.registry import FinishedJobRegistry
+
+    sample = build_sample_repository(tmp_path / "textkit")
+    env = {**os.environ, "DAVINCI_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": redis_url}
+    env.pop("DATABASE_URL", None)
+    redis = Redis.from_url(redis_url)
+    queue = Queue("davinci-rollouts", connection=redis)
+    worker = subprocess.Popen([sys.executable, "-m", "bot", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not Worker.all(queue=queue):
+            assert worker.poll() is None and time.monotonic() < deadline, "no worker came up"
+            time.sleep(0.5)
+        done = subprocess.run([sys.executable, "-m", "bot", "run", "--git", str(sample.path),
+                               "--json"], capture_output=True, text=True, env=env, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout)
+        steps = [(s["name"], s["count"]) for s in report["funnel"]["steps"]]
+        assert steps == [("chains", 2), ("environment built", 2), ("eligible", 2),
+                         ("accepted", 2)]
+        finished = FinishedJobRegistry(queue=queue).get_job_ids()
+        assert len(finished) == 2  # the worker did them, not a pool here
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)

@@ -10,7 +10,9 @@ from typing import Any
 
 import click
 
+from bot.batch import BatchError, environment_images_now, roll_out_chains
 from bot.commands.chains import mine_local
+from bot.funnel import funnel, render
 from bot.pipeline import POLICIES, PipelineError, Progress, roll_out_chain
 from bot.runtime import Runtime
 from chains.gitsource import GitSourceError
@@ -96,15 +98,23 @@ def demo(runtime: Runtime, directory: Path | None, as_json: bool) -> None:
     for chain in mined["chains"]:
         say(f"      chain {' → '.join(f'#{n}' for n in chain['prs'])} "
             f"({', '.join(chain['kinds'])})")
-    verdicts = []
-    for index, chain in enumerate(chains, start=1):
-        say(f"[3/5] rollout {index} of {len(chains)}: chain "
-            f"{' → '.join(f'#{n}' for n in chain['prs'])} (replay policy)")
-        try:
-            verdicts.append(roll_out_chain(demo_runtime, sample.path, chain["id"], "replay",
-                                           on_progress=_progress(as_json)))
-        except (PipelineError, TaskError, SandboxError) as exc:
-            raise click.ClickException(f"rollout of chain {chain['id']} failed: {exc}") from exc
+    say(f"[3/5] rolling out {len(chains)} chains (replay policy), as `davinci run` does")
+    images = environment_images_now()
+    rolling = time.monotonic()
+    try:
+        verdicts = roll_out_chains(demo_runtime.settings, sample.path,
+                                   [c["id"] for c in chains], "replay", 2, say, via="local")
+    except BatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    failed = [v for v in verdicts if v.get("failed")]
+    if failed:
+        raise click.ClickException(f"rollout of chain {failed[0]['chain']} failed: "
+                                   f"{failed[0]['reason']}")
+    built = environment_images_now()
+    order = {c["id"]: i for i, c in enumerate(chains)}
+    verdicts.sort(key=lambda v: order.get(v["chain"], 0))
+    report_funnel = funnel(verdicts, {"mining": 0.0, "rollouts": time.monotonic() - rolling},
+                           len(built - images) if images is not None and built is not None else 0)
     say("[4/5] exporting the corpus")
     with demo_runtime.db.session() as session:
         exported = export(session, root / "export", "openai")
@@ -119,6 +129,7 @@ def demo(runtime: Runtime, directory: Path | None, as_json: bool) -> None:
                                          "mean_tool_calls")},
         "export": {"directory": str(root / "export"), "records": exported.records,
                    "manifest": str(exported.manifest) if exported.manifest else None},
+        "funnel": report_funnel.to_json(),
         "seconds": round(time.monotonic() - started, 1),
     }
     demo_runtime.close()
@@ -135,6 +146,7 @@ def demo(runtime: Runtime, directory: Path | None, as_json: bool) -> None:
                f"{report['trajectories_accepted']} of {len(verdicts)}.")
     for verdict in verdicts:
         _print_verdict(verdict)
+    click.echo(render(mined["repository"], report_funnel).lstrip("\n"))
     click.echo(f"Corpus: {stats['records']} trajectories, mean "
                f"{stats['mean_tool_calls']:.0f} tool calls, {stats['mean_tokens']:,.0f} tokens.")
     click.echo(f"Exported to {report['export']['directory']} "

@@ -7,6 +7,7 @@ an agent that fails its stages is a verdict, not an error.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -22,7 +23,9 @@ from chains.mining import aware, to_chain
 from chains.mirror import Mirror
 from chains.queries import find_chain
 from chains.store import ChainRow
-from rollout.store import RolloutRow, ValidationRow
+from rollout.store import RolloutRow, ValidationRow, not_eligible_verdict
+from rollout.task import TaskError
+from sandbox.base import SandboxError
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +37,30 @@ def rollout_chain(chain_id: str, policy: str | None = None) -> dict[str, Any]:
         return run(runtime, chain_id, policy or default_policy(runtime.settings))
     finally:
         runtime.close()
+
+
+def roll_out_clone(path: str, chain_id: str, policy: str) -> dict[str, Any]:
+    """rq job of `davinci run`: one chain of the clone at ``path`` (a path this worker sees,
+    and the database `davinci run` mined into). A failure is the chain's verdict, not a
+    retried error."""
+    return roll_out_one(Settings.from_env(), Path(path), chain_id, policy)
+
+
+def roll_out_one(settings: Settings, path: Path, chain_id: str, policy: str) -> dict[str, Any]:
+    """One chain's verdict from a process of its own (its own database connection); a
+    rollout that cannot be done is a verdict whose reason starts "the rollout failed"."""
+    runtime = Runtime(settings)
+    try:
+        return roll_out_chain(runtime, path, chain_id, policy)
+    except (PipelineError, TaskError, SandboxError, LookupError) as exc:
+        return failed_verdict(chain_id, policy, str(exc))
+    finally:
+        runtime.close()
+
+
+def failed_verdict(chain_id: str, policy: str, error: str) -> dict[str, Any]:
+    return {**not_eligible_verdict(chain_id, policy, f"the rollout failed: {error}"),
+            "failed": True}
 
 
 def default_policy(settings: Settings) -> str:

@@ -1,0 +1,150 @@
+"""Rolling out many chains of a local clone at once: on this machine or through rq workers.
+
+`local` runs a process pool here. `rq` puts one job per chain on `davinci-rollouts`, where any
+`davinci worker` that sees the clone's path and shares the database takes them (more workers,
+more machines: faster); the caller waits and hears each verdict as it lands. `auto` uses rq
+when Redis answers and a worker listens on the queue, else the pool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.job import Job, JobStatus
+
+from bot.jobs.rollouts import failed_verdict, roll_out_one
+from bot.queue import FAILURE_TTL, JOB_TIMEOUTS, RESULT_TTL
+from bot.runtime import ROLLOUT_QUEUE
+from bot.settings import Settings
+from sandbox.base import SandboxError
+
+VIA = ("auto", "local", "rq")
+POLL_SECONDS = 1.0
+CLONE_JOB = "bot.jobs.rollouts.roll_out_clone"
+
+Say = Callable[[str], None]
+
+
+class BatchError(Exception):
+    """The chains cannot be rolled out the way asked (no worker for `rq`, Redis down)."""
+
+
+def roll_out_chains(settings: Settings, path: Path, chain_ids: list[str], policy: str,
+                    workers: int, say: Say, via: str = "auto") -> list[dict[str, Any]]:
+    """Every chain's verdict, in the order they finish; ``say`` hears one line per chain."""
+    if not chain_ids:
+        return []
+    listening = _listening_workers(settings) if via in ("auto", "rq") else None
+    if via == "rq" and not listening:
+        raise BatchError(f"no worker listens on {ROLLOUT_QUEUE} at {settings.redis_url}: "
+                         "start `davinci worker` (sharing this database and the clone's path) "
+                         "or use --via local")
+    if listening:
+        say(f"rolling out through rq: {listening} worker(s) listen on {ROLLOUT_QUEUE}")
+        return _through_rq(settings, path, chain_ids, policy, _Progress(chain_ids, say))
+    return _in_pool(settings, path, chain_ids, policy, workers, _Progress(chain_ids, say))
+
+
+class _Progress:
+    def __init__(self, chain_ids: list[str], say: Say) -> None:
+        self.total, self.say, self.done = len(chain_ids), say, 0
+        self.started = time.monotonic()
+
+    def __call__(self, chain: str, verdict: dict[str, Any]) -> dict[str, Any]:
+        self.done += 1
+        state = ("ACCEPTED" if verdict["accepted"] else
+                 "rejected" if verdict.get("eligible", True) else "not eligible")
+        elapsed = time.monotonic() - self.started
+        self.say(f"[{self.done}/{self.total} {elapsed:5.0f}s] chain {chain}: {state}"
+                 + (f" ({verdict['reason'][:120]})" if verdict.get("reason") else ""))
+        return verdict
+
+
+def _in_pool(settings: Settings, path: Path, chain_ids: list[str], policy: str, workers: int,
+             progress: _Progress) -> list[dict[str, Any]]:
+    verdicts: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(roll_out_one, settings, path, chain, policy): chain
+                   for chain in chain_ids}
+        for future in as_completed(futures):
+            try:
+                verdict = future.result()
+            except Exception as exc:  # noqa: BLE001 - one chain's crash is its verdict
+                verdict = failed_verdict(futures[future], policy, f"{type(exc).__name__}: {exc}")
+            verdicts.append(progress(futures[future], verdict))
+    return verdicts
+
+
+def _listening_workers(settings: Settings) -> int:
+    """Workers listening on the rollout queue; 0 when Redis does not answer."""
+    try:
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        return len(Worker.all(queue=Queue(ROLLOUT_QUEUE, connection=redis)))
+    except (RedisError, OSError):
+        return 0
+
+
+def _through_rq(settings: Settings, path: Path, chain_ids: list[str], policy: str,
+                progress: _Progress) -> list[dict[str, Any]]:
+    redis = Redis.from_url(settings.redis_url)
+    queue = Queue(ROLLOUT_QUEUE, connection=redis)
+    pending: dict[str, str] = {}
+    try:
+        for chain in chain_ids:
+            queued = queue.enqueue(CLONE_JOB, str(path.resolve()), chain, policy,
+                                job_timeout=JOB_TIMEOUTS[ROLLOUT_QUEUE], result_ttl=RESULT_TTL,
+                                failure_ttl=FAILURE_TTL,
+                                description=f"davinci run: chain {chain} ({policy})")
+            pending[queued.id] = chain
+        verdicts: list[dict[str, Any]] = []
+        while pending:
+            for found in Job.fetch_many(list(pending), connection=redis):
+                verdict = _verdict(found, pending[found.id], policy) if found else None
+                if found is not None and verdict is not None:
+                    verdicts.append(progress(pending.pop(found.id), verdict))
+            if pending:
+                time.sleep(POLL_SECONDS)
+        return verdicts
+    except RedisError as exc:
+        raise BatchError(f"Redis stopped answering while rolling out: {exc}") from exc
+    finally:  # interrupted: jobs not started yet are taken back
+        for job_id in pending:
+            try:
+                waiting = Job.fetch(job_id, connection=redis)
+                if waiting.get_status() == JobStatus.QUEUED:
+                    waiting.cancel()
+            except Exception:  # noqa: BLE001, S110 - best effort on the way out
+                pass
+
+
+def _verdict(job: Job, chain: str, policy: str) -> dict[str, Any] | None:
+    """The job's verdict once it ended; None while it waits or runs."""
+    status = job.get_status(refresh=False)
+    if status == JobStatus.FINISHED:
+        value = job.return_value()
+        if isinstance(value, dict):
+            return value
+        return failed_verdict(chain, policy, f"the job returned {type(value).__name__}")
+    if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+        lines = (job.exc_info or f"the job {status}").strip().splitlines()
+        return failed_verdict(chain, policy, lines[-1] if lines else str(status))
+    return None
+
+
+def environment_images_now() -> set[str] | None:
+    """The environment images on this machine's engine (None without one): before and after
+    a batch, how many it built."""
+    try:
+        from sandbox.docker import client
+        from sandbox.environment import environment_images
+
+        return {image["image"] for image in environment_images(client())}
+    except SandboxError:
+        return None

@@ -145,11 +145,32 @@ def detect_install(files: dict[str, bytes]) -> str | None:
     if wanted:
         steps.append(f"{PIP} " + " ".join(shlex.quote(d) for d in dict.fromkeys(wanted)))
     if project:
-        steps.append(f"({PIP} -e . || {PIP} --no-deps -e . || "
+        extras = _project_extras(files)
+        with_extras = f"{PIP} -e {shlex.quote(f'.[{extras}]')} || " if extras else ""
+        steps.append(f"({with_extras}{PIP} -e . || {PIP} --no-deps -e . || "
                      f"{PIP} --no-deps --no-build-isolation -e . || echo 'the project itself "
                      "could not be installed; tests import it from the work tree')")
     steps.append(MODERN_PYTEST)
     return " && ".join(steps)
+
+
+def _project_extras(files: dict[str, bytes]) -> str:
+    """The project's extras the tests need, comma-separated: those tox's default test
+    environment installs (`[testenv] extras = tests`), else the test and dev extras
+    `setup.py` defines (a dict pip cannot be asked about without running it; their names
+    are enough)."""
+    named: list[str] = []
+    config = configparser.ConfigParser(interpolation=None)
+    with contextlib.suppress(configparser.Error, UnicodeDecodeError):
+        config.read_string(files.get("tox.ini", b"").decode())
+        named = [word for word in re.split(r"[\s,]+", config.get("testenv", "extras",
+                                                                 fallback=""))
+                 if re.fullmatch(r"[A-Za-z][\w.-]*", word)]
+    if not named:
+        setup = files.get("setup.py", b"").decode("utf-8", "replace")
+        named = [extra for extra in TEST_EXTRAS
+                 if re.search(rf"""["']{extra}["']\s*:""", setup)]
+    return ",".join(dict.fromkeys(named))
 
 
 def _project(files: dict[str, bytes]) -> bool:

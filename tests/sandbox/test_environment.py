@@ -95,6 +95,12 @@ def test_detected_install_commands() -> None:
               "requirements/base.txt": b"attrs\n"}
     assert detect_install(folder) == (f"{pip} -r requirements/tests.txt && {pip} hypothesis && "
                                       + MODERN_PYTEST)
+    # The extras tox installs for the tests, else the test extras setup.py defines in a dict.
+    extras = {"setup.py": b'EXTRAS = {"tests": ["simplejson"], "lint": ["flake8"]}\n',
+              "tox.ini": b"[testenv]\nextras = tests\n[testenv:docs]\nextras = docs\n"}
+    assert f"({pip} -e '.[tests]' || {pip} -e . ||" in detect_install(extras)
+    extras.pop("tox.ini")
+    assert "-e '.[tests]' ||" in detect_install(extras)
 
 
 def test_the_key_follows_dependencies_not_other_files() -> None:

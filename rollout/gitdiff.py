@@ -25,11 +25,14 @@ def is_test_path(path: str) -> bool:
 
 
 def git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=False)
+    """git's output as it is: no newline translation (a CRLF file's patch keeps its CRs) and
+    bytes that are not UTF-8 kept as surrogates, so `encode("utf-8", "surrogateescape")`
+    gives back exactly what git wrote."""
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)
     if proc.returncode != 0:
-        raise GitError(f"git {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc.stdout
+        error = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
+        raise GitError(f"git {' '.join(args)}: {error}")
+    return proc.stdout.decode("utf-8", "surrogateescape")
 
 
 def changed_paths(repo: Path, base: str, head: str) -> list[str]:

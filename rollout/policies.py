@@ -82,7 +82,7 @@ class ReplayPolicy:
         commits = self._commits(stage)
         for commit, parent in commits:
             turns += self._commit_turns(commit, parent)
-        turns += self._settle(stage, commits[-1][0].sha)
+        turns += self._settle(stage, commits)
         if stage.test_targets:
             command = "python3 -m pytest -q -p no:cacheprovider " + " ".join(
                 shlex.quote(t) for t in stage.test_targets)
@@ -105,16 +105,27 @@ class ReplayPolicy:
             found = [(Commit(sha=stage.merge_commit, message=stage.title), stage.base_commit)]
         return found
 
-    def _settle(self, stage: Stage, last: str) -> list[Completion]:
-        """Files whose merged version differs from the PR's last commit (the merge brought
-        in the base's newer lines, or resolved a conflict): written as merged."""
-        paths = [*stage.gold_files, *stage.test_files]
-        if last == stage.merge_commit or not paths:
-            return []
-        out = git(self.repo, "diff", "--name-only", "--no-renames", last, stage.merge_commit,
-                  "--", *paths)
+    def _settle(self, stage: Stage, commits: list[tuple[Commit, str]]) -> list[Completion]:
+        """Files whose merged version differs from what the replay left (the merge brought
+        in the base's newer lines, resolved a conflict, or a commit of the branch was already
+        upstream in a newer form): written as merged. What the replay left of a file is its
+        version at the last replayed commit that changed it, else the base's."""
+        left: dict[str, str] = {path: stage.base_commit
+                                for path in [*stage.gold_files, *stage.test_files]}
+        for commit, parent in commits:
+            for path in git(self.repo, "diff", "--name-only", "--no-renames", parent,
+                            commit.sha).splitlines():
+                left[path] = commit.sha
+        by_commit: dict[str, list[str]] = {}
+        for path, sha in left.items():
+            by_commit.setdefault(sha, []).append(path)
+        differing: list[str] = []
+        for sha, paths in by_commit.items():
+            if sha != stage.merge_commit:
+                differing += git(self.repo, "diff", "--name-only", "--no-renames", sha,
+                                 stage.merge_commit, "--", *paths).splitlines()
         writes: list[tuple[str, dict[str, Any]]] = []
-        for path in out.splitlines():
+        for path in sorted(set(differing)):
             content = file_at(self.repo, stage.merge_commit, path)
             writes.append(("bash", {"command": f"rm -f -- {shlex.quote(path)}"})
                           if content is None

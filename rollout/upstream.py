@@ -103,8 +103,8 @@ def _three_way(ours: str | None, base: str | None, theirs: str | None) -> str | 
         paths = []
         for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
             path = Path(scratch) / name
-            path.write_text(text or "")
+            path.write_bytes((text or "").encode("utf-8", "surrogateescape"))
             paths.append(str(path))
         proc = subprocess.run(["git", "merge-file", "-p", "-q", *paths], capture_output=True,
-                              text=True, check=False)
-    return proc.stdout if proc.returncode == 0 else None
+                              check=False)  # bytes: CRLF files stay CRLF
+    return proc.stdout.decode("utf-8", "surrogateescape") if proc.returncode == 0 else None

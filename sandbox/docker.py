@@ -207,7 +207,7 @@ class DockerSandbox:
             return
         flag = "-R " if reverse else ""
         result = self._run(f"git apply --whitespace=nowarn {flag}-", 60,
-                           stdin_data=patch.encode())
+                           stdin_data=patch.encode("utf-8", "surrogateescape"))
         if result.exit_code != 0:
             raise PatchConflict(f"patch does not apply: {result.stderr.strip()}")
 

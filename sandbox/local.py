@@ -108,12 +108,12 @@ class LocalSandbox:
         target = self._path(path)
         if not target.is_file():
             raise SandboxError(f"no such file: {path}")
-        return target.read_text(errors="replace")
+        return target.read_bytes().decode("utf-8", "replace")  # CRLF stays CRLF
 
     def write_file(self, path: str, content: str) -> None:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
+        target.write_bytes(content.encode("utf-8", "surrogateescape"))
 
     def list_dir(self, path: str = ".") -> list[str]:
         target = self._path(path)
@@ -132,10 +132,11 @@ class LocalSandbox:
         if not patch.strip():
             return
         args = ["git", "apply", "--whitespace=nowarn", *(["-R"] if reverse else []), "-"]
-        result = subprocess.run(args, cwd=self.root, input=patch, capture_output=True,
-                                text=True, env=self._env())
+        result = subprocess.run(args, cwd=self.root, capture_output=True, env=self._env(),
+                                input=patch.encode("utf-8", "surrogateescape"))
         if result.returncode != 0:
-            raise PatchConflict(f"patch does not apply: {result.stderr.strip()}")
+            error = result.stderr.decode("utf-8", "replace").strip()
+            raise PatchConflict(f"patch does not apply: {error}")
 
     def end_processes(self) -> int:
         """End the processes started by this sandbox's commands (found by their marker)."""

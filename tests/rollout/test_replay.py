@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from bot.db import Database
-from chains.model import Commit
+from chains.model import Commit, PullRequest
 from rollout import RolloutResult, Task, build_task, run_rollout
 from rollout.record import audit, record_id, trajectory_record, verdict_summary
 from rollout.store import ValidationRow, latest_rollout, save_rollout, save_validation
+from tests.gitrepo import GitRepo
 from tests.rollout.fixture_repo import ChainRepo
 from tests.rollout.sandboxes import open_sandbox
 
@@ -106,3 +108,46 @@ def test_a_pr_whose_commits_are_gone_is_replayed_as_one_change(
     assert [s.verdict for s in result.stages] == ["passed"] * 3
     assert {"role": "assistant", "content": squashed.title} in [
         {"role": m["role"], "content": m["content"]} for m in result.messages]
+
+
+def test_a_branch_commit_already_upstream_in_a_newer_form_is_not_replayed_back(
+        tmp_path: Path) -> None:
+    """A fork's branch carries commit X, which upstream took as a cherry-pick and then built
+    on (Y). The PR's commits are X and Z; replaying X would write the file as it was before Y.
+    The replay ends with every file it wrote as the merge has it, so it passes as validation
+    did."""
+    git = GitRepo.init(tmp_path / "fork")
+    lib = "def one():\n    return 1\n\n\ndef two():\n    return 2\n"
+    base = git.commit("Start", {"pkg/__init__.py": "", "pkg/lib.py": lib,
+                                "pkg/app.py": "from pkg.lib import one\n",
+                                "tests/__init__.py": "",
+                                "tests/test_lib.py": "from pkg.lib import two\n\n\n"
+                                                     "def test_two():\n    assert two() == 2\n"})
+    git.git("checkout", "-q", "-b", "fork")
+    fixed_one = lib.replace("return 1", "return 1  # one")
+    x = git.commit("X: document one", {"pkg/lib.py": fixed_one})
+    z = git.commit("Z: app says three", {
+        "pkg/app.py": "from pkg.lib import one\n\n\ndef three():\n    return one() + 2\n",
+        "tests/test_app.py": "from pkg.app import three\n\n\n"
+                             "def test_three():\n    assert three() == 3\n"})
+    git.git("checkout", "-q", "main")
+    git.git("cherry-pick", x)
+    newer = fixed_one.replace("return 2", "return 1 + 1")
+    git.commit("Y: upstream builds on X", {
+        "pkg/lib.py": newer, "tests/test_lib.py": "from pkg.lib import two\n\n\n"
+        "def test_two():\n    assert two() == 2\n\n\ndef test_two_is_sum():\n"
+        "    import inspect\n    assert '1 + 1' in inspect.getsource(two)\n"})
+    first_parent = git.git("rev-parse", "HEAD")
+    git.git("merge", "-q", "--no-ff", "-m", "Merge pull request #5 from someone/fork", "fork")
+    merge = git.git("rev-parse", "HEAD")
+    commits = tuple(Commit(sha=sha, message=git.git("log", "-1", "--format=%s", sha),
+                           author="someone") for sha in (x, z))
+    pr = PullRequest(repository="octo-org/widgets", number=5, title="App says three",
+                     author="someone", base_commit=first_parent, merge_commit=merge,
+                     commits=commits)
+    task = build_task(git.path, "chain-fork", [pr], [])
+    with open_sandbox(git.path, task.base_commit) as box:
+        result = run_rollout(git.path, task, box)
+    assert result.accepted, result.reason
+    assert "pkg/lib.py" not in result.stages[0].patch  # Y's newer line was kept
+    assert base != merge

@@ -51,3 +51,23 @@ def test_nothing_to_bring_when_the_next_pr_starts_at_the_merge(tmp_path: Path) -
     with open_sandbox(git.path, only) as box:
         update = merge_upstream(box, git.path, only, only)
     assert update.files == () and update.note() == ""
+
+
+def test_files_with_crlf_line_ends_come_across_unchanged(tmp_path: Path) -> None:
+    """A CRLF file the agent left alone takes upstream's change through the patch, and one it
+    changed merges three ways; neither loses its CRs (a text-mode read would, and the patch
+    would then not apply)."""
+    git = GitRepo.init(tmp_path / "repo")
+    crlf = LINES.replace("\n", "\r\n")
+    since = git.commit("PR k merged", {"dos.py": crlf.encode(), "both.py": crlf.encode()})
+    until = git.commit("upstream", {
+        "dos.py": crlf.replace("line 5\r\n", "line 5 upstream\r\n").encode(),
+        "both.py": crlf.replace("line 20\r\n", "line 20 upstream\r\n").encode()})
+    with open_sandbox(git.path, since) as box:
+        box.write_file("both.py", crlf.replace("line 1\r\n", "line 1 agent\r\n"))
+        update = merge_upstream(box, git.path, since, until)
+        assert update.merged == ("both.py",) and update.conflicts == ()
+        assert box.read_file("dos.py") == crlf.replace("line 5\r\n", "line 5 upstream\r\n")
+        both = box.read_file("both.py")
+        assert "line 1 agent\r\n" in both and "line 20 upstream\r\n" in both
+        assert "\n" not in both.replace("\r\n", "")

@@ -24,6 +24,9 @@ def test_demo_mines_rolls_out_and_exports(tmp_path: Path) -> None:
     assert sorted(c["prs"] for c in report["chains"]) == [[1, 2, 4], [3, 5, 6]]
     assert report["trajectories_accepted"] == 2 and report["stages_verified"] == 6
     assert report["corpus"]["records"] == 2 and report["corpus"]["mean_tool_calls"] > 0
+    # The rollouts ran as `davinci run` runs them, and the same funnel is reported.
+    assert [(step["name"], step["count"]) for step in report["funnel"]["steps"]] == [
+        ("chains", 2), ("environment built", 2), ("eligible", 2), ("accepted", 2)]
     manifest = json.loads(Path(report["export"]["manifest"]).read_text())
     assert manifest["records"] == 2
     lines = (Path(report["export"]["directory"]) / manifest["shards"][0]["file"]).read_text()

@@ -9,8 +9,10 @@ only for fixes.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
+import tempfile
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -23,6 +25,7 @@ from chains.model import Commit, FileChange, LineRange, PullRequest
 _MERGE = re.compile(r"^Merge pull request #(?P<number>\d+) from (?P<branch>\S+)")
 _SQUASH = re.compile(r"^(?P<title>.+?) \(#(?P<number>\d+)\)\s*$")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)
+MAX_SHOWN = 2_000_000
 _BLAME_HEADER = re.compile(rb"^([0-9a-f]{40}) \d+ \d+")
 RECORD, FIELD = "\x1e", "\x1f"
 
@@ -254,15 +257,27 @@ def _joined(spans: list[tuple[int, int]]) -> tuple[LineRange, ...]:
 
 
 class GitBlame:
-    """`git blame` in a local clone or bare mirror."""
+    """`git blame` and file contents in a local clone or bare mirror.
+
+    Blame ignores whitespace and follows lines moved or copied (`-w -M -C`), and looks
+    through the revisions the repository's `.git-blame-ignore-revs` names (at the commit
+    blamed) and those the caller passes (format-only PRs' commits).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._reader: subprocess.Popen[bytes] | None = None
+        self._ignore_files: dict[frozenset[str], str] = {}
+        self._scratch = tempfile.TemporaryDirectory(prefix="davinci-blame-")
 
-    def blame(self, commit: str, path: str, ranges: tuple[LineRange, ...]) -> dict[str, int]:
+    def blame(self, commit: str, path: str, ranges: tuple[LineRange, ...],
+              ignore: frozenset[str] = frozenset()) -> dict[str, int]:
         if not ranges:
             return {}
-        args = ["git", "-C", str(self.path), "blame", "--porcelain"]
+        args = ["git", "-C", str(self.path), "blame", "--porcelain", "-w", "-M", "-C"]
+        revs = self._ignored_at(commit) | ignore
+        if revs:
+            args += ["--ignore-revs-file", self._ignore_file(revs)]
         for r in ranges[:200]:
             args += ["-L", f"{r.start},{r.end}"]
         result = subprocess.run([*args, commit, "--", path], capture_output=True)
@@ -275,6 +290,61 @@ class GitBlame:
                 sha = match.group(1).decode()
                 counts[sha] = counts.get(sha, 0) + 1
         return counts
+
+    def show(self, commit: str, path: str) -> str | None:
+        """The text of ``path`` at ``commit`` (None: absent, binary or over 2 MB), read
+        through one `git cat-file --batch` for all calls."""
+        data = self._object(f"{commit}:{path}")
+        if data is None or len(data) > MAX_SHOWN or b"\0" in data[:8000]:
+            return None
+        return data.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(OSError):
+                self._reader.kill()
+            self._reader.wait()
+            self._reader = None
+        self._scratch.cleanup()
+
+    def _object(self, spec: str) -> bytes | None:
+        found = self._read(spec)
+        return found[1] if found is not None and found[0] == b"blob" else None
+
+    def _read(self, spec: str) -> tuple[bytes, bytes] | None:
+        """(type, content) of an object, or None when it is missing."""
+        if "\n" in spec:
+            return None
+        if self._reader is None or self._reader.poll() is not None:
+            self._reader = subprocess.Popen(
+                ["git", "-C", str(self.path), "cat-file", "--batch"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert self._reader.stdin is not None and self._reader.stdout is not None
+        self._reader.stdin.write(spec.encode() + b"\n")
+        self._reader.stdin.flush()
+        header = self._reader.stdout.readline().split()
+        if len(header) != 3:  # "<spec> missing" (or ambiguous)
+            return None
+        return header[1], self._reader.stdout.read(int(header[2]) + 1)[:-1]
+
+    def _ignored_at(self, commit: str) -> frozenset[str]:
+        listed = self._object(f"{commit}:.git-blame-ignore-revs") or b""
+        return frozenset(re.findall(r"(?m)^([0-9a-f]{40})\b", listed.decode("ascii", "replace")))
+
+    def _ignore_file(self, revs: frozenset[str]) -> str:
+        """A file naming ``revs`` that exist here (git refuses names it cannot find)."""
+        if revs not in self._ignore_files:
+            known = [rev for rev in sorted(revs) if self._exists(rev)]
+            target = Path(self._scratch.name) / f"ignore-{len(self._ignore_files)}"
+            target.write_text("".join(f"{rev}\n" for rev in known))
+            if len(self._ignore_files) > 64:
+                self._ignore_files.clear()
+            self._ignore_files[revs] = str(target)
+        return self._ignore_files[revs]
+
+    def _exists(self, rev: str) -> bool:
+        found = self._read(rev)
+        return found is not None and found[0] == b"commit"
 
 
 def repository_name(path: Path) -> str:

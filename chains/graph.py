@@ -99,8 +99,14 @@ class Graph(Protocol):
     def touching_tests(self, numbers: Iterable[int]) -> set[int]: ...
 
     def record(self, pr: PullRequest, issues: dict[int, bool], touched: set[str],
-               touches_tests: bool) -> None:
-        """Store the PR with the issues it names and the non-test files it changed."""
+               touches_tests: bool, ignored: bool = False) -> None:
+        """Store the PR with the issues it names and the non-test files it changed;
+        ``ignored``: a change of layout alone, never part of a chain, and blame looks
+        through its commits."""
+        ...
+
+    def ignored_commits(self) -> frozenset[str]:
+        """The commits of ignored PRs (blame looks through them)."""
         ...
 
     def add_links(self, links: Iterable[Link]) -> None: ...
@@ -109,7 +115,8 @@ class Graph(Protocol):
 
 
 def pull_request_columns(pr: PullRequest, issues: dict[int, bool], touches_tests: bool,
-                         series: tuple[str, int] | None) -> dict[str, Any]:
+                         series: tuple[str, int] | None, ignored: bool = False
+                         ) -> dict[str, Any]:
     """The stored columns of a PR, the same for both graphs."""
     return dict(
         repository=pr.repository, number=pr.number, title=pr.title,
@@ -119,7 +126,7 @@ def pull_request_columns(pr: PullRequest, issues: dict[int, bool], touches_tests
         files=[_file_json(f) for f in pr.files], linked_issues=sorted(issues),
         issue_texts={str(k): v for k, v in pr.issue_texts.items()}, touches_tests=touches_tests,
         series_key=series[0] if series else None, series_part=series[1] if series else None,
-        ignored=False)
+        ignored=ignored)
 
 
 def _file_json(change: FileChange) -> dict[str, object]:
@@ -232,14 +239,21 @@ class SqlGraph:
             PullRequestRow.number.in_(list(numbers)), PullRequestRow.touches_tests.is_(True))))
 
     def record(self, pr: PullRequest, issues: dict[int, bool], touched: set[str],
-               touches_tests: bool) -> None:
-        self.session.add(PullRequestRow(**pull_request_columns(pr, issues, touches_tests,
-                                                               text.series(pr.title))))
+               touches_tests: bool, ignored: bool = False) -> None:
+        self.session.add(PullRequestRow(**pull_request_columns(
+            pr, issues, touches_tests, text.series(pr.title), ignored)))
         for sha in commit_shas(pr):
             self.session.merge(CommitRow(repository=pr.repository, sha=sha, number=pr.number))
         # Rows nothing reads back as objects go in as one bulk insert each.
         _insert(self.session, FileTouchRow, TOUCH_COLUMNS, _touch_rows(pr, touched))
         _insert(self.session, IssueRefRow, ISSUE_REF_COLUMNS, _issue_ref_rows(pr, issues))
+
+    def ignored_commits(self) -> frozenset[str]:
+        return frozenset(self.session.scalars(
+            select(CommitRow.sha).join(PullRequestRow, (PullRequestRow.repository
+                                                        == CommitRow.repository)
+                                       & (PullRequestRow.number == CommitRow.number))
+            .where(CommitRow.repository == self.repository, PullRequestRow.ignored.is_(True))))
 
     def add_links(self, links: Iterable[Link]) -> None:
         _insert(self.session, LinkRow, LINK_COLUMNS,
@@ -293,6 +307,7 @@ class MemoryGraph:
         self._series: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
         self._titles: dict[str, list[int]] = defaultdict(list)
         self._commits: dict[str, int] = {}
+        self._ignored_commits: set[str] = set()
         self._stored_commits: set[str] = set()
         self._sorted_shas: list[str] | None = None
         self._issue_refs: dict[int, list[tuple[int, bool]]] = defaultdict(list)
@@ -321,6 +336,8 @@ class MemoryGraph:
                 CommitRow.repository == repository)):
             graph._commits[sha] = number
         graph._stored_commits = set(graph._commits)
+        graph._ignored_commits = {sha for sha, number in graph._commits.items()
+                                  if graph._prs.get(number, _Known(None, False)).ignored}
         for issue, number, closing in session.execute(
                 select(IssueRefRow.issue, IssueRefRow.number, IssueRefRow.closing)
                 .where(IssueRefRow.repository == repository)):
@@ -366,6 +383,9 @@ class MemoryGraph:
     def commit_owners(self, shas: Iterable[str]) -> dict[str, int]:
         return {sha: self._commits[sha] for sha in shas if sha in self._commits}
 
+    def ignored_commits(self) -> frozenset[str]:
+        return frozenset(self._ignored_commits)
+
     def issue_refs(self, issues: Iterable[int]) -> list[tuple[int, int, bool]]:
         return [(issue, number, closing) for issue in sorted(set(issues))
                 for number, closing in self._issue_refs.get(issue, ())]
@@ -384,11 +404,14 @@ class MemoryGraph:
         return {n for n in numbers if n in self._prs and self._prs[n].touches_tests}
 
     def record(self, pr: PullRequest, issues: dict[int, bool], touched: set[str],
-               touches_tests: bool) -> None:
+               touches_tests: bool, ignored: bool = False) -> None:
         series = text.series(pr.title)
         merged = aware(pr.merged_at) if pr.merged_at else None
-        self._prs[pr.number] = _Known(merged, touches_tests)
-        self._pending.prs.append(pull_request_columns(pr, issues, touches_tests, series))
+        self._prs[pr.number] = _Known(merged, touches_tests, ignored)
+        self._pending.prs.append(pull_request_columns(pr, issues, touches_tests, series,
+                                                      ignored))
+        if ignored:
+            self._ignored_commits.update(commit_shas(pr))
         bisect.insort(self._titles[title_key(pr.title)], pr.number)
         if series:
             bisect.insort(self._series[series], (pr.number, pr.title))

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chains import text
+from chains import substance, text
 from chains.collector import fewer_collections
 from chains.config import RepoConfig
 from chains.graph import ChainState, Graph, MemoryGraph, SqlGraph, aware, title_key
@@ -41,10 +41,25 @@ FIX_SHARE = 0.25
 changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
 
 
-class Blame(Protocol):
-    """Who last changed given lines: commit sha -> number of those lines."""
+COSMETIC_ROUNDS = 3
+"""How many times blame looks further back through cosmetic commits of one file."""
+LAYOUT_SHARE = 0.75
+"""A PR is a re-layout (a formatter's run) when at least this share of the code files it
+changes keep their syntax tree."""
 
-    def blame(self, commit: str, path: str, ranges: tuple[LineRange, ...]) -> dict[str, int]: ...
+
+class Blame(Protocol):
+    """Who last changed given lines, and what a file held: the repository as git sees it."""
+
+    def blame(self, commit: str, path: str, ranges: tuple[LineRange, ...],
+              ignore: frozenset[str] = frozenset()) -> dict[str, int]:
+        """Commit sha -> how many of those lines it last changed, looking through
+        ``ignore``d commits."""
+        ...
+
+    def show(self, commit: str, path: str) -> str | None:
+        """The text of ``path`` at ``commit``; None when absent or binary."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -110,11 +125,15 @@ def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
     found = text.mentions(body, pr.repository)
     named = _earlier(graph, pr, {m.number for m in found})
     issues = _issues(graph, pr, found, named)
-    graph.record(pr, issues, {path[:1024] for path in code}, touches_tests=bool(tests))
+    layout = blame is not None and _layout_only(pr, files, blame)
+    graph.record(pr, issues, {path[:1024] for path in code}, touches_tests=bool(tests),
+                 ignored=layout)
     candidates = _Candidates()
     _references(graph, pr, body, found, named, candidates)
     _shared_issues(graph, pr, issues, candidates)
-    if blame is not None and text.is_fix(pr.title, pr.labels, tuple(pr.issue_texts.values())):
+    if blame is not None and not layout and \
+            text.is_fix(pr.title, pr.labels, tuple(pr.issue_texts.values())) and \
+            _changes_code(pr, files, blame):
         _fixes(graph, pr, files, blame, candidates)
     _same_area(graph, pr, code, candidates)
     links = tuple(sorted(candidates.best.values(), key=lambda k: (k.earlier, k.kind)))
@@ -253,16 +272,97 @@ def _shared_issues(graph: Graph, pr: PullRequest, issues: dict[int, bool],
                      0.8 if both_close else 0.6))
 
 
+def _blamable(change: FileChange) -> bool:
+    """A file whose earlier lines a fix can be credited through."""
+    path = change.old_path or change.path
+    return not (change.binary or change.status == "added" or not change.old_ranges
+                or is_doc_path(path) or is_test_path(path) or substance.never_blamed(path))
+
+
+def _changes_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) -> bool:
+    """Whether the PR changes behaviour outside its tests and docs (a sweep of comments,
+    docstrings or message text fixes no one)."""
+    for change in files:
+        path = change.old_path or change.path
+        if change.binary or is_doc_path(path) or is_test_path(change.path) \
+                or substance.never_blamed(change.path):
+            continue
+        old = None if change.status == "added" else blame.show(pr.base_commit, path)
+        new = None if change.status == "removed" else blame.show(pr.merge_commit, change.path)
+        if substance.changes_code(old, new, change.path):
+            return True
+    return False
+
+
+def _layout_only(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) -> bool:
+    """A PR that re-lays out Python code (a formatter's run): of the code files it changes,
+    at least LAYOUT_SHARE keep the same syntax tree (a formatter's run often carries a few
+    hand edits along)."""
+    changed = [f for f in files if f.status == "modified" and f.path.endswith(".py")
+               and not substance.never_blamed(f.path)]
+    if not changed:
+        return False
+    same = sum(substance.format_only(blame.show(pr.base_commit, f.path),
+                                     blame.show(pr.merge_commit, f.path), f.path)
+               for f in changed)
+    return same >= LAYOUT_SHARE * len(changed) and same > 0
+
+
+def _substantive(change: FileChange, text: str | None) -> tuple[LineRange, ...]:
+    """The lines of ``change.old_ranges`` that are code in the base version ``text``."""
+    if text is None:
+        return ()
+    keep = substance.substantive_lines(text, change.old_path or change.path)
+    if keep is None:
+        return change.old_ranges
+    spans: list[tuple[int, int]] = []
+    for span in change.old_ranges:
+        for line in range(span.start, span.end + 1):
+            if line not in keep:
+                continue
+            if spans and spans[-1][1] == line - 1:
+                spans[-1] = (spans[-1][0], line)
+            else:
+                spans.append((line, line))
+    return tuple(LineRange(a, b) for a, b in spans)
+
+
+def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
+                   ignore: frozenset[str]) -> dict[str, int]:
+    """Blame that looks through commits whose change to ``path`` was cosmetic (a rename, a
+    reformat, a reworded string): their lines go back to whoever wrote them before."""
+    looked = set(ignore)
+    counts = blame.blame(commit, path, ranges, ignore)
+    for _ in range(COSMETIC_ROUNDS):
+        cosmetic = {sha for sha in counts if sha not in looked and substance.cosmetic(
+            blame.show(f"{sha}^", path), blame.show(sha, path), path)}
+        if not cosmetic:
+            break
+        looked |= cosmetic
+        counts = blame.blame(commit, path, ranges, frozenset(looked))
+    return counts
+
+
 def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,
            out: _Candidates) -> None:
+    """`fixes` links to the PRs that last wrote the code lines this fix changes.
+
+    Only code counts: the lines blamed are those of the base version that are code (not
+    blank, comments, docstrings or imports) in files that are not tests, docs, configuration,
+    lock files, vendored or generated; blame ignores whitespace, follows moves and copies,
+    and looks through format-only PRs and `.git-blame-ignore-revs`. An earlier PR is linked
+    when it wrote at least a quarter of those lines that earlier PRs wrote; the link's
+    strength grows with its share and its line count.
+    """
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
+    ignore = graph.ignored_commits()
     for change in files:
-        if change.binary or change.status == "added" or not change.old_ranges \
-                or is_doc_path(change.old_path or change.path):
+        if not _blamable(change):
             continue
         path = change.old_path or change.path
-        for sha, count in blame.blame(pr.base_commit, path, change.old_ranges).items():
+        ranges = _substantive(change, blame.show(pr.base_commit, path))
+        for sha, count in _blame_through(blame, pr.base_commit, path, ranges, ignore).items():
             lines_by_commit[sha] += count
             paths_by_commit[sha].add(path)
     if not lines_by_commit:
@@ -278,13 +378,15 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     blamed = {n: c for n, c in lines_by_pr.items() if n in known}
     total = sum(blamed.values())
     for number, count in blamed.items():
-        if count < FIX_SHARE * total:
+        share = count / total
+        if share < FIX_SHARE:
             continue
         where = ", ".join(sorted(paths_by_pr[number])[:3])
         noun = "line" if count == 1 else "lines"
         out.add(Link(number, pr.number, LinkKind.FIXES,
-                     f"fix changes {count} {noun} of #{number} in {where} (git blame)",
-                     min(0.95, 0.85 + count / 200)))
+                     f"fix changes {count} code {noun} of #{number} ({share:.0%} of its code "
+                     f"lines) in {where} (git blame)",
+                     round(min(0.95, 0.6 + 0.25 * share + min(count, 40) / 400), 3)))
 
 
 def _same_area(graph: Graph, pr: PullRequest, mine: set[str], out: _Candidates) -> None:

@@ -18,6 +18,8 @@ from chains.mining import attach_pull_request
 from chains.queries import all_links, chain_rows
 from tests.gitrepo import GitRepo
 
+SLUG_FIX = "fix changes 1 code line of #2 (100% of its code lines) in textkit/slug.py (git blame)"
+
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleRepository:
@@ -49,7 +51,7 @@ def test_sample_history_gives_exactly_the_expected_chains(database: Database,
         links = {(k["from"], k["to"], k["kind"]): k["evidence"]
                  for k in all_links(session, "textkit-dev/textkit")}
     assert "Follow-up to #1" in links[(1, 2, "references")]
-    assert links[(2, 4, "fixes")] == "fix changes 1 line of #2 in textkit/slug.py (git blame)"
+    assert links[(2, 4, "fixes")] == SLUG_FIX
     assert links[(3, 5, "shares_issue")] == "both close #20"
     assert "Follow-up to #5" in links[(5, 6, "references")]
     assert not any(7 in key[:2] for key in links), "the docs PR links to nothing"
@@ -269,13 +271,13 @@ def test_cli_json_contract(tmp_path: Path, sample: SampleRepository) -> None:
     assert all(isinstance(k["from"], int) and isinstance(k["to"], int) and k["from"] < k["to"]
                for k in document["links"])
     assert {"from": 2, "to": 4, "kind": "fixes",
-            "evidence": "fix changes 1 line of #2 in textkit/slug.py (git blame)"} \
+            "evidence": SLUG_FIX} \
         in document["links"]
     assert sorted(c["prs"] for c in document["chains"]) == [[1, 2, 4], [3, 5, 6]]
     listed = json.loads(run_cli("chains", "list", "--json", data_dir=tmp_path).stdout)
     chain_id = next(c["id"] for c in listed["chains"] if c["prs"] == [1, 2, 4])
     shown = run_cli("chains", "show", chain_id[:6], data_dir=tmp_path)
-    assert shown.returncode == 0 and "fixes #2: fix changes 1 line" in shown.stdout
+    assert shown.returncode == 0 and "fixes #2: fix changes 1 code line" in shown.stdout
     missing = run_cli("chains", "show", "nope", data_dir=tmp_path)
     assert missing.returncode != 0 and "no chain 'nope'" in missing.stderr
     again = run_cli("mine", "--git", str(sample.path), data_dir=tmp_path)
@@ -283,3 +285,86 @@ def test_cli_json_contract(tmp_path: Path, sample: SampleRepository) -> None:
     assert f"7 pull requests, {len(document['links'])} links, 2 chains" in again.stdout
     bad = run_cli("mine", "--git", str(tmp_path / "nowhere"), data_dir=tmp_path)
     assert bad.returncode != 0 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def fixes_into(db: Database, later: int) -> set[int]:
+    with db.session() as session:
+        return {k["from"] for k in all_links(session, "textkit-dev/textkit")
+                if k["kind"] == "fixes" and k["to"] == later}
+
+
+PARSE = ("def parse(text):\n    items = text.split(',')\n    cleaned = [i.strip() for i in items]\n"
+         "    return [c for c in cleaned if c]\n")
+
+
+def test_blame_looks_through_a_formatter_run_and_a_rename(sqlite_db: Database,
+                                                          tmp_path: Path) -> None:
+    """#2 re-lays out #1's code (a formatter's run: the same syntax tree), #3 renames its
+    variables; the fix #4 repairs #1's logic, so it links to #1 alone, and the formatter's
+    run is ignored: never a chain member."""
+    repo = GitRepo.init(tmp_path / "format", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"README.md": "# kit\n"})
+    repo.pull_request(1, "Add parse", {"kit.py": PARSE}, squash=True)
+    relaid = ('def parse(text):\n    items = text.split(",")\n'
+              '    cleaned = [\n        i.strip() for i in items\n    ]\n'
+              '    return [c for c in cleaned if c]\n')
+    repo.pull_request(2, "Format with black", {"kit.py": relaid}, squash=True)
+    renamed = relaid.replace("items", "parts").replace("cleaned", "stripped") \
+        .replace(" c ", " s ").replace("[c ", "[s ").replace("if c]", "if s]")
+    repo.pull_request(3, "Rename locals", {"kit.py": renamed}, squash=True)
+    fixed = renamed.replace('text.split(",")', 'text.replace(";", ",").split(",")') \
+        .replace("if s]", "if s and not s.startswith('#')]")
+    repo.pull_request(4, "Fix parse for semicolons and comments", {"kit.py": fixed},
+                      squash=True)
+    mine(sqlite_db, repo.path)
+    assert fixes_into(sqlite_db, 4) == {1}
+    with sqlite_db.session() as session:
+        from chains.store import PullRequestRow
+        ignored = {row.number for row in session.query(PullRequestRow).filter_by(ignored=True)}
+    assert ignored == {2}
+
+
+def test_only_code_lines_count_and_only_code_changes_fix(sqlite_db: Database,
+                                                         tmp_path: Path) -> None:
+    """A fix whose only line of #1 is a comment (or an import, or a blank) does not link to
+    #1; a PR that only rewords comments and docstrings is no fix of anyone; lock files and
+    configuration are never blamed."""
+    repo = GitRepo.init(tmp_path / "incidental", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"README.md": "# kit\n"})
+    repo.pull_request(1, "Add helpers", {
+        "kit.py": "import os\n# helpers for paths\n\ndef home():\n    '''The home.'''\n"
+                  "    return os.environ['HOME']\n",
+        "poetry.lock": "[[package]]\nname = 'a'\nversion = '1'\n",
+        "tox.ini": "[testenv]\ncommands = pytest\n"}, squash=True)
+    repo.pull_request(2, "Add tool", {"tool.py": "def run(x):\n    y = x + 1\n    return y\n"},
+                      squash=True)
+    repo.pull_request(3, "Fix tool off by one", {
+        "tool.py": "def run(x):\n    y = x + 2\n    return y\n",
+        "kit.py": "import os\n# helpers for the user's paths\n\ndef home():\n    '''The home.'''\n"
+                  "    return os.environ['HOME']\n",
+        "poetry.lock": "[[package]]\nname = 'a'\nversion = '2'\n",
+        "tox.ini": "[testenv]\ncommands = pytest -x\n"}, squash=True)
+    repo.pull_request(4, "Fix typos in docstrings", {
+        "kit.py": "import os\n# helpers for the user's paths\n\ndef home():\n"
+                  "    '''The home folder.'''\n    return os.environ['HOME']\n"}, squash=True)
+    mine(sqlite_db, repo.path)
+    assert fixes_into(sqlite_db, 3) == {2}, "the comment, lock and tox lines are not #1's fix"
+    assert fixes_into(sqlite_db, 4) == set(), "rewording fixes no one"
+
+
+def test_the_repository_blame_ignore_list_is_honoured(sqlite_db: Database,
+                                                      tmp_path: Path) -> None:
+    """Revisions named in `.git-blame-ignore-revs` (a reformat pushed without a PR, or with
+    hand edits that keep it from looking like one) are looked through."""
+    repo = GitRepo.init(tmp_path / "ignorerevs", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"README.md": "# kit\n"})
+    repo.pull_request(1, "Add parse", {"kit.py": PARSE}, squash=True)
+    rewritten = PARSE.replace("items", "pieces").replace("text.split(',')",
+                                                         "str(text).split(',')")
+    repo.pull_request(2, "Modernise the code base", {"kit.py": rewritten}, squash=True)
+    listed = repo.head()
+    repo.commit("Ignore the modernisation in blame", {".git-blame-ignore-revs": f"{listed}\n"})
+    fixed = rewritten.replace("split(',')", "split(';')")  # a line #2 rewrote
+    repo.pull_request(3, "Fix parse: split on semicolons", {"kit.py": fixed}, squash=True)
+    mine(sqlite_db, repo.path)
+    assert fixes_into(sqlite_db, 3) == {1}

@@ -60,13 +60,32 @@ MAX_NAMED_FILES = 100
 PIP = "python3 -m pip install --no-input --disable-pip-version-check"
 MODERN_PYTEST = ("(python3 -c 'import pytest, sys; "
                  "sys.exit(int(pytest.__version__.split(\".\")[0]) < 7)' "
+                 f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pytest>=7,<8' "
                  f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pytest>=7')")
-"""Old pins of pytest do not run on new Pythons: replace them (with a current release, even
-when packages are installed as of a date)."""
-MODERN_PIP = (f"env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pip>=26.1' "
+"""Old pins of pytest do not run on new Pythons: replace them with the oldest that does
+(7.x: old conftests using `py.path` hook arguments still only warn there, which matters under
+`filterwarnings = error`), even when packages are installed as of a date."""
+MODERN_PIP = (f"env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pip>=26.0' "
+              f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pip>=26.0,<26.1' "
               "|| echo 'pip could not be upgraded; packages are installed as they come'")
-"""Every build starts with one pip, whatever the suite ships (bullseye's is 20.3): one
-resolver, and `--uploaded-prior-to` for packages as of a date."""
+"""Every build starts with a pip that has `--uploaded-prior-to` (26.0 or later; 26.0 is the
+last for Python 3.9, which an index without Requires-Python data may not tell old pip),
+whatever the suite ships (bullseye's is 20.3)."""
+DEVELOP = "python3 -I -c " + shlex.quote("""
+import importlib.metadata as m, json, os, site, subprocess, sys
+here = 'file://' + os.getcwd()
+for dist in m.distributions():
+    url = json.loads(dist.read_text('direct_url.json') or '{}').get('url', '')
+    if url.rstrip('/') == here:
+        subprocess.run([sys.executable, '-m', 'pip', 'uninstall', '-y', '-q',
+                        dist.metadata['Name']], check=True)
+tree = os.path.join(os.getcwd(), 'src') if os.path.isdir('src') else os.getcwd()
+with open(os.path.join(site.getsitepackages()[0], 'davinci-work-tree.pth'), 'w') as f:
+    f.write(tree + chr(10))
+""")
+"""When no editable install works (an old setuptools without PEP 660 under a current pip),
+the project is installed as a copy for its dependencies, the copy removed, and the work tree
+put on the path (`setup.py develop` by hand), so tests import the code the agent edits."""
 
 
 class EnvironmentBuildFailed(SandboxError):
@@ -147,7 +166,9 @@ def detect_install(files: dict[str, bytes]) -> str | None:
     if project:
         extras = _project_extras(files)
         with_extras = f"{PIP} -e {shlex.quote(f'.[{extras}]')} || " if extras else ""
-        steps.append(f"({with_extras}{PIP} -e . || {PIP} --no-deps -e . || "
+        copy = f"{PIP} {shlex.quote(f'.[{extras}]')} || " if extras else ""
+        steps.append(f"({with_extras}{PIP} -e . || (({copy}{PIP} .) && {DEVELOP}) || "
+                     f"{PIP} --no-deps -e . || "
                      f"{PIP} --no-deps --no-build-isolation -e . || echo 'the project itself "
                      "could not be installed; tests import it from the work tree')")
     steps.append(MODERN_PYTEST)

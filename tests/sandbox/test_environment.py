@@ -21,6 +21,7 @@ from bot.cli import main
 from bot.settings import Settings
 from sandbox.docker import DockerSandbox
 from sandbox.environment import (
+    DEVELOP,
     MODERN_PYTEST,
     Environment,
     EnvironmentBuildFailed,
@@ -81,14 +82,15 @@ def test_detected_install_commands() -> None:
                  b'[tool.pytest.ini_options]\naddopts = "--cov=x"\n')
     assert detect_install({"pyproject.toml": pyproject}) == (
         f"{pip} 'attrs>=23' click pytest-timeout freezegun pytest-cov pytest && "
-        f"({pip} -e . || {pip} --no-deps -e . || {pip} --no-deps --no-build-isolation -e . || "
+        f"({pip} -e . || (({pip} .) && {DEVELOP}) || {pip} --no-deps -e . || "
+        f"{pip} --no-deps --no-build-isolation -e . || "
         "echo 'the project itself could not be installed; tests import it from the work tree')"
         " && "
         + MODERN_PYTEST)
     assert detect_install({"pyproject.toml": b"[tool.black]\n"}) is None
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
     assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(
-        f"{pip} pytest && ({pip} -e . || {pip} --no-deps -e .")
+        f"{pip} pytest && ({pip} -e . || (({pip} .) && {DEVELOP}) || {pip} --no-deps -e .")
     tox = b"[testenv]\ndeps =\n    -r requirements/tests.txt\n    py37: mock\n    hypothesis\n"
     folder = {"tox.ini": tox, "requirements/tests.txt": b"pytest==8\n",
               "requirements/tests.in": b"pytest\n", "requirements/docs.txt": b"sphinx\n",
@@ -341,3 +343,33 @@ def test_packages_come_as_they_were_when_the_state_was_committed(
     with DockerSandbox(git.path, ancient, built.image, engine=engine) as box:
         found = box.exec("python3 -c 'import six; print(six.__version__)'")
         assert found.ok and found.stdout.strip() != "1.12.0"
+
+
+def test_a_project_without_editable_installs_still_runs_from_the_work_tree(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """A build back-end without PEP 660 (setuptools before 64) cannot be installed editable
+    by a current pip: the project's dependencies are installed from a copy, the copy is
+    removed, and the work tree goes on the path, so tests import the code the agent edits."""
+    access = Settings.from_env().package_access()
+    chosen = build_network(engine, DEFAULT_IMAGE, access)
+    if not chosen.reachable:
+        pytest.skip(f"no package index answers from a build container here: {chosen.detail}")
+    name = f"legacy-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    commit = git.commit("Legacy", {
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools<64", "wheel"]\n'
+                          'build-backend = "setuptools.build_meta"\n',
+        "setup.py": "from setuptools import setup\nsetup(name='legacykit', version='1.0', "
+                    "packages=['legacykit'], install_requires=['six'])\n",
+        "legacykit/__init__.py": "import six\nVALUE = 1\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=access,
+                               python="3.11", on_output=output.append)
+    assert "build_editable" in "".join(output)  # the editable install was refused
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        box.write_file("legacykit/__init__.py", "import six\nVALUE = 2\n")
+        found = box.exec("cd /tmp && python3 -c 'import legacykit; print(legacykit.VALUE, "
+                         "legacykit.__file__)'")
+        assert found.stdout.split() == ["2", "/work/repo/legacykit/__init__.py"], found.stderr
+        listed = box.exec("python3 -m pip list 2>/dev/null").stdout.lower()
+        assert "six" in listed and "legacykit" not in listed

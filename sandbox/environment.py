@@ -152,7 +152,7 @@ def detect_install(files: dict[str, bytes]) -> str | None:
     project that cannot be built still gets its dependencies). None when nothing is
     declared.
     """
-    steps = [f"{PIP} -r {shlex.quote(name)}" for name in _requirement_files(files)]
+    steps = [_requirements(name) for name in _requirement_files(files)]
     packages = _declared(files)
     texts = b"\n".join(files.values()).decode("utf-8", "replace")
     project = _project(files)
@@ -173,6 +173,15 @@ def detect_install(files: dict[str, bytes]) -> str | None:
                      "could not be installed; tests import it from the work tree')")
     steps.append(MODERN_PYTEST)
     return " && ".join(steps)
+
+
+def _requirements(name: str) -> str:
+    """Install a requirement file; when that fails, again without its URL lines
+    (`git+https://…` pins of docs tools reach hosts other than the package index)."""
+    quoted = shlex.quote(name)
+    without = "/tmp/davinci-requirements-without-urls.txt"  # noqa: S108 - inside the build
+    return (f"({PIP} -r {quoted} || (grep -v '://' {quoted} > {without}; "
+            f"{PIP} -r {without}))")
 
 
 def _project_extras(files: dict[str, bytes]) -> str:

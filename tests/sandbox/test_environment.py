@@ -71,11 +71,15 @@ def repo(tmp_path: Path) -> GitRepo:
 def test_detected_install_commands() -> None:
     pip = "python3 -m pip install --no-input --disable-pip-version-check"
     assert detect_install({}) is None
+    def req(name: str) -> str:  # a file, then the file without its URL lines
+        without = "/tmp/davinci-requirements-without-urls.txt"
+        return f"({pip} -r {name} || (grep -v '://' {name} > {without}; {pip} -r {without}))"
+
     assert detect_install({"requirements.txt": b"pytest\n", "requirements-dev.txt": b"",
                            "requirements-docs.txt": b"sphinx\n",
                            "test-requirements.txt": b"freezegun\n"}) == (
-        f"{pip} -r requirements-dev.txt && {pip} -r requirements.txt && "
-        f"{pip} -r test-requirements.txt && {MODERN_PYTEST}")
+        f"{req('requirements-dev.txt')} && {req('requirements.txt')} && "
+        f"{req('test-requirements.txt')} && {MODERN_PYTEST}")
     pyproject = (b'[project]\nname = "x"\ndependencies = ["attrs>=23", "click"]\n'
                  b'[project.optional-dependencies]\ntest = ["pytest-timeout", "click"]\n'
                  b'[dependency-groups]\ntests = ["freezegun", {include-group = "x"}]\n'
@@ -95,7 +99,7 @@ def test_detected_install_commands() -> None:
     folder = {"tox.ini": tox, "requirements/tests.txt": b"pytest==8\n",
               "requirements/tests.in": b"pytest\n", "requirements/docs.txt": b"sphinx\n",
               "requirements/base.txt": b"attrs\n"}
-    assert detect_install(folder) == (f"{pip} -r requirements/tests.txt && {pip} hypothesis && "
+    assert detect_install(folder) == (f"{req('requirements/tests.txt')} && {pip} hypothesis && "
                                       + MODERN_PYTEST)
     # The extras tox installs for the tests, else the test extras setup.py defines in a dict.
     extras = {"setup.py": b'EXTRAS = {"tests": ["simplejson"], "lint": ["flake8"]}\n',
@@ -283,7 +287,8 @@ def test_a_real_environment_builds_from_the_index_this_machine_uses(
     name = f"realenv-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     first = git.commit("Start", {"requirements.txt": "six==1.16.0\n", "README.md": "# six\n"})
-    last = git.commit("Later", {"requirements.txt": "iniconfig\n"})
+    last = git.commit("Later", {"requirements.txt": "iniconfig\n"  # and a host pip cannot reach
+                                "git+https://vcs.invalid/tool.git#egg=tool\n"})
     built = ensure_environment(git.path, last, None, DEFAULT_IMAGE, access=access, first=first)
     assert built.built and "requirements.txt" in (built.install or "")
     with DockerSandbox(git.path, last, built.image, engine=engine) as box:

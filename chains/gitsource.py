@@ -13,6 +13,7 @@ import contextlib
 import re
 import subprocess
 import tempfile
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -27,7 +28,10 @@ _SQUASH = re.compile(r"^(?P<title>.+?) \(#(?P<number>\d+)\)\s*$")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)
 MAX_SHOWN = 2_000_000
 _BLAME_HEADER = re.compile(rb"^([0-9a-f]{40}) \d+ \d+")
-RECORD, FIELD = "\x1e", "\x1f"
+_NONCE = uuid.uuid4().hex[:16]
+RECORD, FIELD = f"\x1e{_NONCE}\x1e", f"\x1f{_NONCE}\x1f"
+"""Separators of `git log` records and fields: control characters around a token drawn per
+process, so no commit message or diff (which may hold any byte) can contain one."""
 
 
 class GitSourceError(RuntimeError):

@@ -198,6 +198,22 @@ def test_binary_and_renamed_files_are_read(tmp_path: Path) -> None:
     assert [(r.start, r.end) for r in renamed.old_ranges] == [(2, 2)]
 
 
+def test_separator_bytes_in_messages_and_diffs_do_not_stop_mining(tmp_path: Path) -> None:
+    """A text file holding the record and field separator bytes (a real repository had a
+    `\x1e` in an `.ai` file) and a commit message with them are mined like any other."""
+    repo = GitRepo.init(tmp_path / "separators")
+    repo.commit("init", {"art/logo.ai": "%!PS\nheader\n"})
+    repo.branch("pr-3")
+    repo.commit("Odd \x1e bytes \x1f in a message", {"art/logo.ai": "%!PS\n\x1e\x1f art\n",
+                                                       "src/a.py": "A = 1\n"})
+    repo.merge_pr("pr-3", 3, "Update the logo")
+    repo.pull_request(4, "Add b", {"src/b.py": "B = 2\n"})
+    prs = GitHistory(repo.path).pull_requests()
+    assert [pr.number for pr in prs] == [3, 4]
+    assert {f.path for f in prs[0].files} == {"art/logo.ai", "src/a.py"}
+    assert "Odd" in prs[0].commits[0].message
+
+
 def test_changed_lines_come_from_hunk_headers_whatever_the_lines_say(tmp_path: Path) -> None:
     """Removed "-- x" and added "++ y" lines print as "--- x" and "+++ y", like file headers."""
     repo = GitRepo.init(tmp_path / "sql")

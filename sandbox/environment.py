@@ -58,6 +58,7 @@ PLUGIN_OPTIONS = {r"--cov\b": "pytest-cov", r"--numprocesses\b|(^|\s)-n\s*\w": "
 REQUIREMENT_DIRS = ("requirements",)
 MAX_NAMED_FILES = 100
 PIP = "python3 -m pip install --no-input --disable-pip-version-check"
+UNDATED_PIP = f"env -u PIP_UPLOADED_PRIOR_TO {PIP}"
 MODERN_PYTEST = ("(python3 -c 'import pytest, sys; "
                  "sys.exit(int(pytest.__version__.split(\".\")[0]) < 7)' "
                  f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pytest>=7,<8' "
@@ -167,8 +168,11 @@ def detect_install(files: dict[str, bytes]) -> str | None:
         extras = _project_extras(files)
         with_extras = f"{PIP} -e {shlex.quote(f'.[{extras}]')} || " if extras else ""
         copy = f"{PIP} {shlex.quote(f'.[{extras}]')} || " if extras else ""
+        undated = f"{copy.replace(PIP, UNDATED_PIP)}{UNDATED_PIP} ."
+        # Last before going without dependencies: the copy built with current tools (an old
+        # state's own setuptools may not run on this Python).
         steps.append(f"({with_extras}{PIP} -e . || (({copy}{PIP} .) && {DEVELOP}) || "
-                     f"{PIP} --no-deps -e . || "
+                     f"(({undated}) && {DEVELOP}) || {PIP} --no-deps -e . || "
                      f"{PIP} --no-deps --no-build-isolation -e . || echo 'the project itself "
                      "could not be installed; tests import it from the work tree')")
     steps.append(MODERN_PYTEST)

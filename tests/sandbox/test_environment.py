@@ -86,7 +86,8 @@ def test_detected_install_commands() -> None:
                  b'[tool.pytest.ini_options]\naddopts = "--cov=x"\n')
     assert detect_install({"pyproject.toml": pyproject}) == (
         f"{pip} 'attrs>=23' click pytest-timeout freezegun pytest-cov pytest && "
-        f"({pip} -e . || (({pip} .) && {DEVELOP}) || {pip} --no-deps -e . || "
+        f"({pip} -e . || (({pip} .) && {DEVELOP}) || "
+        f"((env -u PIP_UPLOADED_PRIOR_TO {pip} .) && {DEVELOP}) || {pip} --no-deps -e . || "
         f"{pip} --no-deps --no-build-isolation -e . || "
         "echo 'the project itself could not be installed; tests import it from the work tree')"
         " && "
@@ -94,7 +95,8 @@ def test_detected_install_commands() -> None:
     assert detect_install({"pyproject.toml": b"[tool.black]\n"}) is None
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
     assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(
-        f"{pip} pytest && ({pip} -e . || (({pip} .) && {DEVELOP}) || {pip} --no-deps -e .")
+        f"{pip} pytest && ({pip} -e . || (({pip} .) && {DEVELOP}) || "
+        f"((env -u PIP_UPLOADED_PRIOR_TO {pip} .) && {DEVELOP}) || {pip} --no-deps -e .")
     tox = b"[testenv]\ndeps =\n    -r requirements/tests.txt\n    py37: mock\n    hypothesis\n"
     folder = {"tox.ini": tox, "requirements/tests.txt": b"pytest==8\n",
               "requirements/tests.in": b"pytest\n", "requirements/docs.txt": b"sphinx\n",

@@ -300,12 +300,15 @@ def _layout_only(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) -
     hand edits along)."""
     changed = [f for f in files if f.status == "modified" and f.path.endswith(".py")
                and not substance.never_blamed(f.path)]
-    if not changed:
-        return False
-    same = sum(substance.format_only(blame.show(pr.base_commit, f.path),
-                                     blame.show(pr.merge_commit, f.path), f.path)
-               for f in changed)
-    return same >= LAYOUT_SHARE * len(changed) and same > 0
+    allowed = len(changed) - LAYOUT_SHARE * len(changed)  # files that may change code
+    differing = 0
+    for change in changed:
+        if not substance.format_only(blame.show(pr.base_commit, change.path),
+                                     blame.show(pr.merge_commit, change.path), change.path):
+            differing += 1
+            if differing > allowed:  # the share can no longer be reached
+                return False
+    return bool(changed)
 
 
 def _substantive(change: FileChange, text: str | None) -> tuple[LineRange, ...]:

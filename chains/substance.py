@@ -21,7 +21,9 @@ generated code, configuration and data).
 from __future__ import annotations
 
 import ast
+import itertools
 import re
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 PYTHON_SUFFIXES = (".py", ".pyi")
@@ -33,6 +35,10 @@ LOCK_NAMES = ("poetry.lock", "pipfile.lock", "package-lock.json", "yarn.lock", "
 VENDORED = re.compile(r"(^|/)(vendor|vendored|_vendor|third_party|thirdparty|node_modules)/")
 GENERATED = re.compile(r"(_pb2(_grpc)?\.pyi?|\.min\.js|\.generated\.\w+)$|(^|/)generated/")
 COMMENT = re.compile(r"^\s*(#|//|/\*|\*|--|;)")
+NAME_FIELDS = ("id", "attr", "arg", "name", "asname", "module")
+"""The fields of syntax nodes that hold identifiers."""
+_CHILD = object()
+"""Marks a child node's place in :func:`_nodes` (the child follows in breadth-first order)."""
 
 
 def never_blamed(path: str) -> bool:
@@ -74,8 +80,7 @@ def changes_code(old: str | None, new: str | None, path: str) -> bool:
     if old is None or new is None:
         return old != new
     if path.endswith(PYTHON_SUFFIXES):
-        before, after = _tree(old, blank_strings=True), _tree(new, blank_strings=True)
-        return before is None or after is None or before != after
+        return _same_tree(old, new, blank_strings=True) is not True
     return _code_lines(old) != _code_lines(new)
 
 
@@ -84,8 +89,7 @@ def format_only(old: str | None, new: str | None, path: str) -> bool:
     tree (strings included) is the same. Nothing else is known to be format-only."""
     if old is None or new is None or old == new or not path.endswith(PYTHON_SUFFIXES):
         return False
-    before = _tree(old, blank_strings=False)
-    return before is not None and before == _tree(new, blank_strings=False)
+    return _same_tree(old, new, blank_strings=False) is True
 
 
 def cosmetic(old: str | None, new: str | None, path: str) -> bool:
@@ -95,28 +99,58 @@ def cosmetic(old: str | None, new: str | None, path: str) -> bool:
     belong to whoever wrote them before."""
     if old is None or new is None or old == new or not path.endswith(PYTHON_SUFFIXES):
         return False
-    before = _tree(old, blank_strings=True, blank_names=True)
-    return before is not None and before == _tree(new, blank_strings=True, blank_names=True)
+    return _same_tree(old, new, blank_strings=True, blank_names=True) is True
 
 
-def _tree(text: str, blank_strings: bool, blank_names: bool = False) -> str | None:
+def _same_tree(old: str, new: str, blank_strings: bool, blank_names: bool = False
+               ) -> bool | None:
+    """Whether the two texts parse to the same syntax tree (None: one does not parse),
+    compared node by node and left at the first difference. ``blank_strings``: docstrings
+    and other bare strings (prose, not behaviour) count as empty; ``blank_names``: every
+    identifier counts as `_`."""
+    before = _parsed(old)
+    after = _parsed(new) if before is not None else None
+    if before is None or after is None:
+        return None
+    return all(a == b for a, b in itertools.zip_longest(
+        _nodes(before, blank_strings, blank_names), _nodes(after, blank_strings, blank_names)))
+
+
+def _parsed(text: str) -> ast.AST | None:
     try:
-        tree = ast.parse(text)
+        return ast.parse(text)
     except (SyntaxError, ValueError):
         return None
-    if blank_names:
-        for node in ast.walk(tree):
-            for field in ("id", "attr", "arg", "name", "asname", "module"):
-                if isinstance(getattr(node, field, None), str):
-                    setattr(node, field, "_")
-            if isinstance(node, ast.Global | ast.Nonlocal):
-                node.names = ["_"] * len(node.names)
-    if blank_strings:  # docstrings and other bare strings: prose, not behaviour
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
-                    and isinstance(node.value.value, str):
-                node.value.value = ""
-    return ast.dump(tree, annotate_fields=False)
+
+
+def _nodes(tree: ast.AST, blank_strings: bool, blank_names: bool
+           ) -> Iterator[tuple[object, ...]]:
+    """The tree as a sequence, breadth first: each node's type and, per field, its value
+    (as `repr`, so 1, 1.0 and True differ), a mark for a child node, or a list's length and
+    items. Two trees are equal exactly when their sequences are (what `ast.dump` would say,
+    without building the whole text). Blanking happens on the way: a bare string is seen
+    through its statement, which comes first."""
+    prose: set[int] = set()
+    for node in ast.walk(tree):
+        if blank_strings and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            prose.add(id(node.value))
+        slots: list[object] = [type(node).__name__]
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, ast.AST):
+                slots.append(_CHILD)
+            elif isinstance(value, list):
+                slots.append(len(value))
+                slots.extend(_CHILD if isinstance(v, ast.AST) else
+                             "'_'" if blank_names and isinstance(node, ast.Global | ast.Nonlocal)
+                             else repr(v) for v in value)
+            elif blank_names and field in NAME_FIELDS and isinstance(value, str):
+                slots.append("'_'")
+            elif field == "value" and id(node) in prose:
+                slots.append("''")
+            else:
+                slots.append(repr(value))
+        yield tuple(slots)
 
 
 def _code_lines(text: str) -> list[str]:

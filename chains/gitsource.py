@@ -303,7 +303,14 @@ class GitBlame:
             return None
         return data.decode("utf-8", "replace")
 
+    def __enter__(self) -> GitBlame:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """End the `git cat-file` reader and remove the scratch files."""
         if self._reader is not None:
             with contextlib.suppress(OSError):
                 self._reader.kill()

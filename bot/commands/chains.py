@@ -35,8 +35,9 @@ def mine_local(runtime: Runtime, path: Path, since: datetime | None = None,
         click.echo(f"no merged pull requests found in {path} (looked for 'Merge pull request "
                    "#N from …' and 'Title (#N)' commits on the first-parent history)", err=True)
     with click.progressbar(length=len(prs), label="mining", file=sys.stderr,
-                           show_pos=True, hidden=not show_progress) as bar:
-        mined = mine_history(runtime.db.session, history.repository, prs, GitBlame(path),
+                           show_pos=True, hidden=not show_progress) as bar, \
+            GitBlame(path) as blame:
+        mined = mine_history(runtime.db.session, history.repository, prs, blame,
                              parsed.config, progress=bar.update)
     if prs and show_progress:
         click.echo(f"mined {mined} new of {len(prs)} pull requests "

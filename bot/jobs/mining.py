@@ -147,8 +147,8 @@ def _attach(runtime: Runtime, client: Github, source: GitHubSource, number: int,
                                        None, parsed.config)
     pr = pr or source.pull_request(number)
     mirror, pr = source.sync_mirror(pr, installation_token(client))
-    with runtime.db.session() as session:
-        return attach_pull_request(session, pr, GitBlame(mirror.path), parsed.config)
+    with runtime.db.session() as session, GitBlame(mirror.path) as blame:
+        return attach_pull_request(session, pr, blame, parsed.config)
 
 
 def mine(runtime: Runtime, client: Github, installation_id: int, repository: str,

@@ -147,15 +147,14 @@ def declared_python(files: Mapping[str, bytes]) -> Declared:
 
 def declaring_files(repo: Path, commit: str) -> dict[str, bytes]:
     """The files of ``commit`` that may declare its Python, read as data."""
-    from sandbox.tree import tree_entries
+    from sandbox.tree import blobs, tree_entries
 
-    wanted = [*DECLARING_FILES, WORKFLOWS]
-    found: dict[str, bytes] = {}
-    for _, kind, _, path in tree_entries(repo, commit, *wanted):
-        if kind == "blob" and (path in DECLARING_FILES or (
-                path.startswith(WORKFLOWS + "/") and path.endswith((".yml", ".yaml")))):
-            found[path] = _show(repo, commit, path)
-    return found
+    entries = tree_entries(repo, commit, *DECLARING_FILES, WORKFLOWS)
+    found = {path: sha for _, kind, sha, path in entries
+             if kind == "blob" and (path in DECLARING_FILES or (
+                 path.startswith(WORKFLOWS + "/") and path.endswith((".yml", ".yaml"))))}
+    contents = blobs(repo, list(found.values()))
+    return {path: contents[sha] for path, sha in found.items()}
 
 
 def choose_python(declared: Declared, available: Mapping[str, str], default_image: str,
@@ -270,11 +269,3 @@ def _allows(requires: str, version: str) -> bool:
 
 def _key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
-
-
-def _show(repo: Path, commit: str, path: str) -> bytes:
-    import subprocess
-
-    done = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"],
-                          capture_output=True, check=False)
-    return done.stdout if done.returncode == 0 else b""

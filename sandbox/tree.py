@@ -32,7 +32,7 @@ def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
         entries = tree_entries(repo, f"{commit}^{{commit}}")
     except SandboxError as exc:
         raise SandboxError(f"commit {commit} is not in {repo.name}: {exc}") from exc
-    blobs = _blobs(repo, [sha for mode, kind, sha, _ in entries if kind == "blob"])
+    contents = blobs(repo, [sha for mode, kind, sha, _ in entries if kind == "blob"])
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for mode, kind, sha, path in entries:
@@ -43,10 +43,10 @@ def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
             elif mode == "120000":
-                info.type, info.linkname = tarfile.SYMTYPE, blobs[sha].decode("utf-8", "replace")
+                info.type, info.linkname = tarfile.SYMTYPE, contents[sha].decode("utf-8", "replace")
                 tar.addfile(info)
             else:
-                data = blobs[sha]
+                data = contents[sha]
                 info.size, info.mode = len(data), 0o755 if mode == "100755" else 0o644
                 tar.addfile(info, io.BytesIO(data))
     return archive.getvalue()
@@ -64,7 +64,7 @@ def _entry(item: bytes) -> tuple[str, str, str, str]:
     return mode, kind, sha, path.decode("utf-8", "surrogateescape")
 
 
-def _blobs(repo: Path, shas: list[str]) -> dict[str, bytes]:
+def blobs(repo: Path, shas: list[str]) -> dict[str, bytes]:
     """Every blob's content, read in one `git cat-file --batch` pass."""
     wanted = list(dict.fromkeys(shas))
     if not wanted:

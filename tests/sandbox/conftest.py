@@ -7,11 +7,14 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from bot.sample import SampleRepository, build_sample_repository
+from bot.settings import Settings
 from sandbox.base import Sandbox
 from sandbox.factory import DEFAULT_IMAGE, docker_available, open_sandbox
+from sandbox.packages import PackageAccess, build_network
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -49,6 +52,31 @@ def docker_box(docker_ready: bool, sample: SampleRepository) -> Iterator[Sandbox
         pytest.skip("no Docker engine answers here (CI always has one)")
     with open_sandbox(sample.path, sample.merge_commits[2], "docker") as sandbox:
         yield sandbox
+
+
+@pytest.fixture
+def engine(docker_ready: bool) -> Iterator[docker.DockerClient]:
+    """The Docker engine; environment images a test builds are removed after it."""
+    if not docker_ready:
+        pytest.skip("no Docker engine answers here (CI always has one)")
+    client = docker.from_env()
+    before = {image.id for image in client.images.list(filters={"label": "davinci.env=1"})}
+    yield client
+    for image in client.images.list(filters={"label": "davinci.env=1"}):
+        if image.id not in before:
+            client.images.remove(image.id, force=True)
+    client.close()
+
+
+@pytest.fixture
+def index_access(engine: docker.DockerClient) -> PackageAccess:
+    """How this machine reaches the package index, for builds that need real packages;
+    skipped, with the reason, where no index answers from a build container."""
+    access = Settings.from_env().package_access()
+    chosen = build_network(engine, DEFAULT_IMAGE, access)
+    if not chosen.reachable:
+        pytest.skip(f"no package index answers from a build container here: {chosen.detail}")
+    return access
 
 
 def git_available() -> bool:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -18,7 +17,6 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
-from bot.settings import Settings
 from sandbox.docker import DockerSandbox
 from sandbox.environment import (
     DEVELOP,
@@ -34,7 +32,7 @@ from sandbox.environment import (
 )
 from sandbox.factory import DEFAULT_IMAGE, open_sandbox
 from sandbox.local import LocalSandbox
-from sandbox.packages import CACHE_VOLUME, PackageAccess, build_network, choice_file
+from sandbox.packages import CACHE_VOLUME, PackageAccess, choice_file
 from sandbox.testrun import PASSED, run_tests
 from tests.gitrepo import GitRepo
 
@@ -42,19 +40,6 @@ from tests.gitrepo import GitRepo
 # network interfaces the build saw.
 INSTALL = ("python3 -c \"import site, pathlib; pathlib.Path(site.getsitepackages()[0], "
            "'envprobe.py').write_text('VALUE = 41')\" && ls /sys/class/net > /opt/build-net")
-
-
-@pytest.fixture
-def engine(docker_ready: bool) -> Iterator[docker.DockerClient]:
-    if not docker_ready:
-        pytest.skip("no Docker engine answers here (CI always has one)")
-    client = docker.from_env()
-    before = {image.id for image in client.images.list(filters={"label": "davinci.env=1"})}
-    yield client
-    for image in client.images.list(filters={"label": "davinci.env=1"}):
-        if image.id not in before:
-            client.images.remove(image.id, force=True)
-    client.close()
 
 
 @pytest.fixture
@@ -278,20 +263,17 @@ def test_a_build_left_behind_by_a_dead_worker_does_not_block_the_next(
 
 
 def test_a_real_environment_builds_from_the_index_this_machine_uses(
-        engine: docker.DockerClient, tmp_path: Path) -> None:
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
     """No hand set-up: the host's pip settings, CA bundle and a network that reaches the index
     are found and given to the build; the sandbox from the image still has no network. The
     first state's dependencies are installed too (a chain's early tests may need them)."""
-    access = Settings.from_env().package_access()
-    chosen = build_network(engine, DEFAULT_IMAGE, access)
-    if not chosen.reachable:
-        pytest.skip(f"no package index answers from a build container here: {chosen.detail}")
     name = f"realenv-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     first = git.commit("Start", {"requirements.txt": "six==1.16.0\n", "README.md": "# six\n"})
     last = git.commit("Later", {"requirements.txt": "iniconfig\n"  # and a host pip cannot reach
                                 "git+https://vcs.invalid/tool.git#egg=tool\n"})
-    built = ensure_environment(git.path, last, None, DEFAULT_IMAGE, access=access, first=first)
+    built = ensure_environment(git.path, last, None, DEFAULT_IMAGE, access=index_access,
+                               first=first)
     assert built.built and "requirements.txt" in (built.install or "")
     with DockerSandbox(git.path, last, built.image, engine=engine) as box:
         found = box.exec("python3 -c 'import six, iniconfig, pytest; print(six.__version__)'")
@@ -324,19 +306,15 @@ def test_the_build_network_answer_is_shared_by_processes(engine: docker.DockerCl
 
 
 def test_packages_come_as_they_were_when_the_state_was_committed(
-        engine: docker.DockerClient, tmp_path: Path) -> None:
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
     """A state from December 2018 gets six 1.12.0 (the last release before 2019), not today's; a
     state older than any release of a package falls back to current releases and says so."""
-    access = Settings.from_env().package_access()
-    chosen = build_network(engine, DEFAULT_IMAGE, access)
-    if not chosen.reachable:
-        pytest.skip(f"no package index answers from a build container here: {chosen.detail}")
     name = f"dated-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     git.clock = 1_545_000_000  # 2018-12-16
     commit = git.commit("Old", {"requirements.txt": "six\n"})
     output: list[str] = []
-    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=access,
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
                                python="3.11", on_output=output.append)
     with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
         found = box.exec("python3 -c 'import six; print(six.__version__)'")
@@ -344,7 +322,7 @@ def test_packages_come_as_they_were_when_the_state_was_committed(
     git.clock = 946_684_800  # 2000-01-01: no six yet
     ancient = git.commit("Ancient", {"requirements.txt": "six\n\n"})
     output.clear()
-    built = ensure_environment(git.path, ancient, None, DEFAULT_IMAGE, access=access,
+    built = ensure_environment(git.path, ancient, None, DEFAULT_IMAGE, access=index_access,
                                python="3.11", on_output=output.append)
     assert "did not all install: current releases" in "".join(output)
     with DockerSandbox(git.path, ancient, built.image, engine=engine) as box:
@@ -353,14 +331,10 @@ def test_packages_come_as_they_were_when_the_state_was_committed(
 
 
 def test_a_project_without_editable_installs_still_runs_from_the_work_tree(
-        engine: docker.DockerClient, tmp_path: Path) -> None:
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
     """A build back-end without PEP 660 (setuptools before 64) cannot be installed editable
     by a current pip: the project's dependencies are installed from a copy, the copy is
     removed, and the work tree goes on the path, so tests import the code the agent edits."""
-    access = Settings.from_env().package_access()
-    chosen = build_network(engine, DEFAULT_IMAGE, access)
-    if not chosen.reachable:
-        pytest.skip(f"no package index answers from a build container here: {chosen.detail}")
     name = f"legacy-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     commit = git.commit("Legacy", {
@@ -370,7 +344,7 @@ def test_a_project_without_editable_installs_still_runs_from_the_work_tree(
                     "packages=['legacykit'], install_requires=['six'])\n",
         "legacykit/__init__.py": "import six\nVALUE = 1\n"})
     output: list[str] = []
-    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=access,
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
                                python="3.11", on_output=output.append)
     assert "build_editable" in "".join(output)  # the editable install was refused
     with DockerSandbox(git.path, commit, built.image, engine=engine) as box:

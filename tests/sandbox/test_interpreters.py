@@ -4,7 +4,6 @@ base images built on this engine, and used by the environment and its sandboxes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -108,21 +107,14 @@ def test_a_dated_install_leaves_out_indexes_without_upload_times() -> None:
 
 
 @pytest.fixture
-def engine(docker_ready: bool) -> Iterator[docker.DockerClient]:
-    if not docker_ready:
-        pytest.skip("no Docker engine answers here (CI always has one)")
-    client = docker.from_env()
-    if "3.9" not in base_images(client, DEFAULT_IMAGE):
+def python39(engine: docker.DockerClient) -> None:
+    """Skips unless the engine holds the Python 3.9 base image next to the default."""
+    if "3.9" not in base_images(engine, DEFAULT_IMAGE):
         pytest.skip(f"no Python 3.9 base image ({image_for(DEFAULT_IMAGE, '3.9')}); "
                     "scripts/docker-up.sh builds it, as CI does")
-    before = {image.id for image in client.images.list(filters={"label": "davinci.env=1"})}
-    yield client
-    for image in client.images.list(filters={"label": "davinci.env=1"}):
-        if image.id not in before:
-            client.images.remove(image.id, force=True)
-    client.close()
 
 
+@pytest.mark.usefixtures("python39")
 def test_old_code_runs_on_the_python_it_was_written_for(engine: docker.DockerClient,
                                                         tmp_path: Path) -> None:
     """A state declaring 3.5/3.6 gets the 3.9 image: code using `collections.Mapping` (gone in
@@ -150,6 +142,7 @@ def test_old_code_runs_on_the_python_it_was_written_for(engine: docker.DockerCli
         ensure_environment(repo.path, commit, None, DEFAULT_IMAGE, engine=engine, python="3.12")
 
 
+@pytest.mark.usefixtures("python39")
 def test_the_env_command_says_which_python_and_why(engine: docker.DockerClient,
                                                    tmp_path: Path) -> None:
     repo = GitRepo.init(tmp_path / "said", name="said")

@@ -331,11 +331,11 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     if not command:
         return Environment(base_image, "", None, built=False, python=choice)
     access = access or PackageAccess()
-    uses_pip = "pip" in command
-    if as_of and uses_pip:  # packages as of each step's commit; the key says so
-        steps = [(at, dated(step, _commit_date(repo, at), access)) for at, step in steps]
-    key = environment_key(base.id, "\n".join([MODERN_PIP] * uses_pip + [s for _, s in steps]),
-                          files)
+    if "pip" in command:  # one pip first; packages as of each step's commit (the key says so)
+        if as_of:
+            steps = [(at, dated(step, _commit_date(repo, at), access)) for at, step in steps]
+        steps.insert(0, (steps[0][0], MODERN_PIP))
+    key = environment_key(base.id, "\n".join(step for _, step in steps), files)
     name = image_name(repo, key)
     if _has_image(engine, name):
         return Environment(name, key, command, built=False, python=choice)
@@ -434,8 +434,7 @@ def _install(container: Container, repo: Path, commit: str, steps: list[tuple[st
     try:
         container.start()
         container.put_archive("/work", _clone_archive(repo, commit))
-        upgrade = f"{MODERN_PIP} && " if "pip" in shown else ""
-        script = f"cd {WORKDIR} && {upgrade}" + " && ".join(
+        script = f"cd {WORKDIR} && " + " && ".join(
             f"git -c advice.detachedHead=false checkout -q -f {shlex.quote(at)} && {command}"
             for at, command in steps)
         seconds = str(max(1, int(timeout)))

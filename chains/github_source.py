@@ -7,7 +7,6 @@ answer is unavailable the caller falls back to the text rules.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -20,13 +19,13 @@ from github.PullRequest import PullRequest as GhPullRequest
 from github.Repository import Repository as GhRepository
 from requests import RequestException
 
+from chains.diff import Hunks, patch_hunks
 from chains.mirror import Mirror
-from chains.model import Commit, FileChange, LineRange, PullRequest
+from chains.model import Commit, FileChange, PullRequest
 
 log = structlog.get_logger(__name__)
 
 CONFIG_PATH = ".github/davinci.yml"
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 CLOSING_ISSUES_QUERY = """
 query($owner: String!, $name: String!, $number: Int!, $after: String) {
@@ -67,40 +66,6 @@ class RepositoryInfo:
     default_branch: str
     clone_url: str
     private: bool
-
-
-def ranges_from_patch(patch: str) -> tuple[tuple[LineRange, ...], tuple[LineRange, ...]]:
-    """Old-side lines deleted or modified and new-side lines added, from a unified diff."""
-    old_lines: list[int] = []
-    new_lines: list[int] = []
-    old_no = new_no = 0
-    for line in patch.splitlines():
-        match = _HUNK.match(line)
-        if match:
-            old_no, new_no = int(match.group(1)), int(match.group(3))
-            continue
-        if line.startswith("-"):
-            old_lines.append(old_no)
-            old_no += 1
-        elif line.startswith("+"):
-            new_lines.append(new_no)
-            new_no += 1
-        elif line.startswith("\\"):
-            continue
-        else:
-            old_no += 1
-            new_no += 1
-    return _ranges(old_lines), _ranges(new_lines)
-
-
-def _ranges(lines: list[int]) -> tuple[LineRange, ...]:
-    result: list[LineRange] = []
-    for number in lines:
-        if result and result[-1].end == number - 1:
-            result[-1] = LineRange(result[-1].start, number)
-        else:
-            result.append(LineRange(number, number))
-    return tuple(result)
 
 
 class GitHubSource:
@@ -190,12 +155,12 @@ class GitHubSource:
     def _files(self, pull: GhPullRequest) -> Iterator[FileChange]:
         for item in pull.get_files():
             patch = item.patch
-            old_ranges, new_ranges = ranges_from_patch(patch) if patch else ((), ())
+            hunks = patch_hunks(patch) if patch else Hunks()
             binary = patch is None and item.changes == 0 and item.status != "renamed"
             yield FileChange(path=item.filename, status=item.status,
                              old_path=item.previous_filename, binary=binary,
                              additions=item.additions, deletions=item.deletions,
-                             old_ranges=old_ranges, new_ranges=new_ranges)
+                             old_ranges=hunks.old_ranges, new_ranges=hunks.new_ranges)
 
     def linked_issues(self, number: int) -> LinkedIssues | None:
         """GitHub's closing references for PR `number`, or None when GraphQL cannot answer."""

@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from chains.collector import fewer_collections
+from chains.diff import parse_diff
 from chains.model import Commit, FileChange, LineRange, PullRequest
 
 _MERGE = re.compile(r"^Merge pull request #(?P<number>\d+) from (?P<branch>\S+)")
 _SQUASH = re.compile(r"^(?P<title>.+?) \(#(?P<number>\d+)\)\s*$")
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)
 MAX_SHOWN = 2_000_000
 _BLAME_HEADER = re.compile(rb"^([0-9a-f]{40}) \d+ \d+")
 _NONCE = uuid.uuid4().hex[:16]
@@ -200,64 +200,6 @@ def _parse_record(record: str) -> _Raw:
     sha, parents, stamp, author, message, diff = record.split(FIELD, 5)
     return _Raw(sha.strip(), tuple(parents.split()), int(stamp or 0), author,
                 message.strip(), diff)
-
-
-def parse_diff(diff: str) -> Iterator[FileChange]:
-    """FileChanges from a `git diff -U0 -M` text."""
-    for block in re.split(r"^diff --git ", diff, flags=re.M)[1:]:
-        yield _parse_file(block)
-
-
-def _parse_file(block: str) -> FileChange:
-    """One file's part of a `-U0` diff: its header, then hunks whose headers say it all.
-
-    With no context lines, a hunk header ``@@ -a,b +c,d @@`` names exactly the b old lines
-    removed or changed from line a and the d new lines from line c, so the content lines are
-    never read one by one (and a removed line that reads "-- x" cannot pass for a header).
-    """
-    at = block.find("\n@@")
-    head = (block if at == -1 else block[:at]).split("\n")
-    header = head[0]
-    old_path = new_path = header.split(" b/", 1)[-1] if " b/" in header else header
-    if header.startswith("a/") and " b/" in header:
-        old_path = header[2:].rsplit(" b/", 1)[0]
-    status, binary = "modified", False
-    for line in head[1:]:
-        if line.startswith("new file mode"):
-            status = "added"
-        elif line.startswith("deleted file mode"):
-            status = "removed"
-        elif line.startswith("rename from "):
-            old_path, status = line[len("rename from "):], "renamed"
-        elif line.startswith("rename to "):
-            new_path = line[len("rename to "):]
-        elif line.startswith(("Binary files ", "GIT binary patch")):
-            binary = True
-    old: list[tuple[int, int]] = []
-    new: list[tuple[int, int]] = []
-    if at != -1:
-        for a, b, c, d in _HUNK.findall(block, at + 1):
-            removed, added = int(b or 1), int(d or 1)
-            if removed:
-                old.append((int(a), int(a) + removed - 1))
-            if added:
-                new.append((int(c), int(c) + added - 1))
-    return FileChange(path=new_path, status=status,
-                      old_path=old_path if old_path != new_path else None, binary=binary,
-                      additions=sum(e - s + 1 for s, e in new),
-                      deletions=sum(e - s + 1 for s, e in old),
-                      old_ranges=_joined(old), new_ranges=_joined(new))
-
-
-def _joined(spans: list[tuple[int, int]]) -> tuple[LineRange, ...]:
-    """Hunks come in order and never overlap; neighbours become one range."""
-    ranges: list[LineRange] = []
-    for start, end in spans:
-        if ranges and ranges[-1].end + 1 >= start:
-            ranges[-1] = LineRange(ranges[-1].start, max(end, ranges[-1].end))
-        else:
-            ranges.append(LineRange(start, end))
-    return tuple(ranges)
 
 
 class GitBlame:

@@ -26,16 +26,12 @@ from chains.collector import fewer_collections
 from chains.config import RepoConfig
 from chains.graph import ChainState, Graph, MemoryGraph, SqlGraph, aware, title_key
 from chains.model import Chain, FileChange, LineRange, Link, LinkKind, PullRequest
+from chains.paths import is_doc_path, is_test_path
 from chains.store import ChainRow, LinkRow, MemberRow, PullRequestRow
 
 SAME_AREA_WINDOW = timedelta(days=30)
 SAME_AREA_OVERLAP = 0.5
 SAME_AREA_MAX_FILES = 200
-TEST_PATH_PARTS = ("test/", "tests/", "testing/", "__tests__/", "spec/")
-DOC_PATH_PARTS = ("docs/", "doc/", "documentation/")
-DOC_SUFFIXES = (".md", ".rst", ".txt", ".adoc")
-DOC_NAMES = ("readme", "changes", "changelog", "history", "news", "authors", "contributing",
-             "license", "copying")
 FIX_SHARE = 0.25
 """A fix links to an earlier PR only if that PR wrote at least this share of the lines the fix
 changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
@@ -81,24 +77,6 @@ class _Candidates:
         key = (link.earlier, link.kind)
         if key not in self.best or self.best[key].strength < link.strength:
             self.best[key] = link
-
-
-def is_test_path(path: str) -> bool:
-    lowered = "/" + path.lower()
-    name = lowered.rsplit("/", 1)[-1]
-    return (any(f"/{part}" in lowered for part in TEST_PATH_PARTS)
-            or name.startswith("test_") or name.endswith(("_test.py", "_spec.rb", ".test.js",
-                                                          ".test.ts", "_test.go", "tests.py")))
-
-
-def is_doc_path(path: str) -> bool:
-    """Prose, not behaviour: a fix there (a typo) does not repair an earlier PR's work."""
-    lowered = "/" + path.lower()
-    name = lowered.rsplit("/", 1)[-1]
-    if name.startswith("requirements"):
-        return False  # dependency pins are behaviour
-    return (lowered.endswith(DOC_SUFFIXES) or name.split(".", 1)[0] in DOC_NAMES
-            or any(f"/{p}" in lowered for p in DOC_PATH_PARTS))
 
 
 def chain_id(repository: str, first: int, created_by: int) -> str:

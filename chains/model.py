@@ -40,6 +40,9 @@ class FileChange:
     """Lines of the base version that the PR deleted or modified."""
     new_ranges: tuple[LineRange, ...] = ()
     """Lines of the merged version that the PR added or modified."""
+    added_lines: tuple[str, ...] = ()
+    removed_lines: tuple[str, ...] = ()
+    """The lines themselves, when the reader asked for them (`chains.diff`)."""
 
 
 @dataclass(frozen=True)

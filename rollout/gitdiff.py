@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from chains.diff import parse_diff
+from chains.paths import is_test_path
 
 
 class GitError(Exception):
     """A git command on the local clone failed; the message carries git's own words."""
-
-
-_TEST_DIRS = {"tests", "test", "testing"}
-_TEST_FILE = re.compile(r"(^test_.*\.py$)|(.*_tests?\.py$)|(^conftest\.py$)")
-
-
-def is_test_path(path: str) -> bool:
-    """A test file lives under a test directory or is named like one (test_*.py, *_test.py)."""
-    parts = PurePosixPath(path).parts
-    if any(part in _TEST_DIRS for part in parts[:-1]):
-        return True
-    return bool(parts) and bool(_TEST_FILE.match(parts[-1]))
 
 
 def git(repo: Path, *args: str) -> str:
@@ -74,15 +64,6 @@ def split_change(repo: Path, base: str, head: str) -> SplitPatch:
 
 
 @dataclass(frozen=True)
-class FileDiff:
-    """One file's part of a patch: its path and the lines it adds and removes."""
-
-    path: str
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class PatchLines:
     """What a patch changes: files, and the added and removed lines (content, not position)."""
 
@@ -91,39 +72,12 @@ class PatchLines:
     removed: tuple[str, ...]
 
 
-_DIFF_HEADER = re.compile(r"^diff --git a/(.+?) b/(.+)$")
-
-
-def file_diffs(patch: str) -> tuple[FileDiff, ...]:
-    """The patch split at its `diff --git` headers, in order; lines before any header are
-    ignored."""
-    diffs: list[FileDiff] = []
-    path: str | None = None
-    added: list[str] = []
-    removed: list[str] = []
-    for line in patch.splitlines():
-        header = _DIFF_HEADER.match(line)
-        if header:
-            if path is not None:
-                diffs.append(FileDiff(path, tuple(added), tuple(removed)))
-            path, added, removed = header.group(2), [], []
-            continue
-        if path is None or line.startswith(("+++", "---")):
-            continue
-        if line.startswith("+"):
-            added.append(line[1:])
-        elif line.startswith("-"):
-            removed.append(line[1:])
-    if path is not None:
-        diffs.append(FileDiff(path, tuple(added), tuple(removed)))
-    return tuple(diffs)
-
-
 def parse_patch(patch: str, include_tests: bool = False) -> PatchLines:
-    diffs = [d for d in file_diffs(patch) if include_tests or not is_test_path(d.path)]
+    diffs = [d for d in parse_diff(patch, with_lines=True)
+             if include_tests or not is_test_path(d.path)]
     return PatchLines(frozenset(d.path for d in diffs),
-                      tuple(line for d in diffs for line in d.added),
-                      tuple(line for d in diffs for line in d.removed))
+                      tuple(line for d in diffs for line in d.added_lines),
+                      tuple(line for d in diffs for line in d.removed_lines))
 
 
 def added_code_lines(patch: str, min_length: int = 12) -> list[str]:

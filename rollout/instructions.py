@@ -15,8 +15,10 @@ from typing import Protocol
 
 import structlog
 
+from chains.diff import parse_diff
 from chains.model import PullRequest
-from rollout.gitdiff import added_code_lines, file_diffs, is_test_path
+from chains.paths import is_test_path
+from rollout.gitdiff import added_code_lines
 from rollout.llm import LLMClient
 
 log = structlog.get_logger(__name__)
@@ -93,11 +95,11 @@ def _new_identifiers(patch: str) -> list[str]:
     defines on added lines and did not define on removed ones (a changed signature is not
     new)."""
     found: list[str] = []
-    for diff in file_diffs(patch):
+    for diff in parse_diff(patch, with_lines=True):
         if is_test_path(diff.path):
             continue
-        old = {name for line in diff.removed for name in _defined(line)}
-        found += [name for line in diff.added for name in _defined(line) if name not in old]
+        old = {name for line in diff.removed_lines for name in _defined(line)}
+        found += [name for line in diff.added_lines for name in _defined(line) if name not in old]
     return list(dict.fromkeys(found))
 
 
@@ -110,10 +112,10 @@ def _asserted_literals(patch: str) -> list[str]:
     """String literals (3+ characters) and numbers other than 0 and 1 on the assertion lines
     the test part of the patch adds: the expected values an agent should work out."""
     found: list[str] = []
-    for diff in file_diffs(patch):
+    for diff in parse_diff(patch, with_lines=True):
         if not is_test_path(diff.path):
             continue
-        for line in diff.added:
+        for line in diff.added_lines:
             if not _ASSERTION.search(line):
                 continue
             strings = [m.group(1)[1:-1] for m in _STRING.finditer(line)]

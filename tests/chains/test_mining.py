@@ -214,23 +214,6 @@ def test_separator_bytes_in_messages_and_diffs_do_not_stop_mining(tmp_path: Path
     assert "Odd" in prs[0].commits[0].message
 
 
-def test_changed_lines_come_from_hunk_headers_whatever_the_lines_say(tmp_path: Path) -> None:
-    """Removed "-- x" and added "++ y" lines print as "--- x" and "+++ y", like file headers."""
-    repo = GitRepo.init(tmp_path / "sql")
-    repo.commit("init", {"schema.sql": "-- users\nCREATE TABLE a (x int);\n-- end\nSELECT 1;\n",
-                         "gone.txt": "bye\n"})
-    repo.pull_request(3, "Rework schema", {"schema.sql": "++ kept\nCREATE TABLE a (x int);\n"
-                                                          "SELECT 1;\n", "gone.txt": None},
-                      squash=True)
-    [pr] = GitHistory(repo.path).pull_requests()
-    files = {f.path: f for f in pr.files}
-    schema = files["schema.sql"]
-    assert [(r.start, r.end) for r in schema.old_ranges] == [(1, 1), (3, 3)]
-    assert [(r.start, r.end) for r in schema.new_ranges] == [(1, 1)]
-    assert (schema.additions, schema.deletions) == (1, 2)
-    assert files["gone.txt"].status == "removed" and files["gone.txt"].deletions == 1
-
-
 def test_since_and_limit_pick_the_latest_prs(tmp_path: Path, sample: SampleRepository) -> None:
     everything = GitHistory(sample.path).pull_requests()
     order = [pr.number for pr in everything]

@@ -13,7 +13,6 @@ from chains.github_source import (
     NotMerged,
     PullRequestNotFound,
     installation_token,
-    ranges_from_patch,
 )
 from chains.mirror import Mirror, MirrorError
 from chains.model import LineRange
@@ -48,14 +47,6 @@ def world(github_sim: GitHubSimulator, git_repo: GitRepo) -> GitRepo:
     github_sim.add_pull(REPO, 11, squash, "fix: parse empty input", "Fixes #5 as well",
                         labels=("bug",))
     return git_repo
-
-
-def test_patch_ranges() -> None:
-    patch = ("@@ -1,4 +1,5 @@\n a\n-b\n-c\n+B\n d\n+e\n+f\n@@ -10,2 +11,1 @@\n x\n-y\n"
-             "\\ No newline at end of file")
-    old, new = ranges_from_patch(patch)
-    assert old == (LineRange(2, 3), LineRange(11, 11))
-    assert new == (LineRange(2, 2), LineRange(4, 5))
 
 
 def test_pull_request_details(world: GitRepo, client: Github, tmp_path: Path) -> None:

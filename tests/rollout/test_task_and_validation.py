@@ -11,21 +11,12 @@ import pytest
 from chains.model import PullRequest
 from rollout import StageResult, Task, TaskError, TaskValidation, build_task, validate_task
 from rollout.agent import rejection
-from rollout.gitdiff import is_test_path
 from rollout.validation import StageValidation
 from rollout.verifier import Verifier
 from sandbox.testinfra import is_test_infrastructure
 from tests.gitrepo import GitRepo
 from tests.rollout import sandboxes
 from tests.rollout.fixture_repo import ChainRepo
-
-
-@pytest.mark.parametrize(("path", "expected"), [
-    ("tests/test_stats.py", True), ("pkg/test/helpers.py", True), ("test_x.py", True),
-    ("src/thing_test.py", True), ("conftest.py", True), ("calc/stats.py", False),
-    ("calc/testing_utils.py", False), ("docs/tests.md", False)])
-def test_test_files_are_told_apart_from_code(path: str, expected: bool) -> None:
-    assert is_test_path(path) is expected
 
 
 def test_task_splits_each_pr_into_gold_and_test_patches(task: Task, chain_repo: ChainRepo) -> None:

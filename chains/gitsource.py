@@ -50,6 +50,84 @@ class _Raw:
     """The diff, parsed; a PR's record keeps these instead of the text."""
 
 
+YEAR = 365 * 24 * 3600
+
+
+@dataclass
+class _Graph:
+    """Every commit reachable from the mined ref (no diffs), its first-parent line, and what
+    each mainline commit brought in: the commits reachable from its second parents and not
+    from its first (`merge^1..merge^2`), so a branch that merged a maintenance line or the
+    default branch into itself is not credited with their commits."""
+
+    nodes: dict[str, _Raw]
+    mainline: list[str]
+    """First-parent commits, oldest first."""
+    position: dict[str, int]
+    _brought: dict[str, tuple[str, ...]]
+    _numbers: list[tuple[int, int]]
+    """(timestamp, PR number) of the mainline commits, by position (0: not a PR)."""
+
+    @classmethod
+    def read(cls, path: Path, ref: str) -> _Graph:
+        listing = git(path, "log", "--topo-order",
+                      f"--format={RECORD}%H{FIELD}%P{FIELD}%ct{FIELD}%an{FIELD}%B", ref)
+        nodes: dict[str, _Raw] = {}
+        for record in listing.split(RECORD):
+            if record:
+                name, parents, stamp, author, message = record.split(FIELD, 4)
+                nodes[name] = _Raw(name, tuple(parents.split()), int(stamp or 0), author,
+                                   message.strip(), "")
+        order = {sha: i for i, sha in enumerate(nodes)}  # newest first, parents after children
+        mainline: list[str] = []
+        tip: str | None = next(iter(nodes), None)
+        while tip is not None and tip in nodes:
+            mainline.append(tip)
+            tip = next(iter(nodes[tip].parents), None)
+        mainline.reverse()
+        reached: set[str] = set()  # always closed under "parent of"
+        brought: dict[str, tuple[str, ...]] = {}
+        for sha in mainline:
+            stack = [p for p in nodes[sha].parents[1:] if p in nodes]
+            found: list[str] = []
+            while stack:
+                commit = stack.pop()
+                if commit in reached:
+                    continue
+                reached.add(commit)
+                found.append(commit)
+                stack.extend(p for p in nodes[commit].parents if p in nodes and p not in reached)
+            reached.add(sha)
+            if found:
+                brought[sha] = tuple(sorted(found, key=order.__getitem__, reverse=True))
+        numbers = [(nodes[sha].timestamp, _pr_number(nodes[sha]) or 0) for sha in mainline]
+        return cls(nodes, mainline, {sha: i for i, sha in enumerate(mainline)}, brought,
+                   numbers)
+
+    def brought_shas(self, sha: str) -> tuple[str, ...]:
+        return self._brought.get(sha, ())
+
+    def brought(self, sha: str) -> tuple[Commit, ...]:
+        """The commits a mainline merge brought, oldest first."""
+        return tuple(self.commit(c) for c in self.brought_shas(sha))
+
+    def commit(self, sha: str) -> Commit:
+        node = self.nodes[sha]
+        return Commit(sha, node.message, node.author)
+
+    def lowest_number_before(self, timestamp: int, at: int) -> int | None:
+        """The lowest PR number the mainline merged in the year before ``timestamp``, up to
+        position ``at``; None when it merged none."""
+        lowest: int | None = None
+        for i in range(min(at, len(self._numbers) - 1), -1, -1):
+            stamp, number = self._numbers[i]
+            if stamp < timestamp - YEAR:
+                break
+            if number and stamp <= timestamp and (lowest is None or number < lowest):
+                lowest = number
+        return lowest
+
+
 def git(path: Path, *args: str, check: bool = True) -> str:
     result = subprocess.run(["git", "-C", str(path), "-c", "core.quotePath=false", *args],
                             capture_output=True, text=True, errors="replace")
@@ -88,33 +166,51 @@ class GitHistory:
     def _read(self, since: datetime | None, limit: int | None) -> list[PullRequest]:
         # Diffs are parsed as they stream by, so the history's text is never all in memory;
         # with a limit, only the latest PRs are kept at all.
+        if limit == 0:
+            return []
         kept: deque[_Raw] = deque(maxlen=limit)
-        for raw in self._first_parent_log(since):
+        oldest: str | None = None  # the oldest first-parent commit read
+        dropped = False
+        for raw in self._log(["--first-parent", self.ref], since):
+            oldest = oldest or raw.sha
             if _pr_number(raw) is not None:
+                dropped = dropped or len(kept) == limit
                 kept.append(replace(raw, diff="", files=tuple(parse_diff(raw.diff))))
             elif not raw.parents and (number := _traced_number(raw)) is not None:
                 self.skipped.append(f"PR #{number}: its base commit is not in this clone "
                                     "(a shallow clone?)")
-        raws = list(kept)
-        side = self._side_commits([r for r in raws if len(r.parents) > 1])
+        history = _Graph.read(self.path, self.ref)
+        start = kept[0].sha if dropped else oldest
+        first = history.position.get(start, len(history.mainline)) if start \
+            else len(history.mainline)
+        side = self._side_pull_requests(history, [r for r in kept], first)
+        ordered = sorted([*((history.position[r.sha], 1, i, r) for i, r in enumerate(kept)),
+                          *((at, 0, i, r) for i, (at, r) in enumerate(side))],
+                         key=lambda item: item[:3])
         prs = []
-        for raw in raws:
-            pr = self._pull_request(raw, side.get(raw.sha, ()))
+        for _, _, _, raw in ordered:
+            commits = history.brought(raw.sha) if raw.sha in history.position \
+                else self._branch_commits(history, raw)
+            pr = self._pull_request(raw, commits)
             if pr is not None:
                 prs.append(pr)
-        return prs
+        return prs[-limit:] if limit is not None else prs
 
-    def _first_parent_log(self, since: datetime | None) -> Iterator[_Raw]:
-        args = ["log", "--first-parent", "--reverse", "--diff-merges=first-parent", "-p",
-                "-U0", "-M", "--no-color", "--no-ext-diff",
+    def _log(self, revisions: list[str], since: datetime | None = None,
+             stdin: str | None = None) -> Iterator[_Raw]:
+        """Commits with their diff against their first parent, streamed."""
+        args = ["log", "--reverse", "--diff-merges=first-parent", "-p", "-U0", "-M",
+                "--no-color", "--no-ext-diff",
                 f"--format={RECORD}%H{FIELD}%P{FIELD}%ct{FIELD}%an{FIELD}%B{FIELD}"]
         if since is not None:
             args.append(f"--since={since.isoformat()}")
-        args.append(self.ref)
         process = subprocess.Popen(["git", "-C", str(self.path), "-c", "core.quotePath=false",
-                                    *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    *args, *revisions], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, errors="replace")
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stdin is not None
+        process.stdin.write(stdin or "")
+        process.stdin.close()
         buffer = ""
         for chunk in iter(lambda: process.stdout.read(1 << 16), ""):  # type: ignore[union-attr]
             buffer += chunk
@@ -128,33 +224,44 @@ class GitHistory:
             error = process.stderr.read() if process.stderr else ""
             raise GitSourceError(f"git log failed in {self.path}: {error.strip()}")
 
-    def _side_commits(self, merges: list[_Raw]) -> dict[str, tuple[Commit, ...]]:
-        """The commits each merged branch brought, from one `git log` of all branches."""
-        if not merges:
-            return {}
-        listing = git(self.path, "log", "--topo-order",
-                      f"--format={RECORD}%H{FIELD}%P{FIELD}%an{FIELD}%B", self.ref)
-        info: dict[str, tuple[tuple[str, ...], str, str]] = {}
-        for record in listing.split(RECORD):
-            if not record:
-                continue
-            sha, parents, author, message = record.split(FIELD, 3)
-            info[sha] = (tuple(parents.split()), author, message.strip())
-        mainline = set(git(self.path, "rev-list", "--first-parent", self.ref).split())
-        claimed: set[str] = set()
-        result: dict[str, tuple[Commit, ...]] = {}
-        for merge in merges:
-            stack, seen = [merge.parents[1]], []
-            while stack:
-                sha = stack.pop()
-                if sha in mainline or sha in claimed or sha not in info:
+    def _side_pull_requests(self, history: _Graph, mainline_prs: list[_Raw],
+                            first: int) -> list[tuple[int, _Raw]]:
+        """PRs that reached the default branch only through a second parent (a maintenance
+        line merged back, a merge made the wrong way round), each with the position of the
+        mainline commit that brought it. A number the mainline already has, or one below
+        every number the mainline merged in the year before (a fork's own "Merge pull
+        request #2" inside a contributor's branch), is not this repository's PR."""
+        taken = {_pr_number(raw) for raw in mainline_prs}
+        found: dict[str, int] = {}
+        for at in range(first, len(history.mainline)):
+            arrival = history.mainline[at]
+            for sha in history.brought_shas(arrival):
+                node = history.nodes[sha]
+                number = _pr_number(node)
+                if number is None or number in taken:
                     continue
-                claimed.add(sha)
-                seen.append(sha)
-                stack.extend(info[sha][0])
-            commits = [Commit(sha, info[sha][2], info[sha][1]) for sha in seen]
-            result[merge.sha] = tuple(reversed(commits))
-        return result
+                floor = history.lowest_number_before(node.timestamp, at)
+                if floor is not None and number < floor:
+                    self.skipped.append(f"PR #{number} ({sha[:12]}): a merge inside a branch "
+                                        "that numbers its own PRs (a fork), not this "
+                                        "repository's")
+                    continue
+                taken.add(number)
+                found[sha] = at
+        if not found:
+            return []
+        raws = {raw.sha: replace(raw, diff="", files=tuple(parse_diff(raw.diff)))
+                for raw in self._log(["--no-walk=unsorted", "--stdin"],
+                                     stdin="".join(f"{sha}\n" for sha in found))}
+        return [(at, raws[sha]) for sha, at in found.items() if sha in raws]
+
+    def _branch_commits(self, history: _Graph, raw: _Raw) -> tuple[Commit, ...]:
+        """A side merge's own commits: reachable from its second parent, not its first."""
+        if len(raw.parents) < 2:
+            return ()
+        listed = git(self.path, "rev-list", "--topo-order", "--reverse", raw.parents[1],
+                     "--not", raw.parents[0]).split()
+        return tuple(history.commit(sha) for sha in listed if sha in history.nodes)
 
     def _pull_request(self, raw: _Raw, side: tuple[Commit, ...]) -> PullRequest | None:
         number = _pr_number(raw)
@@ -244,6 +351,18 @@ class GitBlame:
         if data is None or len(data) > MAX_SHOWN or b"\0" in data[:8000]:
             return None
         return data.decode("utf-8", "replace")
+
+    def removed_by(self, commit: str, path: str, line: str) -> str | None:
+        """The latest commit up to ``commit`` after which ``path`` holds ``line`` fewer
+        times than before it (`git log -S`, first parents' side)."""
+        found = subprocess.run(["git", "-C", str(self.path), "log", "-n", "5", "--format=%H",
+                                "--no-ext-diff", f"-S{line}", commit, "--", path],
+                               capture_output=True, text=True, errors="replace")
+        for sha in found.stdout.split():
+            before, after = self.show(f"{sha}^", path), self.show(sha, path)
+            if before is not None and before.count(line) > (after or "").count(line):
+                return sha
+        return None
 
     def __enter__(self) -> GitBlame:
         return self

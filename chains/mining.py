@@ -37,6 +37,10 @@ FIX_SHARE = 0.25
 changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
 
 
+RESTORE_MIN_LENGTH = 12
+"""Put-back lines shorter than this ("return x") are too common to say who removed them."""
+RESTORE_PROBES = 4
+"""At most this many put-back lines are looked up per PR."""
 COSMETIC_ROUNDS = 3
 """How many times blame looks further back through cosmetic commits of one file."""
 LAYOUT_SHARE = 0.75
@@ -55,6 +59,10 @@ class Blame(Protocol):
 
     def show(self, commit: str, path: str) -> str | None:
         """The text of ``path`` at ``commit``; None when absent or binary."""
+        ...
+
+    def removed_by(self, commit: str, path: str, line: str) -> str | None:
+        """The latest commit up to ``commit`` that removed ``line`` from ``path``."""
         ...
 
 
@@ -113,6 +121,10 @@ def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
             text.is_fix(pr.title, pr.labels, tuple(pr.issue_texts.values())) and \
             _changes_code(pr, files, blame):
         _fixes(graph, pr, files, blame, candidates)
+    if blame is not None and not layout and (
+            text.is_restore(pr.title) or (text.is_fix(pr.title, pr.labels) and
+                                          not any(_blamable(f) for f in files))):
+        _restores(graph, pr, files, blame, candidates)
     _same_area(graph, pr, code, candidates)
     links = tuple(sorted(candidates.best.values(), key=lambda k: (k.earlier, k.kind)))
     graph.add_links(links)
@@ -171,7 +183,11 @@ def _ignored(path: str, config: RepoConfig) -> bool:
 
 
 def _pr_text(pr: PullRequest) -> str:
-    return "\n".join([pr.title, pr.body or "", *(c.message for c in pr.commits)])
+    """The PR's own words: title, body and the messages of its commits, except merges inside
+    its branch ("Merge pull request #2 from user/master" numbers a fork's PR, "Merge branch
+    'main'" names nothing of its own)."""
+    own = [c.message for c in pr.commits if not text.is_merge_message(c.message)]
+    return "\n".join([pr.title, pr.body or "", *own])
 
 
 def referenced_numbers(pr: PullRequest) -> list[int]:
@@ -368,6 +384,40 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
                      f"fix changes {count} code {noun} of #{number} ({share:.0%} of its code "
                      f"lines) in {where} (git blame)",
                      round(min(0.95, 0.6 + 0.25 * share + min(count, 40) / 400), 3)))
+
+
+def _restores(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,
+              out: _Candidates) -> None:
+    """`fixes` links to the PRs that removed code lines this PR puts back: a restore, or a
+    fix that only re-adds what was deleted (nothing of the base to blame)."""
+    probes: list[tuple[str, str]] = []
+    for change in files:
+        if change.binary or change.status == "removed" or is_doc_path(change.path) \
+                or is_test_path(change.path) or substance.never_blamed(change.path):
+            continue
+        new = blame.show(pr.merge_commit, change.path)
+        if new is None:
+            continue
+        lines = new.split("\n")
+        code = substance.substantive_lines(new, change.path)
+        added = [lines[n - 1].strip() for r in change.new_ranges for n in range(r.start, r.end + 1)
+                 if n <= len(lines) and (code is None or n in code)]
+        distinctive = sorted({line for line in added if len(line) >= RESTORE_MIN_LENGTH},
+                             key=len, reverse=True)
+        probes += [(change.old_path or change.path, line) for line in distinctive[:2]]
+    removers: Counter[str] = Counter()
+    for path, line in probes[:RESTORE_PROBES]:
+        sha = blame.removed_by(pr.base_commit, path, line)
+        if sha is not None:
+            removers[sha] += 1
+    owners = graph.commit_owners(removers)
+    known = _earlier(graph, pr, {n for n in owners.values() if n != pr.number})
+    for sha, count in removers.items():
+        number = owners.get(sha)
+        if number in known:
+            noun = "line" if count == 1 else "lines"
+            out.add(Link(number, pr.number, LinkKind.FIXES,
+                         f"puts back {count} code {noun} #{number} removed (git log -S)", 0.9))
 
 
 def _same_area(graph: Graph, pr: PullRequest, mine: set[str], out: _Candidates) -> None:

@@ -15,7 +15,12 @@ _CLOSING_REF = re.compile(
 _FOLLOW_UP = re.compile(r"\b(?:follow[- ]?up|builds? (?:on|upon)|continues?|part \d+ of)\b",
                         re.I)
 _REVERT_TITLE = re.compile(r'^Revert\s+"(?P<title>.+)"\s*$', re.I)
-_REVERTS_COMMIT = re.compile(r"\breverts? commit (?P<sha>[0-9a-f]{7,40})\b", re.I)
+_REVERTS_COMMIT = re.compile(r"\brevert(?:s|ed|ing)?\s+(?:commit\s+)?"
+                             r"(?P<sha>(?=[0-9]*[a-f])(?=[a-f]*[0-9])[0-9a-f]{7,40})\b", re.I)
+_RESTORE = re.compile(r"^\s*(?:restore[sd]?|re-?add(?:s|ed)?|re-?introduce[sd]?|bring back|"
+                      r"brings back|reinstate[sd]?|put back|undo (?:the )?removal)\b", re.I)
+_MERGE_MESSAGE = re.compile(r"^Merge (?:pull request #\d+ from |(?:remote-tracking )?branch"
+                            r"(?:es)? |tag |commit )")
 _PART = re.compile(r"(?P<prefix>.*?)[\s,:;(-]*\bpart\s+(?P<n>\d+)\s*(?:of|/)\s*(?P<m>\d+)\b",
                    re.I)
 _FIX_WORDS = re.compile(r"\b(?:fix(?:e[sd]|ing)?|bug(?:fix)?|regression|revert(?:s|ed)?|"
@@ -72,7 +77,18 @@ def reverted_title(title: str) -> str | None:
 
 
 def reverted_commits(text: str) -> list[str]:
+    """Commit names a revert gives: "This reverts commit <sha>.", "reverting 1a2b3c4"."""
     return [m.group("sha") for m in _REVERTS_COMMIT.finditer(text or "")]
+
+
+def is_restore(title: str) -> bool:
+    """A title that says it puts back something removed ("Restore X", "Re-add Y")."""
+    return bool(_RESTORE.match(title or ""))
+
+
+def is_merge_message(message: str) -> bool:
+    """A merge git or GitHub wrote ("Merge pull request #N from …", "Merge branch 'x'")."""
+    return bool(_MERGE_MESSAGE.match(message or ""))
 
 
 def series(title: str) -> tuple[str, int] | None:

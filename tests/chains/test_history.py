@@ -1,0 +1,138 @@
+"""Real-shaped histories: maintenance lines, merges made the wrong way round, fork merges
+inside a contributor's branch, reverts named by short sha, restores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.db import Database
+from chains.gitsource import GitBlame, GitHistory
+from chains.mining import attach_pull_request
+from chains.queries import all_links
+from tests.gitrepo import GitRepo
+
+REPO = "textkit-dev/textkit"
+
+
+def mine(db: Database, repo: GitRepo) -> GitHistory:
+    history = GitHistory(repo.path, repository=REPO)
+    with GitBlame(repo.path) as blame:
+        for pr in history.pull_requests():
+            with db.session() as session:
+                attach_pull_request(session, pr, blame)
+    return history
+
+
+def links(db: Database) -> set[tuple[int, int, str]]:
+    with db.session() as session:
+        return {(k["from"], k["to"], k["kind"]) for k in all_links(session, REPO)}
+
+
+def merge(repo: GitRepo, into: str, branch: str, message: str) -> str:
+    repo.checkout(into)
+    repo.git("merge", "-q", "--no-ff", "-m", message, branch)
+    return repo.head()
+
+
+def new_repo(tmp_path: Path) -> GitRepo:
+    repo = GitRepo.init(tmp_path / "kit", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"kit.py": "def one():\n    return 1\n"})
+    return repo
+
+
+def test_a_pr_owns_only_what_its_merge_brought(sqlite_db: Database, tmp_path: Path) -> None:
+    """A maintenance line merged into main (not through a PR) and then into a PR's branch:
+    the PR's commits are `merge^1..merge^2`, its one commit, not the maintenance line's."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(3, "Add two", {"two.py": "def two():\n    return 2\n"})
+    repo.branch("maint")
+    for i in range(3):
+        repo.commit(f"Backport {i}, see #3", {f"m{i}.py": f"M = {i}\n"})
+    merge(repo, "main", "maint", "Merge branch 'maint'")
+    repo.branch("feature")
+    repo.git("merge", "-q", "--no-ff", "-m", "Merge branch 'maint' into feature", "maint")
+    own = repo.commit("Add three", {"three.py": "def three():\n    return 3\n"})
+    merge(repo, "main", "feature", "Merge pull request #4 from someone/feature\n\nAdd three")
+    prs = {pr.number: pr for pr in mine(sqlite_db, repo).pull_requests()}
+    assert [c.sha for c in prs[4].commits] == [own]
+    assert (3, 4, "references") not in links(sqlite_db)
+
+
+def test_prs_merged_into_a_maintenance_line_are_mined(sqlite_db: Database,
+                                                      tmp_path: Path) -> None:
+    """PR #5 was merged into `1.x`, which reached main only as a second parent: #5 is mined on
+    its own first-parent base, and a later fix of its code links to it."""
+    repo = new_repo(tmp_path)
+    repo.branch("1.x")
+    repo.branch("fix-parse", "1.x")
+    branch_commit = repo.commit("Add parse", {
+        "parse.py": "def parse(text):\n    parts = text.split(',')\n    return parts\n"})
+    five = merge(repo, "1.x", "fix-parse", "Merge pull request #5 from someone/fix-parse\n\n"
+                                           "Add a parser")
+    merge(repo, "main", "1.x", "Merge branch '1.x'")
+    repo.pull_request(6, "Fix parse of empty text", {
+        "parse.py": "def parse(text):\n    parts = [p for p in text.split(',') if p]\n"
+                    "    return parts\n"}, squash=True)
+    history = mine(sqlite_db, repo)
+    prs = {pr.number: pr for pr in history.pull_requests()}
+    assert sorted(prs) == [5, 6]
+    assert prs[5].merge_commit == five and prs[5].title == "Add a parser"
+    assert [c.sha for c in prs[5].commits] == [branch_commit]
+    assert [f.path for f in prs[5].files] == ["parse.py"]
+    assert (5, 6, "fixes") in links(sqlite_db)
+
+
+def test_a_fork_merge_inside_a_branch_is_no_pr_and_names_no_one(sqlite_db: Database,
+                                                                 tmp_path: Path) -> None:
+    """A contributor merged their fork's own PR #2 into their branch: that is neither this
+    repository's PR #2 nor a reference to it."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add two", {"two.py": "def two():\n    return 2\n"})
+    for number in range(7, 10):
+        repo.pull_request(number, f"Add f{number}", {f"f{number}.py": f"F = {number}\n"})
+    repo.branch("feature")
+    repo.branch("fork-work", "feature")
+    repo.commit("Tweak docs in the fork", {"notes.txt": "n\n"})
+    merge(repo, "feature", "fork-work", "Merge pull request #2 from contributor/fork-work")
+    repo.commit("Add eleven", {"eleven.py": "E = 11\n"})
+    merge(repo, "main", "feature", "Merge pull request #11 from contributor/feature\n\n"
+                                   "Add eleven")
+    history = mine(sqlite_db, repo)
+    numbers = [pr.number for pr in history.pull_requests()]
+    assert numbers == [2, 7, 8, 9, 11]
+    assert not [link for link in links(sqlite_db) if link[1] == 11]
+
+
+def test_a_revert_named_by_a_short_sha_in_its_title_links(sqlite_db: Database,
+                                                          tmp_path: Path) -> None:
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Speed up one", {"kit.py": "def one():\n    return 0 + 1\n"},
+                      squash=True)
+    short = repo.head()[:8]
+    repo.pull_request(3, "Add two", {"two.py": "def two():\n    return 2\n"}, squash=True)
+    repo.pull_request(4, f"Reverting {short}, it broke the build",
+                      {"kit.py": "def one():\n    return 1\n"}, squash=True)
+    mine(sqlite_db, repo)
+    assert (2, 4, "references") in links(sqlite_db)
+
+
+def test_a_restore_links_to_the_pr_that_removed_the_lines(sqlite_db: Database,
+                                                          tmp_path: Path) -> None:
+    """Nothing of the base is changed, so blame has nothing to say: the PR that removed the
+    put-back lines is found by what it removed."""
+    keep = "def keep(items):\n    return [item for item in items if item is not None]\n"
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add keep", {"util.py": "X = 1\n\n" + keep}, squash=True)
+    repo.pull_request(3, "Clean up util", {"util.py": "X = 1\n"}, squash=True)
+    repo.pull_request(4, "Add two", {"two.py": "def two():\n    return 2\n"}, squash=True)
+    repo.pull_request(5, "Restore keep, still used by plugins", {"util.py": "X = 1\n\n" + keep},
+                      squash=True)
+    repo.pull_request(6, "Add three", {"three.py": "def three():\n    return 3\n"},
+                      squash=True)
+    repo.pull_request(7, "Remove three", {"three.py": "T = 0\n"}, squash=True)
+    repo.pull_request(8, "Fix crash: re-add three", {
+        "three.py": "T = 0\n\ndef three():\n    return 3\n"}, squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (3, 5, "fixes") in found and (2, 5, "fixes") not in found
+    assert (7, 8, "fixes") in found

@@ -27,7 +27,7 @@ from chains.model import Commit, FileChange, LineRange, PullRequest
 _MERGE = re.compile(r"^Merge pull request #(?P<number>\d+) from (?P<branch>\S+)")
 _SQUASH = re.compile(r"^(?P<title>.+?) \(#(?P<number>\d+)\)\s*$")
 MAX_SHOWN = 2_000_000
-_BLAME_HEADER = re.compile(rb"^([0-9a-f]{40}) \d+ \d+")
+_BLAME_HEADER = re.compile(rb"^([0-9a-f]{40}) \d+ (\d+)")
 _NONCE = uuid.uuid4().hex[:16]
 RECORD, FIELD = f"\x1e{_NONCE}\x1e", f"\x1f{_NONCE}\x1f"
 """Separators of `git log` records and fields: control characters around a token drawn per
@@ -321,10 +321,12 @@ class GitBlame:
         self.path = Path(path)
         self._reader: subprocess.Popen[bytes] | None = None
         self._ignore_files: dict[frozenset[str], str] = {}
+        self._changes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._scratch = tempfile.TemporaryDirectory(prefix="davinci-blame-")
 
-    def blame(self, commit: str, path: str, ranges: tuple[LineRange, ...],
-              ignore: frozenset[str] = frozenset()) -> dict[str, int]:
+    def lines(self, commit: str, path: str, ranges: tuple[LineRange, ...],
+              ignore: frozenset[str] = frozenset()) -> dict[int, tuple[str, str]]:
+        """Line number at ``commit`` -> (sha of the commit that last changed it, its text)."""
         if not ranges:
             return {}
         args = ["git", "-C", str(self.path), "blame", "--porcelain", "-w", "-M", "-C"]
@@ -336,13 +338,28 @@ class GitBlame:
         result = subprocess.run([*args, commit, "--", path], capture_output=True)
         if result.returncode != 0:
             return {}  # the file or those lines are not at that commit (a rename, a rewrite)
-        counts: dict[str, int] = {}
-        for line in result.stdout.splitlines():
-            match = _BLAME_HEADER.match(line)
+        found: dict[int, tuple[str, str]] = {}
+        sha, line = "", 0
+        for raw in result.stdout.split(b"\n"):
+            match = _BLAME_HEADER.match(raw)
             if match:
-                sha = match.group(1).decode()
-                counts[sha] = counts.get(sha, 0) + 1
-        return counts
+                sha, line = match.group(1).decode(), int(match.group(2))
+            elif raw.startswith(b"\t") and sha:
+                found[line] = (sha, raw[1:].decode("utf-8", "replace"))
+        return found
+
+    def changed_lines(self, sha: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(removed, added) lines of a commit's change against its first parent, all files."""
+        if sha not in self._changes:
+            diff = subprocess.run(["git", "-C", str(self.path), "show", "--format=", "-U0",
+                                   "--no-ext-diff", "--no-color", "--diff-merges=first-parent",
+                                   sha], capture_output=True).stdout
+            files = list(parse_diff(diff.decode("utf-8", "replace"), with_lines=True))
+            if len(self._changes) > 4096:
+                self._changes.clear()
+            self._changes[sha] = (tuple(line for f in files for line in f.removed_lines),
+                                  tuple(line for f in files for line in f.added_lines))
+        return self._changes[sha]
 
     def show(self, commit: str, path: str) -> str | None:
         """The text of ``path`` at ``commit`` (None: absent, binary or over 2 MB), read

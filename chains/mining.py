@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chains import substance, text
+from chains import diff, substance, text
 from chains.collector import fewer_collections
 from chains.config import RepoConfig
 from chains.graph import ChainState, Graph, MemoryGraph, SqlGraph, aware, title_key
@@ -51,10 +51,14 @@ changes keep their syntax tree."""
 class Blame(Protocol):
     """Who last changed given lines, and what a file held: the repository as git sees it."""
 
-    def blame(self, commit: str, path: str, ranges: tuple[LineRange, ...],
-              ignore: frozenset[str] = frozenset()) -> dict[str, int]:
-        """Commit sha -> how many of those lines it last changed, looking through
-        ``ignore``d commits."""
+    def lines(self, commit: str, path: str, ranges: tuple[LineRange, ...],
+              ignore: frozenset[str] = frozenset()) -> dict[int, tuple[str, str]]:
+        """Line number -> (sha of the commit that last changed it, the line), looking
+        through ``ignore``d commits."""
+        ...
+
+    def changed_lines(self, sha: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(removed, added) lines of a commit, all files."""
         ...
 
     def show(self, commit: str, path: str) -> str | None:
@@ -326,18 +330,41 @@ def _substantive(change: FileChange, text: str | None) -> tuple[LineRange, ...]:
 
 def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
                    ignore: frozenset[str]) -> dict[str, int]:
-    """Blame that looks through commits whose change to ``path`` was cosmetic (a rename, a
-    reformat, a reworded string): their lines go back to whoever wrote them before."""
+    """Blame that looks through what only re-laid out, renamed or moved code: commits whose
+    change to ``path`` was cosmetic (the same tree once names and docstrings are blanked),
+    then line by line a commit that wrote a line in a shape it also removed (a block moved
+    and renamed into a new function): those lines go back to whoever wrote them before."""
     looked = set(ignore)
-    counts = blame.blame(commit, path, ranges, ignore)
+    carriers: set[str] = set()
+    lines = blame.lines(commit, path, ranges, ignore)
     for _ in range(COSMETIC_ROUNDS):
-        cosmetic = {sha for sha in counts if sha not in looked and substance.cosmetic(
+        shas = {sha for sha, _ in lines.values()} - looked
+        cosmetic = {sha for sha in shas if substance.cosmetic(
             blame.show(f"{sha}^", path), blame.show(sha, path), path)}
-        if not cosmetic:
+        if cosmetic:
+            looked |= cosmetic
+            lines = blame.lines(commit, path, ranges, frozenset(looked))
+            continue
+        moved = {n: sha for n, (sha, line) in lines.items()
+                 if sha not in carriers and _carried(blame, sha, line)}
+        if not moved:
             break
-        looked |= cosmetic
-        counts = blame.blame(commit, path, ranges, frozenset(looked))
-    return counts
+        carriers |= set(moved.values())
+        looked |= carriers
+        lines.update(blame.lines(commit, path, diff.ranges(sorted(moved)), frozenset(looked)))
+    # A line blame cannot take past its carrier (moved to another file) credits no one.
+    return dict(Counter(sha for sha, _ in lines.values() if sha not in carriers))
+
+
+def _carried(blame: Blame, sha: str, line: str) -> bool:
+    """Whether commit ``sha`` only carried ``line`` over: it removed at least as many lines
+    of the line's shape (names blanked) as it added, so it renamed or moved them."""
+    removed, added = blame.changed_lines(sha)
+    wanted = substance.shape(line)
+    if not wanted:
+        return False
+    gone = sum(1 for old in removed if substance.shape(old) == wanted)
+    return gone > 0 and gone >= sum(1 for new in added if substance.shape(new) == wanted)
 
 
 def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,

@@ -14,14 +14,16 @@ mining asks three questions here:
   with names and docstrings blanked), so the lines it touched still belong to whoever wrote
   them;
 
-and :func:`never_blamed` names the files no fix is credited through (lock files, vendored and
-generated code, configuration and data).
+:func:`shape` is one line with its names blanked, so a line that was only renamed or moved
+by a commit is told from one it wrote; and :func:`never_blamed` names the files no fix is
+credited through (lock files, vendored and generated code, configuration and data).
 """
 
 from __future__ import annotations
 
 import ast
 import itertools
+import keyword
 import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -39,6 +41,20 @@ NAME_FIELDS = ("id", "attr", "arg", "name", "asname", "module")
 """The fields of syntax nodes that hold identifiers."""
 _CHILD = object()
 """Marks a child node's place in :func:`_nodes` (the child follows in breadth-first order)."""
+
+
+_TOKEN = re.compile(r"[A-Za-z_]\w*|\d[\w.]*|\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|\S")
+_DOTTED = re.compile(r"_(?: \. _)+")
+
+
+def shape(line: str) -> str:
+    """The line's tokens with every name (but keywords) and dotted name as `_`:
+    `old_cls.x = f(y)` and `self._cls.x = g(y)` have one shape, `return x` and `yield x`
+    do not."""
+    names = " ".join("_" if (token[0].isalpha() or token[0] == "_")
+                     and token not in keyword.kwlist else token
+                     for token in _TOKEN.findall(line))
+    return _DOTTED.sub("_", names)
 
 
 def never_blamed(path: str) -> bool:

@@ -136,3 +136,26 @@ def test_a_restore_links_to_the_pr_that_removed_the_lines(sqlite_db: Database,
     found = links(sqlite_db)
     assert (3, 5, "fixes") in found and (2, 5, "fixes") not in found
     assert (7, 8, "fixes") in found
+
+
+def test_code_moved_and_renamed_by_a_refactor_is_not_the_refactor_s(sqlite_db: Database,
+                                                                    tmp_path: Path) -> None:
+    """#3 moved #2's loop into a method and renamed its variables; #4 fixes a line of that
+    loop. The refactor carried the line, it did not write it: no `fixes` link to #3."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add totals", {"shop.py": (
+        "def total(items):\n    result = 0\n    for item in items:\n"
+        "        result += item.price\n    return result\n")}, squash=True)
+    repo.pull_request(3, "Refactor totals into a basket", {"shop.py": (
+        "class Basket:\n    def __init__(self, entries):\n        self.entries = entries\n\n"
+        "    def total(self):\n        amount = 0\n        for entry in self.entries:\n"
+        "            amount += entry.price\n        return amount\n")}, squash=True)
+    repo.pull_request(4, "Fix total of discounted entries", {"shop.py": (
+        "class Basket:\n    def __init__(self, entries):\n        self.entries = entries\n\n"
+        "    def total(self):\n        amount = 0\n        for entry in self.entries:\n"
+        "            amount += entry.price - entry.discount\n        return amount\n")},
+        squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (3, 4, "fixes") not in found
+    assert (2, 4, "fixes") in found

@@ -15,7 +15,7 @@ import structlog
 from bot.runtime import Runtime
 from bot.settings import LLMEndpoint
 from chains.config import config_at
-from chains.queries import find_chain, load_pull_requests
+from chains.queries import AmbiguousChain, find_chain, load_pull_requests
 from corpus.record import ExcludedRepository, InvalidRecord
 from corpus.store import append, record_rejection
 from rollout import (
@@ -90,7 +90,12 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
     if policy_name == "llm" and llm is None:
         raise PipelineError("the llm policy needs LLM_BASE_URL and LLM_MODEL")
     with runtime.db.session() as session:
-        row = find_chain(session, chain_id)
+        try:
+            row = find_chain(session, chain_id)
+        except AmbiguousChain as many:
+            raise PipelineError(f"{chain_id!r} names {len(many.matches)} chains "
+                                f"({', '.join(many.matches[:5])}…): give more of the id") \
+                from None
         if row is None:
             raise PipelineError(f"no chain {chain_id!r} (see `davinci chains list`)")
         prs = load_pull_requests(session, row.repository, list(row.prs))

@@ -8,8 +8,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from chains.config import RepoConfig
 from chains.model import Commit, FileChange, PullRequest
 from chains.store import ChainRow, LinkRow, PullRequestRow
+
+DEFAULT_MIN_LENGTH = RepoConfig().min_chain_length
 
 
 def chain_rows(session: Session, repository: str | None = None,
@@ -20,13 +23,25 @@ def chain_rows(session: Session, repository: str | None = None,
     return [row for row in session.scalars(query) if len(row.prs) >= min_length]
 
 
+class AmbiguousChain(LookupError):
+    """A prefix names more than one chain; ``matches`` holds their ids (up to 20)."""
+
+    def __init__(self, prefix: str, matches: list[str]) -> None:
+        super().__init__(prefix)
+        self.prefix, self.matches = prefix, matches
+
+
 def find_chain(session: Session, chain_id: str) -> ChainRow | None:
+    """The chain with this id or id prefix; None when there is none; AmbiguousChain when
+    the prefix names several."""
     row = session.get(ChainRow, chain_id)
     if row is not None:
         return row
     matches = session.scalars(select(ChainRow).where(ChainRow.id.startswith(chain_id))
-                              .limit(2)).all()
-    return matches[0] if len(matches) == 1 else None
+                              .order_by(ChainRow.id).limit(21)).all()
+    if len(matches) > 1:
+        raise AmbiguousChain(chain_id, [m.id for m in matches[:20]])
+    return matches[0] if matches else None
 
 
 def chain_links(session: Session, row: ChainRow) -> list[dict[str, Any]]:
@@ -41,14 +56,32 @@ def chain_links(session: Session, row: ChainRow) -> list[dict[str, Any]]:
     return result
 
 
-def chain_document(session: Session, row: ChainRow) -> dict[str, Any]:
-    titles = dict(session.execute(select(PullRequestRow.number, PullRequestRow.title).where(
+def chain_document(session: Session, row: ChainRow,
+                   min_length: int = DEFAULT_MIN_LENGTH) -> dict[str, Any]:
+    found = session.execute(select(PullRequestRow.number, PullRequestRow.title,
+                                   PullRequestRow.touches_tests).where(
         PullRequestRow.repository == row.repository,
-        PullRequestRow.number.in_(row.prs))).all())
+        PullRequestRow.number.in_(row.prs))).all()
+    titles = {number: title for number, title, _ in found}
+    tested = [number for number, _, tests in found if tests]
     return {"id": row.id, "repository": row.repository, "prs": list(row.prs),
             "kinds": list(row.kinds), "eligible": row.eligible, "version": row.version,
+            "why": eligibility(row, len(tested), min_length),
             "titles": {str(n): titles.get(n, "") for n in row.prs},
             "links": chain_links(session, row)}
+
+
+def eligibility(row: ChainRow, tested: int, min_length: int) -> str:
+    """Why a chain is (or is not) eligible for a rollout, in words."""
+    prs = len(row.prs)
+    with_tests = f"{tested} of {prs} PRs change tests"
+    if row.eligible:
+        return f"eligible: {with_tests}"
+    if prs < min_length:
+        return f"not eligible: {prs} PR{'s' if prs != 1 else ''}, a rollout needs {min_length}"
+    if not tested:
+        return "not eligible: no PR changes tests, so no stage can be verified"
+    return f"not eligible: {with_tests}"
 
 
 def all_links(session: Session, repository: str) -> list[dict[str, Any]]:

@@ -60,11 +60,20 @@ def mentions(text: str, repository: str) -> list[Mention]:
 
 
 def snippet(text: str, at: int, width: int = 70) -> str:
-    """The sentence-ish around position ``at``, on one line."""
-    start = max(text.rfind("\n", 0, at) + 1, at - width // 2)
-    end = text.find("\n", at)
-    end = min(end if end != -1 else len(text), at + width)
-    return " ".join(text[start:end].split())
+    """The words around position ``at`` on its line, cut at word boundaries ("…" marks a
+    cut), on one line."""
+    line_start = text.rfind("\n", 0, at) + 1
+    line_end = text.find("\n", at)
+    line_end = line_end if line_end != -1 else len(text)
+    start, end = max(line_start, at - width // 2), min(line_end, at + width)
+    if start > line_start:
+        space = text.find(" ", start, at)
+        start = space + 1 if space != -1 else start
+    if end < line_end:
+        space = text.rfind(" ", at, end)
+        end = space if space != -1 else end
+    words = " ".join(text[start:end].split())
+    return ("…" if start > line_start else "") + words + ("…" if end < line_end else "")
 
 
 def is_follow_up(text: str) -> bool:

@@ -14,7 +14,14 @@ from bot.runtime import Runtime
 from chains.config import CONFIG_PATH, parse_config
 from chains.gitsource import GitBlame, GitHistory, GitSourceError, git
 from chains.mining import GraphChanged, mine_history
-from chains.queries import all_links, chain_document, chain_rows, find_chain, pr_count
+from chains.queries import (
+    AmbiguousChain,
+    all_links,
+    chain_document,
+    chain_rows,
+    find_chain,
+    pr_count,
+)
 
 
 def mine_local(runtime: Runtime, path: Path, since: datetime | None = None,
@@ -118,9 +125,10 @@ def list_chains(runtime: Runtime, repository: str | None, show_all: bool,
     if not documents:
         click.echo("no chains yet: mine a repository with `davinci mine --git PATH`")
     for doc in documents:
-        flag = "eligible" if doc["eligible"] else "not eligible"
-        click.echo(f"{doc['id']}  {doc['repository']}  {_path(doc['prs'], doc['kinds'])}  "
-                   f"({flag})")
+        click.echo(f"{doc['id']}  {doc['repository']}  {_path(doc['prs'], doc['kinds'])}")
+        ends = dict.fromkeys([doc["prs"][0], doc["prs"][-1]])
+        click.echo("    " + " … ".join(f"#{n} {_short(doc['titles'][str(n)])}" for n in ends))
+        click.echo(f"    {doc['why']}")
 
 
 @chains_group.command("show")
@@ -130,19 +138,28 @@ def list_chains(runtime: Runtime, repository: str | None, show_all: bool,
 def show_chain(runtime: Runtime, chain_id: str, as_json: bool) -> None:
     """Show one chain (an id or a unique prefix) with the evidence for each link."""
     with runtime.db.session() as session:
-        row = find_chain(session, chain_id)
+        try:
+            row = find_chain(session, chain_id)
+        except AmbiguousChain as many:
+            more = "" if len(many.matches) < 20 else "\n  …"
+            raise click.ClickException(
+                f"{chain_id!r} names {len(many.matches)}{'+' if more else ''} chains; give "
+                "more of the id:\n  " + "\n  ".join(many.matches) + more) from None
         if row is None:
             raise click.ClickException(f"no chain {chain_id!r} (see `davinci chains list`)")
         doc = chain_document(session, row)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"chain {doc['id']} in {doc['repository']} "
-               f"({'eligible' if doc['eligible'] else 'not eligible'} for a rollout)")
+    click.echo(f"chain {doc['id']} in {doc['repository']} ({doc['why']})")
     click.echo(f"  1. #{doc['prs'][0]} {doc['titles'][str(doc['prs'][0])]}")
     for index, link in enumerate(doc["links"], start=2):
         click.echo(f"  {index}. #{link['to']} {doc['titles'][str(link['to'])]}")
         click.echo(f"       {link['kind']} #{link['from']}: {link['evidence']}")
+
+
+def _short(title: str, width: int = 48) -> str:
+    return title if len(title) <= width else title[:width - 1].rsplit(" ", 1)[0] + "…"
 
 
 COMMANDS = [mine, chains_group]

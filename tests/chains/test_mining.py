@@ -279,6 +279,9 @@ def test_cli_json_contract(tmp_path: Path, sample: SampleRepository) -> None:
     assert shown.returncode == 0 and "fixes #2: fix changes 1 code line" in shown.stdout
     missing = run_cli("chains", "show", "nope", data_dir=tmp_path)
     assert missing.returncode != 0 and "no chain 'nope'" in missing.stderr
+    listing = run_cli("chains", "list", data_dir=tmp_path).stdout
+    assert "#1 Slugify, part 1 of 2: basic slugs … #4 Fix trailing dash" in listing
+    assert "eligible: 3 of 3 PRs change tests" in listing
     again = run_cli("mine", "--git", str(sample.path), data_dir=tmp_path)
     assert again.returncode == 0 and "mined 0 new of 7 pull requests" in again.stderr
     assert f"7 pull requests, {len(document['links'])} links, 2 chains" in again.stdout
@@ -367,3 +370,24 @@ def test_the_repository_blame_ignore_list_is_honoured(sqlite_db: Database,
     repo.pull_request(3, "Fix parse: split on semicolons", {"kit.py": fixed}, squash=True)
     mine(sqlite_db, repo.path)
     assert fixes_into(sqlite_db, 3) == {1}
+
+
+def test_cli_names_the_repository_by_its_origin_and_lists_an_ambiguous_prefix(
+        tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "clone")
+    repo.git("remote", "add", "origin", "git@github.com:octo-org/widgets.git")
+    repo.commit("init", {"w.py": "W = 1\n"})
+    repo.pull_request(1, "Add gadgets", {"g.py": "G = 1\n",
+                                         "tests/test_g.py": "def test(): pass\n"})
+    repo.pull_request(2, "Gadgets: follow-up to #1", {"g.py": "G = 2\n"})
+    repo.pull_request(3, "Gadgets again, a follow-up to #1", {"g.py": "G = 3\n"})
+    mined = json.loads(run_cli("mine", "--git", str(repo.path), "--json",
+                               data_dir=tmp_path).stdout)
+    assert mined["repository"] == "octo-org/widgets"
+    ids = sorted(c["id"] for c in mined["chains"] if c["prs"][0] == 1)
+    assert len(ids) == 2
+    several = run_cli("chains", "show", "1-", data_dir=tmp_path)
+    assert several.returncode != 0 and "'1-' names 2 chains" in several.stderr
+    assert all(i in several.stderr for i in ids) and "Traceback" not in several.stderr
+    listed = run_cli("chains", "list", "--repository", "octo-org/widgets", data_dir=tmp_path)
+    assert listed.stdout.count("eligible: 1 of 2 PRs change tests") == 2

@@ -1,0 +1,36 @@
+"""What PR text says: evidence snippets, reverts, restores and merges git wrote."""
+
+from __future__ import annotations
+
+import pytest
+
+from chains import text
+
+
+def test_evidence_is_cut_at_word_boundaries() -> None:
+    body = ("Some unrelated preamble that goes on for a good while before it finally says "
+            "this continues the frobnicator work of #123 and then keeps talking about other "
+            "things for much longer than anyone needs")
+    found = text.snippet(body, body.index("#123"))
+    assert found.startswith("…") and found.endswith("…") and "#123" in found
+    words = set(body.split())
+    assert all(word in words for word in found.strip("…").split())
+    assert text.snippet("Follow-up of #12", 13) == "Follow-up of #12"
+
+
+@pytest.mark.parametrize(("message", "shas"), [
+    ("This reverts commit 0a1b2c3d4e5f.", ["0a1b2c3d4e5f"]),
+    ("Reverting 1a2b3c4, it broke the build", ["1a2b3c4"]),
+    ("revert deadbeef", []),  # all letters: a word, not a name
+    ("reverted 1234567 times", []),  # all digits: a number
+])
+def test_reverted_commits(message: str, shas: list[str]) -> None:
+    assert text.reverted_commits(message) == shas
+
+
+def test_restores_and_merges_git_wrote() -> None:
+    assert text.is_restore("Restore Schema.fields") and text.is_restore("Re-add the cache")
+    assert not text.is_restore("Restoration of order") and not text.is_restore("Add restore")
+    assert text.is_merge_message("Merge pull request #2 from someone/master")
+    assert text.is_merge_message("Merge branch 'main' into feature")
+    assert not text.is_merge_message("Merge sort: fix the pivot")

@@ -87,10 +87,7 @@ def parse_diff(diff: str, with_lines: bool = False) -> Iterator[FileChange]:
 
 
 def _file(lines: list[str], i: int, with_lines: bool) -> tuple[FileChange, int]:
-    header = lines[i][len("diff --git "):]
-    old_path = new_path = header.split(" b/", 1)[-1] if " b/" in header else header
-    if header.startswith("a/") and " b/" in header:
-        old_path = header[2:].rsplit(" b/", 1)[0]
+    old_path, new_path = _header_paths(lines[i][len("diff --git "):])
     status, binary = "modified", False
     i += 1
     while i < len(lines) and not lines[i].startswith(("@@", "diff --git ")):
@@ -100,9 +97,9 @@ def _file(lines: list[str], i: int, with_lines: bool) -> tuple[FileChange, int]:
         elif line.startswith("deleted file mode"):
             status = "removed"
         elif line.startswith("rename from "):
-            old_path, status = line[len("rename from "):], "renamed"
+            old_path, status = unquote(line[len("rename from "):]), "renamed"
         elif line.startswith("rename to "):
-            new_path = line[len("rename to "):]
+            new_path = unquote(line[len("rename to "):])
         elif line.startswith(("Binary files ", "GIT binary patch")):
             binary = True
         i += 1
@@ -112,6 +109,64 @@ def _file(lines: list[str], i: int, with_lines: bool) -> tuple[FileChange, int]:
         binary=binary, additions=_count(hunks.new_ranges), deletions=_count(hunks.old_ranges),
         old_ranges=hunks.old_ranges, new_ranges=hunks.new_ranges,
         added_lines=hunks.added, removed_lines=hunks.removed), i
+
+
+def _header_paths(header: str) -> tuple[str, str]:
+    """The two paths of `a/<old> b/<new>`, either of them C-quoted by git when it holds a
+    quote, a backslash or a control character."""
+    if header.startswith('"'):
+        end = _closing_quote(header)
+        old, new = unquote(header[:end + 1]), header[end + 2:]
+        new = unquote(new)
+    elif header.endswith('"'):
+        start = header.rfind(' "b/')
+        old, new = header[:start], unquote(header[start + 1:])
+    else:
+        half = (len(header) - 1) // 2  # "a/P b/P": the same path twice
+        if header[:half][2:] == header[half + 1:][2:]:
+            old, new = header[:half], header[half + 1:]
+        else:
+            old, _, new = header.rpartition(" b/")
+            new = "b/" + new
+    return old[2:] if old.startswith("a/") else old, new[2:] if new.startswith("b/") else new
+
+
+def _closing_quote(text: str) -> int:
+    i = 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == '"':
+            return i
+        i += 1
+    return len(text) - 1
+
+
+_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+
+
+def unquote(text: str) -> str:
+    """A path as git prints it: C-quoted ("tab\\there.py", octal bytes) or as it is."""
+    if len(text) < 2 or not (text.startswith('"') and text.endswith('"')):
+        return text
+    out = bytearray()
+    body, i = text[1:-1], 0
+    while i < len(body):
+        char = body[i]
+        if char == "\\" and i + 1 < len(body):
+            code = body[i + 1]
+            if code in _ESCAPES:
+                out.append(_ESCAPES[code])
+                i += 2
+                continue
+            if body[i + 1:i + 4].isdigit():
+                out.append(int(body[i + 1:i + 4], 8) & 0xFF)
+                i += 4
+                continue
+        out += char.encode("utf-8", "surrogateescape")
+        i += 1
+    return out.decode("utf-8", "replace")
 
 
 def ranges(numbers: list[int]) -> tuple[LineRange, ...]:

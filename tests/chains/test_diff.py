@@ -75,3 +75,17 @@ def test_mining_and_rollouts_split_a_pr_the_same_way(tmp_path: Path) -> None:
     assert set(split.gold_files) == {"app/models.py", "docs/usage.rst"}
     assert [p for p in split.test_files if not is_test_path(p)] == []
     assert is_doc_path("docs/usage.rst") and not is_doc_path("requirements-dev.txt")
+
+
+def test_paths_git_quotes_are_read_back(tmp_path: Path) -> None:
+    """Names with a tab, a quote, " b/" or non-ASCII letters, as mining's stream prints them."""
+    repo = GitRepo.init(tmp_path / "names")
+    repo.commit("init", {"tab\there.py": "x\n", 'quo"te b/x.py': "y\n", "ünï.py": "z\n"})
+    repo.rename('quo"te b/x.py', "new name.py")
+    repo.pull_request(4, "Touch odd names", {"tab\there.py": "x2\n", "ünï.py": "z2\n"},
+                      squash=True)
+    [pr] = GitHistory(repo.path).pull_requests()
+    files = {f.path: f for f in pr.files}
+    assert set(files) == {"new name.py", "tab\there.py", "ünï.py"}
+    assert files["new name.py"].old_path == 'quo"te b/x.py'
+    assert files["tab\there.py"].new_ranges == (LineRange(1, 1),)

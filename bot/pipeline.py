@@ -5,15 +5,16 @@ The rollout job, `davinci rollout` and `davinci demo` all call :func:`roll_out_c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from bot.runtime import Runtime
-from bot.settings import LLMEndpoint
+from bot.settings import LLMEndpoint, Settings
 from chains.config import config_at
 from chains.queries import AmbiguousChain, find_chain, load_pull_requests
 from corpus.record import ExcludedRepository, InvalidRecord
@@ -28,6 +29,7 @@ from rollout import (
     validate_task,
 )
 from rollout.instructions import InstructionWriter, LLMWriter
+from rollout.journal import FileJournal
 from rollout.judge import LLMJudge
 from rollout.llm import LLMClient, LLMConfig
 from rollout.policies import LLMPolicy, Policy
@@ -62,11 +64,22 @@ def _environment_note(environments: list[Environment]) -> str:
     return "; ".join(filter(None, [found.image, python]))
 
 
-def _client(endpoint: LLMEndpoint | None) -> LLMClient | None:
+def _client(endpoint: LLMEndpoint | None, settings: Settings | None = None) -> LLMClient | None:
+    """A client for one role; the agent's (given ``settings``) takes LLM_TEMPERATURE,
+    LLM_MAX_TOKENS and LLM_CONTEXT_WINDOW, the writer and the judge keep their defaults."""
     if endpoint is None:
         return None
+    tuned: dict[str, Any] = {} if settings is None else {
+        "temperature": settings.llm_temperature, "max_tokens": settings.llm_max_tokens,
+        "context_window": settings.llm_context_window}
     return LLMClient(LLMConfig(base_url=endpoint.base_url, model=endpoint.model,
-                               api_key=endpoint.api_key or "none"))
+                               api_key=endpoint.api_key or "none", **tuned))
+
+
+def _journal(settings: Settings, chain: str) -> Path:
+    """Where a rollout's messages are written as they happen (one JSON line each)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return settings.data_dir / "journals" / f"{chain}-{stamp}.jsonl"
 
 
 def _not_eligible(runtime: Runtime, notify: Callable[[Progress], None], chain: str,
@@ -80,13 +93,18 @@ def _not_eligible(runtime: Runtime, notify: Callable[[Progress], None], chain: s
 
 def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name: str = "replay",
                    config: RolloutConfig | None = None, allow_local: bool = True,
-                   on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
-    """Run one rollout; returns the verdict document (`davinci rollout --json`)."""
+                   on_progress: Callable[[Progress], None] | None = None,
+                   limits: Mapping[str, int | float] | None = None) -> dict[str, Any]:
+    """Run one rollout; returns the verdict document (`davinci rollout --json`).
+
+    The rollout limits are ``config``'s (the defaults), then `.github/davinci.yml`'s, then
+    the environment's (`DAVINCI_MAX_STEPS`, …), then ``limits`` (the command line's).
+    """
     if policy_name not in POLICIES:
         raise PipelineError(f"unknown policy {policy_name!r}: one of {', '.join(POLICIES)}")
     config = config or RolloutConfig()
     notify = on_progress or (lambda _: None)
-    llm = _client(runtime.settings.agent_llm())
+    llm = _client(runtime.settings.agent_llm(), runtime.settings)
     if policy_name == "llm" and llm is None:
         raise PipelineError("the llm policy needs LLM_BASE_URL and LLM_MODEL")
     with runtime.db.session() as session:
@@ -114,6 +132,9 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
     repo_config = config_at(repo_path, task.base_commit).config
     if repo_config.test:
         config = replace(config, test_runner=repo_config.test)
+    chosen: dict[str, Any] = {**dict(repo_config.rollout),
+                              **dict(runtime.settings.rollout_limits), **dict(limits or {})}
+    config = replace(config, **chosen)
     notify(Progress("validating", f"{len(task.stages)} stages in a {backend} sandbox"))
     environments: list[Environment] = []
     try:
@@ -144,8 +165,13 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
         judge_client = _client(runtime.settings.judge_llm())
         judge = LLMJudge(judge_client) if judge_client is not None else None
         try:
-            result = run_rollout(repo_path, task, box, policy, config, validation=validation,
-                                 judge=judge)
+            journal = FileJournal(_journal(runtime.settings, chain_key))
+            try:
+                result = run_rollout(repo_path, task, box, policy, config,
+                                     validation=validation, judge=judge, journal=journal)
+            except BaseException:
+                journal.close()  # kept on disk: the messages of a rollout that did not finish
+                raise
         except InvalidTask as exc:
             raise PipelineError(str(exc)) from exc
     record = trajectory_record(result)
@@ -161,6 +187,7 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
         else:
             record_rejection(session, record, result.reason)
             stored = False
+    journal.finish()  # the verdict and the messages are stored: the journal has done its work
     summary = verdict_summary(result)
     summary.update(eligible=True, record_id=record["id"], stored=stored)
     notify(Progress("done", f"score {result.score:.2f}, "

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from chains.config import ROLLOUT_LIMITS, rollout_limit
+
 if TYPE_CHECKING:
     from sandbox.packages import PackageAccess
 
@@ -91,6 +93,15 @@ class Settings:
     llm_judge_api_key: str | None = field(default=None, repr=False)
     """API key for the judge's endpoint (`LLM_JUDGE_API_KEY`); unset means `llm_api_key`, but
     only when the judge uses the agent's endpoint, so no key is sent to a host it is not for."""
+    llm_temperature: float = 0.0
+    """Sampling temperature of the agent's requests (`LLM_TEMPERATURE`)."""
+    llm_max_tokens: int = 8192
+    """Completion tokens one agent turn may take (`LLM_MAX_TOKENS`)."""
+    llm_context_window: int | None = None
+    """The agent model's window in tokens (`LLM_CONTEXT_WINDOW`); unset: ask the server."""
+    rollout_limits: tuple[tuple[str, int | float], ...] = ()
+    """Rollout limits for every repository (`DAVINCI_MAX_STEPS`, `DAVINCI_MAX_ATTEMPTS`,
+    `DAVINCI_MAX_TOKENS`, `DAVINCI_THRESHOLD`); over `.github/davinci.yml`'s."""
     llm_writer_model: str | None = None
     """Model that writes the instructions, at `llm_base_url` (`LLM_WRITER_MODEL`); unset means
     `llm_model`."""
@@ -188,6 +199,10 @@ class Settings:
             llm_judge_base_url=_optional_url(env, "LLM_JUDGE_BASE_URL", ("http", "https")),
             llm_judge_api_key=_optional(env, "LLM_JUDGE_API_KEY"),
             llm_writer_model=_optional(env, "LLM_WRITER_MODEL"),
+            llm_temperature=_number(env, "LLM_TEMPERATURE", 0.0, 0.0, 2.0),
+            llm_max_tokens=int(_number(env, "LLM_MAX_TOKENS", 8192, 16, 1_000_000)),
+            llm_context_window=_window(env),
+            rollout_limits=_limits(env),
             dashboard_token=_optional(env, "DAVINCI_DASHBOARD_TOKEN"),
             corpus_exclude=tuple(p.strip() for p in env.get("DAVINCI_CORPUS_EXCLUDE", "")
                                  .split(",") if p.strip()),
@@ -227,6 +242,39 @@ def _seconds(env: Mapping[str, str], name: str, default: int, minimum: int) -> i
     if seconds < minimum:
         raise SettingsError(f"{name} must be at least {minimum} seconds, not {seconds}")
     return seconds
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float,
+            high: float) -> float:
+    value = _optional(env, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {value!r}") from None
+    if not low <= number <= high:
+        raise SettingsError(f"{name} must be from {low:g} to {high:g}, not {value}")
+    return number
+
+
+def _window(env: Mapping[str, str]) -> int | None:
+    if _optional(env, "LLM_CONTEXT_WINDOW") is None:
+        return None
+    return int(_number(env, "LLM_CONTEXT_WINDOW", 0, 2_048, 100_000_000))
+
+
+def _limits(env: Mapping[str, str]) -> tuple[tuple[str, int | float], ...]:
+    found = []
+    for name in ROLLOUT_LIMITS:
+        variable = f"DAVINCI_{name.upper()}"
+        value = _optional(env, variable)
+        if value is not None:
+            try:
+                found.append((name, rollout_limit(name, value)))
+            except ValueError as exc:
+                raise SettingsError(f"{variable}: {exc}") from None
+    return tuple(found)
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:

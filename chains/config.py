@@ -31,6 +31,33 @@ class RepoConfig:
     """False turns the status comment off."""
     check_run: bool = False
     """True adds a check run with the same summary."""
+    rollout: tuple[tuple[str, int | float], ...] = ()
+    """Rollout limits for this repository (`rollout:` with any of ROLLOUT_LIMITS)."""
+
+
+ROLLOUT_LIMITS: dict[str, tuple[type, float, float]] = {
+    "max_steps": (int, 1, 100_000), "max_attempts": (int, 1, 20),
+    "max_tokens": (int, 1_000, 100_000_000), "threshold": (float, 0.0, 1.0)}
+"""The rollout limits a repository (`.github/davinci.yml`), the environment (`DAVINCI_*`)
+and `davinci rollout` may set: kind, lowest and highest value. The fields of
+`rollout.config.RolloutConfig` of the same names."""
+
+
+def rollout_limit(name: str, value: object) -> int | float:
+    """``value`` checked as the rollout limit ``name``; ValueError says what is wrong."""
+    kind, low, high = ROLLOUT_LIMITS[name]
+    if isinstance(value, str):
+        try:
+            value = kind(value.strip())
+        except ValueError:
+            raise ValueError(f"`{name}` must be a {'whole ' if kind is int else ''}number, "
+                             f"not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or (kind is int and not float(value).is_integer()):
+        raise ValueError(f"`{name}` must be a {'whole ' if kind is int else ''}number")
+    if not low <= value <= high:
+        raise ValueError(f"`{name}` must be from {low:g} to {high:g}, not {value}")
+    return kind(value)
 
 
 @dataclass(frozen=True)
@@ -84,6 +111,12 @@ def _build(data: dict[str, Any]) -> RepoConfig:
             if not isinstance(data[name], str):
                 raise ValueError(f"`{name}` must be a command line (text)")
             values[name] = data[name]
+    if "rollout" in data:
+        limits = data["rollout"]
+        if not isinstance(limits, dict) or set(map(str, limits)) - set(ROLLOUT_LIMITS):
+            raise ValueError("`rollout` must be a mapping of "
+                             + ", ".join(sorted(ROLLOUT_LIMITS)))
+        values["rollout"] = tuple((str(k), rollout_limit(str(k), v)) for k, v in limits.items())
     if "paths_ignore" in data:
         patterns = data["paths_ignore"]
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -15,7 +16,9 @@ from corpus.store import RejectionRow, TrajectoryRow
 def corpus_stats(session: Session) -> dict[str, Any]:
     rows = session.execute(select(TrajectoryRow.repository, TrajectoryRow.policy,
                                   TrajectoryRow.tokens, TrajectoryRow.tool_calls,
-                                  TrajectoryRow.stages, TrajectoryRow.appended_at)).all()
+                                  TrajectoryRow.stages, TrajectoryRow.appended_at,
+                                  TrajectoryRow.document)).all()
+    billed = [int(json.loads(r.document).get("tokens_billed") or 0) for r in rows]
     rejected = int(session.scalar(select(func.count()).select_from(RejectionRow)) or 0)
     records = len(rows)
     attempts = records + rejected
@@ -24,6 +27,8 @@ def corpus_stats(session: Session) -> dict[str, Any]:
         "acceptance_rate": round(records / attempts, 4) if attempts else 0.0,
         **_figures([r.tokens for r in rows], [r.tool_calls for r in rows],
                    [r.stages for r in rows]),
+        "tokens_billed": sum(billed),
+        "mean_tokens_billed": round(statistics.fmean(billed), 2) if billed else 0.0,
     }
     for key, index in (("per_repository", 0), ("per_policy", 1)):
         groups: dict[str, list[Any]] = defaultdict(list)

@@ -7,7 +7,9 @@ message back to the agent; a terminating one (submitted, budget spent) ends the 
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,12 +18,13 @@ from typing import Any
 import structlog
 
 from rollout.config import RolloutConfig
+from rollout.context import ContextExceeded, Usage, Window
 from rollout.judge import LLMJudge
-from rollout.llm import Completion
+from rollout.llm import Completion, LLMRefused, ToolCall
 from rollout.policies import Policy, ReplayPolicy, Turn
 from rollout.task import Stage, Task
 from rollout.timing import Clock, TimedSandbox
-from rollout.tools import TOOLS, ToolBox
+from rollout.tools import TOOL_NAMES, TOOLS, ToolBox
 from rollout.upstream import UpstreamUpdate, merge_upstream
 from rollout.validation import StageValidation, TaskValidation, validate_task
 from rollout.verifier import Verdict, Verifier
@@ -51,6 +54,23 @@ class BudgetExceeded(Exception):
     """Terminating for the rollout: the step or token budget is spent."""
 
 
+class RolloutEnded(Exception):
+    """Terminating for the rollout with a verdict: the model server refused a request
+    (`refused`) or the conversation no longer fits its window (`context_exceeded`)."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class FormatErrors(Exception):
+    """Terminating for a stage: too many turns in a row ran no tool."""
+
+
+Journal = Callable[[list[dict[str, Any]]], None]
+"""Hears the messages each step added, as they were when added (before any condensing)."""
+
+
 @dataclass(frozen=True)
 class StageResult:
     pr: int
@@ -76,6 +96,8 @@ class RolloutResult:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]]
     tokens: int
+    """The trajectory's length: the last call's prompt plus its reply, as the server counted
+    them (0 when no model was called: replay)."""
     tool_calls: int
     steps: int
     score: float
@@ -88,12 +110,16 @@ class RolloutResult:
     """Why the trajectory is not accepted; empty when it is."""
     upstream: tuple[UpstreamUpdate, ...] = ()
     """The upstream changes brought in before each stage after the first."""
+    usage: Usage = field(default_factory=Usage)
+    """Every call's tokens: billed prompt and completion totals."""
+    condensed: int = 0
+    """Old observations shortened to keep the conversation inside the window."""
 
 
 class Agent:
     def __init__(self, task: Task, sandbox: Sandbox, policy: Policy, config: RolloutConfig,
                  validation: TaskValidation, judge: LLMJudge | None = None,
-                 repo_path: Path | None = None) -> None:
+                 repo_path: Path | None = None, journal: Journal | None = None) -> None:
         self.task = task
         self.repo = repo_path
         self.upstream: list[UpstreamUpdate] = []
@@ -106,7 +132,13 @@ class Agent:
         self.verifier = Verifier(self.sandbox, config.test_timeout, config.feedback_limit, judge,
                                  config.test_runner)
         self.messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
-        self.tokens = 0
+        self.usage = Usage()
+        self.window = Window(policy.context_window(), policy.reply_tokens)
+        self.journal = journal
+        self._journaled = 0
+        self._format_errors = 0
+        self.ended = ""
+        """Why the rollout ended early, in words."""
         self.steps = 0
         self.tool_calls = 0
         self._attempts = 0
@@ -121,11 +153,15 @@ class Agent:
             self._announce(index, stage, note)
             try:
                 result = self._run_stage(index, stage)
-            except BudgetExceeded as exc:
-                log.info("rollout.budget_exceeded", chain=self.task.chain_id, reason=str(exc))
+            except (BudgetExceeded, RolloutEnded) as exc:
+                status = exc.status if isinstance(exc, RolloutEnded) else "budget_exceeded"
+                log.info("rollout.ended", chain=self.task.chain_id, status=status,
+                         reason=str(exc))
+                self.ended = str(exc)
+                self._write_journal()
                 results.append(StageResult(stage.pr, stage.instruction, FAILED, 0.0,
                                            self._attempts, timings=self._timings()))
-                return self._pad(results), "budget_exceeded"
+                return self._pad(results), status
             results.append(result)
             if result.verdict == FAILED:
                 return self._pad(results), "stage_failed"
@@ -162,7 +198,12 @@ class Agent:
         self._attempts = 0
         for attempt in range(1, self.config.max_attempts + 1):
             self._attempts = attempt
-            self._work_until_submit(Turn(index, attempt))
+            try:
+                self._work_until_submit(Turn(index, attempt))
+            except FormatErrors as exc:
+                log.info("rollout.format_errors", chain=self.task.chain_id, pr=stage.pr)
+                self.ended = str(exc)
+                return self._result(stage, FAILED, checks, patch, started)
             try:
                 patch = tree_diff(self.sandbox, start_tree, tree_id(self.sandbox))
                 with self.clock.booking("tests"):
@@ -220,29 +261,62 @@ class Agent:
     def _step(self, turn: Turn) -> None:
         if self.steps >= self.config.max_steps:
             raise BudgetExceeded(f"step budget of {self.config.max_steps} spent")
-        if self.tokens >= self.config.max_tokens:
-            raise BudgetExceeded(f"token budget of {self.config.max_tokens} spent")
+        if self.usage.completion >= self.config.max_tokens:
+            raise BudgetExceeded(f"budget of {self.config.max_tokens} completion tokens spent")
+        try:
+            room = self.window.fit(self.messages, TOOLS)
+        except ContextExceeded as exc:
+            raise RolloutEnded("context_exceeded", str(exc)) from exc
         with self.clock.measure("policy"):
-            completion = self.policy.act(self.messages, TOOLS, turn)
+            try:
+                completion = self.policy.act(self.messages, TOOLS, turn, max_tokens=room)
+            except LLMRefused as exc:
+                raise RolloutEnded("context_exceeded" if exc.context_exceeded else "refused",
+                                   str(exc)) from exc
         self.steps += 1
-        self.tokens += completion.tokens
-        self.messages.append(_assistant_message(completion))
-        if not completion.tool_calls:
-            self.messages.append({"role": "user", "content": (
-                "No tool was called. Use a tool to work on the request, or call `submit` "
-                "when it is done.")})
-            return
-        submitted = False
-        for call in completion.tool_calls:
+        self.usage.add(completion.prompt_tokens, completion.completion_tokens)
+        self.window.observe(self.window.sent, completion.prompt_tokens)
+        try:
+            self._take(completion)
+        finally:
+            self._write_journal()
+
+    def _take(self, completion: Completion) -> None:
+        """Store the turn, run its tool calls, and tell the model what went wrong with it."""
+        cut = completion.finish_reason == "length"
+        calls = [c for c in completion.tool_calls if not (cut and _arguments(c) is None)]
+        message = _assistant_message(completion, calls)
+        if message is not None:
+            self.messages.append(message)
+        ran = submitted = False
+        for call in calls:
             if submitted:
                 text = "Not run: the work was already submitted in this turn."
             else:
                 observation = self.tools.run(call.name, call.arguments)
                 text, submitted = observation.text, observation.submitted
                 self.tool_calls += 1
+                ran = ran or (_arguments(call) is not None and call.name in TOOL_NAMES)
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
         if submitted:
+            self._format_errors = 0
             raise Submitted
+        problem = _problem(completion, message is None, cut, bool(calls))
+        if ran and not cut:
+            self._format_errors = 0
+        else:
+            self._format_errors += 1
+            if self._format_errors >= self.config.max_format_errors:
+                raise FormatErrors(f"{self._format_errors} turns in a row ran no tool "
+                                   f"(the last: {problem or 'no valid tool call'})")
+        if problem:
+            self.messages.append({"role": "user", "content": problem})
+
+    def _write_journal(self) -> None:
+        if self.journal is not None and self._journaled < len(self.messages):
+            fresh = self.messages[self._journaled:]
+            self._journaled = len(self.messages)
+            self.journal([dict(m) for m in fresh])
 
     def _pad(self, results: list[StageResult]) -> list[StageResult]:
         """Stages never reached count as failed with no attempt."""
@@ -251,19 +325,53 @@ class Agent:
                           for s in self.task.stages[done:]]
 
 
-def _assistant_message(completion: Completion) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": completion.content or None}
-    if completion.tool_calls:
+def _arguments(call: ToolCall) -> dict[str, Any] | None:
+    """The call's arguments when they are a JSON object; None otherwise."""
+    try:
+        parsed = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _assistant_message(completion: Completion,
+                       calls: list[ToolCall]) -> dict[str, Any] | None:
+    """The turn as the conversation keeps it: arguments that are not a JSON object become
+    `{}` (the error observation says what was wrong), since servers refuse them in the
+    history and the corpus must not teach them; None for an empty turn."""
+    content = completion.content if completion.content.strip() else None
+    if content is None and not calls:
+        return None
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": c.arguments}}
-            for c in completion.tool_calls]
+             "function": {"name": c.name,
+                          "arguments": c.arguments if _arguments(c) is not None else "{}"}}
+            for c in calls]
+    if completion.reasoning:
+        message["reasoning_content"] = completion.reasoning
     return message
+
+
+def _problem(completion: Completion, empty: bool, cut: bool, called: bool) -> str:
+    """What to tell the model about a turn that ran no tool ("" when nothing is wrong)."""
+    if cut:
+        return (f"Your reply was cut off at the limit of {completion.completion_tokens} tokens "
+                "per turn, so unfinished tool calls were dropped. Do less in one turn: write a "
+                "large file in parts (write_file, then str_replace), or run one command.")
+    if empty:
+        return ("Your reply was empty. Use a tool to work on the request, or call `submit` "
+                "when it is done.")
+    if not called:
+        return ("No tool was called. Use a tool to work on the request, or call `submit` "
+                "when it is done.")
+    return ""
 
 
 def run_rollout(repo_path: Path, task: Task, sandbox: Sandbox, policy: Policy | None = None,
                 config: RolloutConfig | None = None, *, validation: TaskValidation | None = None,
-                judge: LLMJudge | None = None) -> RolloutResult:
+                judge: LLMJudge | None = None, journal: Journal | None = None) -> RolloutResult:
     """Validate (unless given a validation), then run ``policy`` through every stage.
 
     Without a policy the human commits in ``repo_path`` are replayed. Raises InvalidTask when
@@ -277,26 +385,28 @@ def run_rollout(repo_path: Path, task: Task, sandbox: Sandbox, policy: Policy | 
     if not validation.eligible:
         raise InvalidTask(validation.reason)
     sandbox.reset(task.base_commit)
-    agent = Agent(task, sandbox, policy, config, validation, judge, repo_path)
+    agent = Agent(task, sandbox, policy, config, validation, judge, repo_path, journal)
     stages, status = agent.run()
     score = round(sum(s.score for s in stages) / len(stages), 4)
-    reason = rejection(stages, status, score, validation, config.threshold)
+    reason = rejection(stages, status, score, validation, config.threshold, agent.ended)
     log.info("rollout.done", chain=task.chain_id, policy=policy.name, score=score,
              status=status, accepted=not reason)
     return RolloutResult(
         task=task, policy=policy.name, model=policy.model, stages=tuple(stages),
-        messages=agent.messages, tools=TOOLS, tokens=agent.tokens, tool_calls=agent.tool_calls,
-        steps=agent.steps, score=score, accepted=not reason, exit_status=status,
-        validation=validation, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        reason=reason, upstream=tuple(agent.upstream))
+        messages=agent.messages, tools=TOOLS, tokens=agent.usage.length,
+        tool_calls=agent.tool_calls, steps=agent.steps, score=score, accepted=not reason,
+        exit_status=status, validation=validation,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"), reason=reason,
+        upstream=tuple(agent.upstream), usage=agent.usage,
+        condensed=len(agent.window.originals))
 
 
 def rejection(stages: list[StageResult], status: str, score: float,
-              validation: TaskValidation, threshold: float) -> str:
+              validation: TaskValidation, threshold: float, ended: str = "") -> str:
     """Why a rollout is not accepted ("" when it is): it must have completed, resolved
     every verifiable stage itself (no gold patch stood in) and reached the threshold."""
     if status != "completed":
-        return f"the rollout did not complete ({status})"
+        return f"the rollout did not complete ({status}{': ' + ended if ended else ''})"
     gold = [s.pr for s in stages if s.verdict == GOLD_APPLIED]
     if gold:
         return ("the maintainers' patch stood in for PR " + ", ".join(f"#{n}" for n in gold)

@@ -12,7 +12,11 @@ class RolloutConfig:
     max_steps: int = 200
     """Assistant turns over the whole rollout."""
     max_tokens: int = 400_000
-    """Tokens (prompt + completion, as the endpoint reports them) over the whole rollout."""
+    """Completion tokens (as the endpoint counts them) the model may write over the whole
+    rollout. Prompts are not counted here: the window bounds them (rollout.context)."""
+    max_format_errors: int = 5
+    """Turns in a row that run no tool (empty, no call, cut off, arguments not JSON) before
+    the stage ends as failed."""
     observation_limit: int = 8_000
     """Characters of a tool observation shown to the agent; the rest is replaced by a marker."""
     feedback_limit: int = 4_000

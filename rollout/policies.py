@@ -33,9 +33,15 @@ class Turn:
 class Policy(Protocol):
     name: str
     model: str
+    reply_tokens: int
+    """Completion tokens a turn may take (0: no model, no limit)."""
 
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-            turn: Turn) -> Completion: ...
+            turn: Turn, max_tokens: int | None = None) -> Completion: ...
+
+    def context_window(self) -> int | None:
+        """The model's window in tokens; None when there is none to keep to."""
+        ...
 
 
 class LLMPolicy:
@@ -44,10 +50,17 @@ class LLMPolicy:
     def __init__(self, client: LLMClient) -> None:
         self.client = client
         self.model = client.config.model
+        self.reply_tokens = client.config.max_tokens
 
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-            turn: Turn) -> Completion:
-        return self.client.complete(messages, tools)
+            turn: Turn, max_tokens: int | None = None) -> Completion:
+        """One turn; the record's extras (`reasoning_content`) are not sent back."""
+        sent = [{k: v for k, v in m.items() if k != "reasoning_content"}
+                if "reasoning_content" in m else m for m in messages]
+        return self.client.complete(sent, tools, max_tokens=max_tokens)
+
+    def context_window(self) -> int | None:
+        return self.client.context_window()
 
 
 class ReplayPolicy:
@@ -55,6 +68,7 @@ class ReplayPolicy:
 
     name = "replay"
     model = "replay"
+    reply_tokens = 0
 
     def __init__(self, repo_path: Path, task: Task) -> None:
         self.repo = repo_path
@@ -63,8 +77,11 @@ class ReplayPolicy:
         self._at: Turn | None = None
         self._ids = 0
 
+    def context_window(self) -> int | None:
+        return None
+
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-            turn: Turn) -> Completion:
+            turn: Turn, max_tokens: int | None = None) -> Completion:
         if turn != self._at:
             self._at = turn
             stage = self.task.stages[turn.stage]

@@ -28,9 +28,11 @@ def trajectory_record(result: RolloutResult) -> dict[str, Any]:
         "policy": result.policy,
         "model": result.model,
         "score": result.score,
-        "tokens": result.tokens or estimate_tokens(result.messages),
+        **token_fields(result),
         "tool_calls": result.tool_calls,
     }
+    if result.condensed:
+        record["condensed"] = result.condensed
     record["id"] = record_id(record)
     record["created_at"] = result.created_at
     return record
@@ -39,6 +41,18 @@ def trajectory_record(result: RolloutResult) -> dict[str, Any]:
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
     """About four characters a token, for policies whose endpoint reports no usage (replay)."""
     return len(json.dumps(messages, ensure_ascii=False)) // 4
+
+
+def token_fields(result: RolloutResult) -> dict[str, Any]:
+    """`tokens`: the trajectory's length as a trainer sees it (the last call's prompt and
+    reply as the server counted them; without a server, the messages' characters / 4),
+    `tokens_source` says which; `tokens_billed`: every call's prompt and completion tokens,
+    `tokens_completion`: what the model wrote."""
+    counted = result.tokens > 0
+    return {"tokens": result.tokens if counted else estimate_tokens(result.messages),
+            "tokens_source": "server" if counted else "estimate",
+            "tokens_billed": result.usage.billed,
+            "tokens_completion": result.usage.completion}
 
 
 def record_id(record: dict[str, Any]) -> str:
@@ -60,7 +74,7 @@ def verdict_summary(result: RolloutResult) -> dict[str, Any]:
         "stages": [{"pr": s.pr, "attempts": s.attempts, "score": s.score, "verdict": s.verdict}
                    for s in result.stages],
         "tool_calls": result.tool_calls,
-        "tokens": result.tokens or estimate_tokens(result.messages),
+        **token_fields(result),
         "steps": result.steps,
     }
 

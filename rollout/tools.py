@@ -39,6 +39,8 @@ TOOLS: list[dict[str, Any]] = [
               {"summary": _STR}, []),
 ]
 
+TOOL_NAMES = frozenset(tool["function"]["name"] for tool in TOOLS)
+
 
 class ToolError(Exception):
     """A tool call the agent got wrong; its message becomes the observation."""

@@ -111,10 +111,27 @@ def test_an_llm_role_that_would_switch_nothing_on_is_named(env: dict[str, str],
     ("DAVINCI_LOG_FORMAT", "xml"),
     ("DAVINCI_ABANDONED_AFTER", "soon"),
     ("DAVINCI_ABANDONED_AFTER", "1"),
+    ("LLM_TEMPERATURE", "hot"),
+    ("LLM_TEMPERATURE", "3"),
+    ("LLM_MAX_TOKENS", "0"),
+    ("LLM_CONTEXT_WINDOW", "32k"),
+    ("DAVINCI_MAX_STEPS", "many"),
+    ("DAVINCI_MAX_ATTEMPTS", "2.5"),
+    ("DAVINCI_THRESHOLD", "1.5"),
 ])
 def test_malformed_values_are_named(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_model_and_rollout_settings_from_the_environment() -> None:
+    settings = Settings.from_env({"LLM_TEMPERATURE": "0.7", "LLM_MAX_TOKENS": "16384",
+                                  "LLM_CONTEXT_WINDOW": "32768", "DAVINCI_MAX_STEPS": "300",
+                                  "DAVINCI_THRESHOLD": "0.9"})
+    assert (settings.llm_temperature, settings.llm_max_tokens,
+            settings.llm_context_window) == (0.7, 16384, 32768)
+    assert dict(settings.rollout_limits) == {"max_steps": 300, "threshold": 0.9}
+    assert Settings.from_env({}).llm_context_window is None
 
 
 def test_json_logs_redact_known_secrets_and_token_shapes(pem: str) -> None:

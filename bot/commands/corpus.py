@@ -68,8 +68,9 @@ def stats_command(runtime: Runtime, as_json: bool) -> None:
         return
     click.echo(f"records: {stats['records']} (rejected rollouts: {stats['rejected']}, "
                f"acceptance rate {stats['acceptance_rate']:.0%})")
-    click.echo(f"tokens per trajectory: mean {stats['mean_tokens']:,.0f}, "
-               f"median {stats['median_tokens']:,.0f}")
+    click.echo(f"tokens per trajectory (its length): mean {stats['mean_tokens']:,.0f}, "
+               f"median {stats['median_tokens']:,.0f}; billed by the model server: "
+               f"{stats['tokens_billed']:,} in all, mean {stats['mean_tokens_billed']:,.0f}")
     click.echo(f"tool calls per trajectory: mean {stats['mean_tool_calls']:.1f}, "
                f"median {stats['median_tool_calls']:.0f}; stages: mean {stats['mean_stages']:.1f}")
     for title, key in (("per repository", "per_repository"), ("per policy", "per_policy")):

@@ -15,6 +15,7 @@ from bot.commands.chains import mine_local
 from bot.funnel import funnel, render
 from bot.pipeline import POLICIES, PipelineError, Progress, roll_out_chain
 from bot.runtime import Runtime
+from chains.config import rollout_limit
 from chains.gitsource import GitSourceError
 from rollout.task import TaskError
 from sandbox.base import SandboxError
@@ -33,16 +34,37 @@ def _progress(quiet: bool) -> Any:
 @click.option("--chain", "chain_id", required=True, help="Chain id (or a unique prefix).")
 @click.option("--policy", type=click.Choice(POLICIES), default="replay", show_default=True,
               help="replay: the human commits; llm: the model at LLM_BASE_URL.")
+@click.option("--max-steps", type=int, default=None,
+              help="Model turns over the whole rollout [default: 200, or DAVINCI_MAX_STEPS].")
+@click.option("--max-attempts", type=int, default=None,
+              help="Submissions per stage [default: 3, or DAVINCI_MAX_ATTEMPTS].")
+@click.option("--max-tokens", type=int, default=None,
+              help="Completion tokens the model may write over the rollout "
+                   "[default: 400000, or DAVINCI_MAX_TOKENS].")
+@click.option("--threshold", type=float, default=None,
+              help="Chain score a trajectory needs to be accepted "
+                   "[default: 0.8, or DAVINCI_THRESHOLD].")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as one JSON document.")
 @click.pass_obj
-def rollout(runtime: Runtime, path: Path, chain_id: str, policy: str, as_json: bool) -> None:
+def rollout(runtime: Runtime, path: Path, chain_id: str, policy: str, as_json: bool,
+            **limits: int | float | None) -> None:
     """Run one rollout of a mined chain inline: validate the task in a sandbox, run the agent
     through every stage, verify, and append an accepted trajectory to the corpus.
 
-    A rollout the verifier rejects is a normal outcome (exit code 0, `accepted: false`).
+    Limits come from `.github/davinci.yml` (`rollout:`), then the environment, then these
+    options. A rollout the verifier rejects is a normal outcome (exit code 0,
+    `accepted: false`).
     """
+    chosen: dict[str, int | float] = {}
+    for name, value in limits.items():
+        if value is not None:
+            try:
+                chosen[name] = rollout_limit(name, value)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc).strip("`"),
+                                         param_hint=f"--{name.replace('_', '-')}") from None
     try:
-        verdict = roll_out_chain(runtime, path, chain_id, policy,
+        verdict = roll_out_chain(runtime, path, chain_id, policy, limits=chosen,
                                  on_progress=_progress(as_json))
     except (PipelineError, TaskError, SandboxError, LookupError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -36,6 +36,14 @@ def test_rollout_verdict_document(tmp_path: Path) -> None:
     assert stats["records"] == 1
     missing = run("rollout", "--git", str(sample.path), "--chain", "nope", env=env)
     assert missing.returncode != 0 and "no chain 'nope'" in missing.stderr
+    bad = run("rollout", "--git", str(sample.path), "--chain", chain["id"], "--threshold", "3",
+              env=env)
+    assert bad.returncode != 0 and "--threshold" in bad.stderr and "from 0 to 1" in bad.stderr
+    capped = run("rollout", "--git", str(sample.path), "--chain", chain["id"], "--max-steps",
+                 "2", "--json", env=env)
+    assert capped.returncode == 0, capped.stderr[-2000:]
+    capped_verdict = json.loads(capped.stdout)
+    assert capped_verdict["exit_status"] == "budget_exceeded" and capped_verdict["steps"] == 2
     llm = run("rollout", "--git", str(sample.path), "--chain", chain["id"], "--policy", "llm",
               env=env)
     assert llm.returncode != 0 and "LLM_BASE_URL" in llm.stderr

@@ -80,7 +80,7 @@ def attempt(llm_sim: LLMSim, first_pr_task: Task, first_pr_validation: TaskValid
             llm_sim.reply("Working on it.", [call])
         llm_sim.reply("Done.", [("submit", {})])
         client = LLMClient(LLMConfig(base_url=llm_sim.base_url, model="sim-model",
-                                     backoff=0.01, retries=1))
+                                     retries=1))
         clients.append(client)
         judge = LLMJudge(client) if judge_answer is not None else None
         return run_rollout(chain_repo.path, first_pr_task,

@@ -19,7 +19,7 @@ OUTCOME = ("hidden tests: 2 of 3 required tests pass; "
 @pytest.fixture
 def judge(llm_sim: LLMSim) -> LLMJudge:
     client = LLMClient(LLMConfig(base_url=llm_sim.base_url, model="judge-model", api_key="k",
-                                 backoff=0.01, retries=1))
+                                 retries=1))
     return LLMJudge(client)
 
 

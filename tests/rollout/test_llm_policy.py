@@ -21,7 +21,7 @@ from tests.rollout.fixture_repo import STATS_MEAN, STATS_V1, ChainRepo
 @pytest.fixture
 def client(llm_sim: LLMSim) -> LLMClient:
     return LLMClient(LLMConfig(base_url=llm_sim.base_url, model="sim-model", api_key="k",
-                               backoff=0.01, retries=2, temperature=0.3, max_tokens=777))
+                               retries=2, temperature=0.3, max_tokens=777))
 
 
 def _tool_messages(request: dict[str, Any]) -> list[str]:
@@ -56,7 +56,8 @@ def test_failed_attempt_gets_feedback_and_the_retry_passes(
     assert (stage.verdict, stage.attempts) == ("passed", 2)
     assert not stage.checks[0].resolved and stage.checks[1].resolved
     assert result.accepted and result.policy == "llm" and result.model == "sim-model"
-    assert result.tokens == 5 * 120
+    assert result.tokens == 120, "the length of the final conversation, not a sum"
+    assert (result.usage.billed, result.usage.completion, result.usage.calls) == (600, 100, 5)
 
     first = llm_sim.requests[0]
     assert first["model"] == "sim-model" and first["temperature"] == 0.3
@@ -80,7 +81,11 @@ def test_failed_attempt_gets_feedback_and_the_retry_passes(
     assert "Not run" in result.messages[-1]["content"]  # the call after submit
 
     record = trajectory_record(result)
-    assert record["policy"] == "llm" and record["tokens"] == 600
+    assert record["policy"] == "llm" and record["tokens"] == 120
+    assert (record["tokens_source"], record["tokens_billed"]) == ("server", 600)
+    sent = llm_sim.requests[1]["messages"]
+    assert [c["function"]["arguments"] for m in sent for c in m.get("tool_calls", [])
+            if c["function"]["name"] == "read_file"][0] == "{}", "malformed arguments stay out"
     assert record["stages"][0]["attempts"] == 2
 
 
@@ -144,7 +149,7 @@ def test_gold_patch_carries_a_failed_stage_when_configured(
 
 @pytest.mark.parametrize(("config", "steps"), [
     (RolloutConfig(max_steps=3), 3),
-    (RolloutConfig(max_tokens=200), 2),  # each scripted turn reports 120 tokens
+    (RolloutConfig(max_tokens=40), 2),  # each scripted turn writes 20 completion tokens
 ], ids=["steps", "tokens"])
 def test_a_spent_budget_ends_the_rollout(llm_sim: LLMSim, client: LLMClient, task: Task,
                                          validation: TaskValidation, chain_repo: ChainRepo,

@@ -12,6 +12,12 @@ isolated) next to a plain run of the same tests on the same tree (the hidden tes
 written, `python3 -m pytest`, then the agent's files put back), alternating, per stage.
 Target: at most 1.5x the plain run.
 
+Last, long rollouts with the llm policy against the vLLM-like simulator in a 32k window (a
+scripted agent, 50 long-output commands per stage, so 150+ steps with condensing): our own
+time per step (the loop, the context bookkeeping, the journal, the tools' wrapping), beyond
+the sandbox and the model, at 5 and at 50 commands per stage, and their ratio.
+Target: under 5 ms per step at 150+ steps.
+
     python3 bench/rollout.py [--runs N]
 """
 
@@ -23,14 +29,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rollout import RolloutConfig, Task, build_task, run_rollout, validate_task  # noqa: E402
+from rollout import (  # noqa: E402
+    RolloutConfig,
+    Task,
+    TaskValidation,
+    build_task,
+    run_rollout,
+    validate_task,
+)
+from rollout.llm import LLMClient, LLMConfig  # noqa: E402
+from rollout.policies import LLMPolicy  # noqa: E402
 from rollout.workspace import restore, take  # noqa: E402
 from sandbox.base import Sandbox  # noqa: E402
 from sandbox.testrun import run_hidden, run_tests  # noqa: E402
-from tests.rollout.fixture_repo import make_chain_repo  # noqa: E402
+from tests.llm_sim import LLMSim  # noqa: E402
+from tests.rollout.agents import scripted_agent  # noqa: E402
+from tests.rollout.fixture_repo import ChainRepo, make_chain_repo  # noqa: E402
 from tests.rollout.sandboxes import open_sandbox  # noqa: E402
 
 
@@ -54,6 +72,8 @@ def main() -> None:
                 for stage in result.stages:
                     rows[stage.pr].append(stage.timings)
             hidden = _hidden_cost(box, task, max(args.runs, 5))
+            long_runs = {looks: _long_rollout(chain, task, box, validation, looks)
+                         for looks in (5, 50)}
     print(f"backend: {backend}; runs: {args.runs}; gold validation: {validation_seconds:.2f}s")
     print(f"{'stage':>5} {'total':>8} {'sandbox':>8} {'tests':>8} {'policy':>8} {'own':>8} "
           f"{'own %':>6} {'x base':>7}")
@@ -77,6 +97,13 @@ def main() -> None:
         print(f"{pr:>5} {count:>6} {plain:8.3f} {guarded:9.3f} {guarded / plain:8.2f}")
     print(f"hardened hidden run: worst stage {max(ratios):.2f}x a plain run of the same tests "
           f"(target <= 1.5x: {'met' if max(ratios) <= 1.5 else 'missed'})")
+    print(f"\n{'looks':>5} {'steps':>6} {'condensed':>9} {'own ms/step':>12} {'journal':>8}")
+    for looks, (steps, condensed, per_step, journaled) in long_runs.items():
+        print(f"{looks:>5} {steps:>6} {condensed:>9} {per_step * 1000:12.3f} {journaled:>8}")
+    short, long = long_runs[5][2], long_runs[50][2]
+    print(f"llm policy, 32k window: {long * 1000:.2f} ms of our own per step at "
+          f"{long_runs[50][0]} steps, {long / short:.2f}x the short rollout's "
+          f"(target < 5 ms: {'met' if long < 0.005 else 'missed'})")
 
 
 def _hidden_cost(box: Sandbox, task: Task, runs: int) -> dict[int, tuple[int, float, float]]:
@@ -100,6 +127,24 @@ def _hidden_cost(box: Sandbox, task: Task, runs: int) -> dict[int, tuple[int, fl
             count = len(run.outcomes)
         found[stage.pr] = (count, statistics.median(plain), statistics.median(guarded))
     return found
+
+
+def _long_rollout(chain: ChainRepo, task: Task, box: Sandbox, validation: TaskValidation,
+                  looks: int) -> tuple[int, int, float, int]:
+    """Steps, condensed observations, our own seconds per step, journal lines."""
+    sim = LLMSim(model="bench", max_model_len=32_768).start()
+    try:
+        sim.responder = scripted_agent(sim, task, chain, looks)
+        client = LLMClient(LLMConfig(base_url=sim.base_url, model="bench", retries=0))
+        journal: list[dict[str, Any]] = []
+        result = run_rollout(chain.path, task, box, LLMPolicy(client),
+                             RolloutConfig(max_steps=1000), validation=validation,
+                             journal=journal.extend)
+        assert result.accepted and not sim.refused, result.reason
+    finally:
+        sim.stop()
+    own = sum(_own(stage.timings) for stage in result.stages)
+    return result.steps, result.condensed, own / result.steps, len(journal)
 
 
 def _own(timings: dict[str, float]) -> float:

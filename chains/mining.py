@@ -116,9 +116,12 @@ def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
     named = _earlier(graph, pr, {m.number for m in found})
     issues = _issues(graph, pr, found, named)
     layout = blame is not None and _layout_only(pr, files, blame)
+    machine = text.is_bot(pr.author)
     graph.record(pr, issues, {path[:1024] for path in code}, touches_tests=bool(tests),
-                 ignored=layout)
+                 ignored=layout or machine)
     candidates = _Candidates()
+    if machine:  # a bot's PR: its text quotes other projects' numbers, its change is no one's
+        return _attached(graph, pr, (), config)
     _references(graph, pr, body, found, named, candidates)
     _shared_issues(graph, pr, issues, candidates)
     if blame is not None and not layout and \
@@ -131,6 +134,11 @@ def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
         _restores(graph, pr, files, blame, candidates)
     _same_area(graph, pr, code, candidates)
     links = tuple(sorted(candidates.best.values(), key=lambda k: (k.earlier, k.kind)))
+    return _attached(graph, pr, links, config)
+
+
+def _attached(graph: Graph, pr: PullRequest, links: tuple[Link, ...],
+              config: RepoConfig) -> AttachResult:
     graph.add_links(links)
     chain, grew, became = _extend(graph, pr, links, config)
     return AttachResult(pr.number, links, chain, grew, became)

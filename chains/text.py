@@ -95,6 +95,15 @@ def is_restore(title: str) -> bool:
     return bool(_RESTORE.match(title or ""))
 
 
+_BOTS = re.compile(r"\[bot\]$|^(?:dependabot(?:-preview)?|renovate|pre-commit-ci|"
+                   r"github-actions|greenkeeper|pyup-bot|snyk-bot|allcontributors)\b", re.I)
+
+
+def is_bot(author: str) -> bool:
+    """A PR opened by a bot (dependency updates, hook updates, release automation)."""
+    return bool(_BOTS.search((author or "").strip()))
+
+
 def is_merge_message(message: str) -> bool:
     """A merge git or GitHub wrote ("Merge pull request #N from …", "Merge branch 'x'")."""
     return bool(_MERGE_MESSAGE.match(message or ""))

@@ -159,3 +159,27 @@ def test_code_moved_and_renamed_by_a_refactor_is_not_the_refactor_s(sqlite_db: D
     found = links(sqlite_db)
     assert (3, 4, "fixes") not in found
     assert (2, 4, "fixes") in found
+
+
+def test_a_bots_pr_links_to_no_one_and_blame_looks_through_it(sqlite_db: Database,
+                                                              tmp_path: Path) -> None:
+    """Dependabot quotes other projects' release notes ("fixes #2" is theirs); a hook update
+    by pre-commit-ci that rewrote a line does not own it."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add parse",
+                      {"parse.py": "def parse(text):\n    return text.split(',')\n"}, squash=True)
+    repo.pull_request(3, "Bump pytest from 7 to 8", {"requirements.txt": "pytest==8\n"},
+                      squash=True)
+    repo.git("commit", "--amend", "--reset-author", "-q", "-m", "Bump pytest from 7 to 8 (#3)\n\n"
+             "Release notes: fixes #2, follow-up to #2", author="dependabot[bot]")
+    repo.pull_request(4, "[pre-commit.ci] pre-commit autoupdate", {
+        "parse.py": "def parse(text):\n    return text.split(\",\")\n"}, squash=True)
+    repo.git("commit", "--amend", "--reset-author", "-q", "--no-edit",
+             author="pre-commit-ci[bot]")
+    repo.pull_request(5, "Fix parse of blanks", {
+        "parse.py": "def parse(text):\n    return [p for p in text.split(',') if p]\n"},
+        squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert not [link for link in found if 3 in link[:2] or 4 in link[:2]]
+    assert (2, 5, "fixes") in found

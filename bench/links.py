@@ -24,6 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "tests" / "data" / "link-labels.json"
+HELD_OUT = ROOT / "tests" / "data" / "link-labels-held-out.json"
 
 
 def mined_links(clone: Path) -> set[tuple[int, int, str]]:
@@ -68,9 +69,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--git", action="append", required=True, metavar="OWNER/NAME=CLONE",
                         help="A clone of a labelled repository (repeat for each).")
-    parser.add_argument("--labels", type=Path, default=LABELS)
+    parser.add_argument("--labels", type=Path, action="append",
+                        help=f"A file of judged links (repeat; default {LABELS.name} and "
+                             f"{HELD_OUT.name}).")
     args = parser.parse_args()
-    labels = json.loads(args.labels.read_text())
+    labels = [label for path in (args.labels or [LABELS, HELD_OUT])
+              for label in json.loads(path.read_text())]
     kept: set[tuple[str, int, int, str]] = set()
     measured = []
     for item in args.git:

@@ -115,7 +115,7 @@ def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
     found = text.mentions(body, pr.repository)
     named = _earlier(graph, pr, {m.number for m in found})
     issues = _issues(graph, pr, found, named)
-    layout = blame is not None and _layout_only(pr, files, blame)
+    layout = blame is not None and (text.is_sweep(pr.title) or _layout_only(pr, files, blame))
     machine = text.is_bot(pr.author)
     graph.record(pr, issues, {path[:1024] for path in code}, touches_tests=bool(tests),
                  ignored=layout or machine)
@@ -317,23 +317,44 @@ def _layout_only(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) -
     return bool(changed)
 
 
-def _substantive(change: FileChange, text: str | None) -> tuple[LineRange, ...]:
-    """The lines of ``change.old_ranges`` that are code in the base version ``text``."""
+def _substantive(change: FileChange, text: str | None,
+                 carried: Counter[str] | None = None) -> tuple[LineRange, ...]:
+    """The lines of ``change.old_ranges`` that are code in the base version ``text``, less
+    those the PR only carried elsewhere: a line whose code (comments and spacing aside)
+    the PR adds again, moved, re-indented or re-commented, is not one it changed."""
     if text is None:
         return ()
     keep = substance.substantive_lines(text, change.old_path or change.path)
-    if keep is None:
-        return change.old_ranges
+    lines = text.split("\n")
     spans: list[tuple[int, int]] = []
     for span in change.old_ranges:
         for line in range(span.start, span.end + 1):
-            if line not in keep:
+            if keep is not None and line not in keep:
+                continue
+            code = substance.code_of(lines[line - 1]) if line <= len(lines) else ""
+            if carried is not None and code and carried[code] > 0:
+                carried[code] -= 1
                 continue
             if spans and spans[-1][1] == line - 1:
                 spans[-1] = (spans[-1][0], line)
             else:
                 spans.append((line, line))
     return tuple(LineRange(a, b) for a, b in spans)
+
+
+def _added_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) -> Counter[str]:
+    """The code (comments and spacing aside) of every line the PR adds, counted."""
+    found: Counter[str] = Counter()
+    for change in files:
+        if change.binary or change.status == "removed" or not change.new_ranges:
+            continue
+        text = blame.show(pr.merge_commit, change.path)
+        if text is None:
+            continue
+        lines = text.split("\n")
+        found.update(code for r in change.new_ranges for n in range(r.start, r.end + 1)
+                     if n <= len(lines) and (code := substance.code_of(lines[n - 1])))
+    return found
 
 
 def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
@@ -389,11 +410,12 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
     ignore = graph.ignored_commits()
+    carried = _added_code(pr, files, blame)
     for change in files:
         if not _blamable(change):
             continue
         path = change.old_path or change.path
-        ranges = _substantive(change, blame.show(pr.base_commit, path))
+        ranges = _substantive(change, blame.show(pr.base_commit, path), carried)
         for sha, count in _blame_through(blame, pr.base_commit, path, ranges, ignore).items():
             lines_by_commit[sha] += count
             paths_by_commit[sha].add(path)

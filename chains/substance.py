@@ -57,6 +57,21 @@ def shape(line: str) -> str:
     return _DOTTED.sub("_", names)
 
 
+def code_of(line: str) -> str:
+    """A line's code: its trailing comment (a `#` outside quotes) and its spacing dropped."""
+    quote = ""
+    for at, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#":
+            line = line[:at]
+            break
+    return " ".join(line.split())
+
+
 def never_blamed(path: str) -> bool:
     """Files through which no `fixes` link is made: lock files, vendored and generated
     code, and configuration or data (a shared tox command is not a shared goal)."""

@@ -104,6 +104,21 @@ def is_bot(author: str) -> bool:
     return bool(_BOTS.search((author or "").strip()))
 
 
+_SWEEP = re.compile(
+    r"^\W*style\b|🎨"
+    r"|\b(?:apply|run|use|add|adopt|migrate to|switch to|enable|introduce)\s+(?:the\s+)?"
+    r"(?:black|ruff|isort|flake8|pyupgrade|pre-commit|autopep8|yapf|mypy|pyright)\b"
+    r"|\b(?:add(?:s|ed|ing)?|improve[sd]?)\s+(?:type\s+(?:hints|annotations)|typing)\b"
+    r"|\b(?:reformat(?:s|ted|ting)?|code style|readability (?:cleanup|pass|improvements?)"
+    r"|lint(?:ing)? (?:fixes|cleanup))\b", re.I)
+
+
+def is_sweep(title: str) -> bool:
+    """A title that says the PR restyles code across the project (a formatter or linter
+    adopted, type hints added, a readability pass): no one's work, blame looks through it."""
+    return bool(_SWEEP.search(title or ""))
+
+
 def is_merge_message(message: str) -> bool:
     """A merge git or GitHub wrote ("Merge pull request #N from …", "Merge branch 'x'")."""
     return bool(_MERGE_MESSAGE.match(message or ""))

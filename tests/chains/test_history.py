@@ -183,3 +183,41 @@ def test_a_bots_pr_links_to_no_one_and_blame_looks_through_it(sqlite_db: Databas
     found = links(sqlite_db)
     assert not [link for link in found if 3 in link[:2] or 4 in link[:2]]
     assert (2, 5, "fixes") in found
+
+
+def test_lines_a_fix_only_moves_or_recomments_are_not_what_it_fixes(sqlite_db: Database,
+                                                                     tmp_path: Path) -> None:
+    """#3 fixes one line of #2, and on the way moves #1's helper to another module and adds
+    a `# noqa` to one of #1's lines: only #2 is fixed."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(1, "Add helpers", {
+        "util.py": "def helper():\n    value = compute()\n    return value\n",
+        "main.py": "def main(args):\n    return dispatch(args)\n"}, squash=True)
+    repo.pull_request(2, "Add run", {"core.py": "def run(x):\n    y = x * 2\n    return y\n"},
+                      squash=True)
+    repo.pull_request(3, "Fix run overflow", {
+        "util.py": None,
+        "helpers.py": "def helper():\n    value = compute()\n    return value\n",
+        "main.py": "def main(args):\n    return dispatch(args)  # noqa: E501\n",
+        "core.py": "def run(x):\n    y = min(x * 2, 100)\n    return y\n"}, squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (2, 3, "fixes") in found and (1, 3, "fixes") not in found
+
+
+def test_a_linter_adoption_is_no_ones_work(sqlite_db: Database, tmp_path: Path) -> None:
+    """"Use ruff" rewrote #2's comparison into an equivalent one (a new syntax tree, so not a
+    layout-only change): a later fix of that line still belongs to #2."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add check", {
+        "check.py": "def check(x):\n    if x == None:\n        return 0\n    return x\n"},
+        squash=True)
+    repo.pull_request(3, "Use ruff", {
+        "check.py": "def check(x):\n    if x is None:\n        return 0\n    return x\n"},
+        squash=True)
+    repo.pull_request(4, "Fix check of empty values", {
+        "check.py": "def check(x):\n    if not x:\n        return 0\n    return x\n"},
+        squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (2, 4, "fixes") in found and (3, 4, "fixes") not in found

@@ -73,7 +73,7 @@ def main() -> None:
                         help=f"A file of judged links (repeat; default {LABELS.name} and "
                              f"{HELD_OUT.name}).")
     args = parser.parse_args()
-    labels = [label for path in (args.labels or [LABELS, HELD_OUT])
+    labels = [label for path in (args.labels or [p for p in (LABELS, HELD_OUT) if p.exists()])
               for label in json.loads(path.read_text())]
     kept: set[tuple[str, int, int, str]] = set()
     measured = []

@@ -19,7 +19,7 @@ from chains.diff import parse_diff
 from chains.model import PullRequest
 from chains.paths import is_test_path
 from rollout.gitdiff import added_code_lines
-from rollout.llm import LLMClient
+from rollout.llm import LLMClient, LLMRefused
 
 log = structlog.get_logger(__name__)
 
@@ -229,7 +229,12 @@ class LLMWriter:
         """A draft that passes the leakage check, or None after ``attempts`` refused ones."""
         messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
         for _ in range(self.attempts):
-            answer = self.client.complete(messages)
+            try:
+                answer = self.client.complete(messages)
+            except LLMRefused as exc:  # asking again gets the same answer: the template writes
+                log.warning("instruction.refused", pr=pr, error=str(exc)[:200])
+                self.rejected.append((pr, "", f"the server refused the request: {exc}"))
+                return None
             self.tokens += answer.tokens
             draft = answer.content.strip()
             try:

@@ -212,6 +212,16 @@ def test_instructions_fall_back_to_the_template_when_every_draft_leaks(
     assert "sorted(values)" not in task.stages[0].instruction
 
 
+def test_a_writer_request_the_server_refuses_falls_back_to_the_template(
+        llm_sim: LLMSim, client: LLMClient, chain_repo: ChainRepo) -> None:
+    llm_sim.fail(400)
+    llm_sim.reply("Correct statistics.")
+    writer = LLMWriter(client, attempts=3)
+    task = build_task(chain_repo.path, "chain-fix", chain_repo.prs[2:], writer=writer)
+    assert task.stages[0].instruction.startswith("Fix median for unsorted")
+    assert "refused" in writer.rejected[0][2] and len(llm_sim.requests) == 2
+
+
 def test_the_judge_score_enters_the_stage_score(
         llm_sim: LLMSim, client: LLMClient, first_pr_task: Task,
         first_pr_validation: TaskValidation, chain_repo: ChainRepo,

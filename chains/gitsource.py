@@ -369,6 +369,12 @@ class GitBlame:
             return None
         return data.decode("utf-8", "replace")
 
+    def message(self, sha: str) -> str:
+        found = self._read(sha)
+        if found is None or found[0] != b"commit":
+            return ""
+        return found[1].partition(b"\n\n")[2].decode("utf-8", "replace")
+
     def removed_by(self, commit: str, path: str, line: str) -> str | None:
         """The latest commit up to ``commit`` after which ``path`` holds ``line`` fewer
         times than before it (`git log -S`, first parents' side)."""

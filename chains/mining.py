@@ -65,6 +65,10 @@ class Blame(Protocol):
         """The text of ``path`` at ``commit``; None when absent or binary."""
         ...
 
+    def message(self, sha: str) -> str:
+        """The commit's message ("" when it is not there)."""
+        ...
+
     def removed_by(self, commit: str, path: str, line: str) -> str | None:
         """The latest commit up to ``commit`` that removed ``line`` from ``path``."""
         ...
@@ -124,7 +128,7 @@ def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
         return _attached(graph, pr, (), config)
     _references(graph, pr, body, found, named, candidates)
     _shared_issues(graph, pr, issues, candidates)
-    if blame is not None and not layout and \
+    if blame is not None and not layout and not text.is_revert(pr.title) and \
             text.is_fix(pr.title, pr.labels, tuple(pr.issue_texts.values())) and \
             _changes_code(pr, files, blame):
         _fixes(graph, pr, files, blame, candidates)
@@ -359,8 +363,9 @@ def _added_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) ->
 
 def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
                    ignore: frozenset[str]) -> dict[str, int]:
-    """Blame that looks through what only re-laid out, renamed or moved code: commits whose
-    change to ``path`` was cosmetic (the same tree once names and docstrings are blanked),
+    """Blame that looks through what only re-laid out, renamed, moved or restored code:
+    reverts (they put back what others wrote) and commits whose change to ``path`` was
+    cosmetic (the same tree once names and docstrings are blanked),
     then line by line a commit that wrote a line in a shape it also removed (a block moved
     and renamed into a new function): those lines go back to whoever wrote them before."""
     looked = set(ignore)
@@ -368,8 +373,9 @@ def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange
     lines = blame.lines(commit, path, ranges, ignore)
     for _ in range(COSMETIC_ROUNDS):
         shas = {sha for sha, _ in lines.values()} - looked
-        cosmetic = {sha for sha in shas if substance.cosmetic(
-            blame.show(f"{sha}^", path), blame.show(sha, path), path)}
+        cosmetic = {sha for sha in shas if text.is_revert(blame.message(sha))
+                    or substance.cosmetic(blame.show(f"{sha}^", path), blame.show(sha, path),
+                                          path)}
         if cosmetic:
             looked |= cosmetic
             lines = blame.lines(commit, path, ranges, frozenset(looked))

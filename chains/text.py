@@ -119,6 +119,15 @@ def is_sweep(title: str) -> bool:
     return bool(_SWEEP.search(title or ""))
 
 
+_REVERT = re.compile(r"^Revert(?:ing|s|ed)?\b|^\W*revert(?:\([^)]*\))?!?:"
+                     r"|\bThis reverts commit [0-9a-f]{7,40}", re.I | re.M)
+
+
+def is_revert(message: str) -> bool:
+    """A revert: `Revert "…"`, `revert: …`, or git's "This reverts commit <sha>"."""
+    return bool(_REVERT.search(message or ""))
+
+
 def is_merge_message(message: str) -> bool:
     """A merge git or GitHub wrote ("Merge pull request #N from …", "Merge branch 'x'")."""
     return bool(_MERGE_MESSAGE.match(message or ""))

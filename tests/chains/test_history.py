@@ -221,3 +221,25 @@ def test_a_linter_adoption_is_no_ones_work(sqlite_db: Database, tmp_path: Path) 
     mine(sqlite_db, repo)
     found = links(sqlite_db)
     assert (2, 4, "fixes") in found and (3, 4, "fixes") not in found
+
+
+def test_a_revert_gives_lines_back_to_who_wrote_them(sqlite_db: Database,
+                                                     tmp_path: Path) -> None:
+    """#3 reverts #2's rewrite, which puts #1's lines back: a later fix of them fixes #1, and
+    the revert itself fixes no one (it names what it reverts)."""
+    repo = new_repo(tmp_path)
+    original = "def names(f):\n    args = f.__code__.co_varnames\n    return args[1:]\n"
+    repo.pull_request(1, "Add names", {"inspect.py": original}, squash=True)
+    repo.pull_request(2, "Use signature in names", {"inspect.py": (
+        "def names(f):\n    args = list(signature(f).parameters)\n    return args\n")},
+        squash=True)
+    repo.pull_request(3, 'Revert "Use signature in names"', {"inspect.py": original},
+                      squash=True)
+    repo.pull_request(4, "Fix names of static methods", {"inspect.py": (
+        "def names(f):\n    args = f.__code__.co_varnames\n    return args[is_method(f):]\n")},
+        squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (2, 3, "references") in found
+    assert not [link for link in found if link[1] == 3 and link[2] == "fixes"]
+    assert (1, 4, "fixes") in found and (3, 4, "fixes") not in found

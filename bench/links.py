@@ -7,7 +7,9 @@ precision among those (correct / kept, and counting plausible ones), how many of
 links are kept (the baseline is the mining that made them: all of them), and the wrong links
 that remain.
 
-    python3 bench/links.py --git python-attrs/attrs=CLONE --git pytest-dev/pytest-mock=CLONE
+    python3 bench/links.py --git python-attrs/attrs=CLONE --git pytest-dev/pytest-mock=CLONE \
+        --git tox-dev/filelock=CLONE --git pytest-dev/pluggy=CLONE \
+        --git python-humanize/humanize=CLONE --git hynek/structlog=CLONE
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "tests" / "data" / "link-labels.json"
-HELD_OUT = ROOT / "tests" / "data" / "link-labels-held-out.json"
 
 
 def mined_links(clone: Path) -> set[tuple[int, int, str]]:
@@ -70,10 +71,9 @@ def main() -> None:
     parser.add_argument("--git", action="append", required=True, metavar="OWNER/NAME=CLONE",
                         help="A clone of a labelled repository (repeat for each).")
     parser.add_argument("--labels", type=Path, action="append",
-                        help=f"A file of judged links (repeat; default {LABELS.name} and "
-                             f"{HELD_OUT.name}).")
+                        help=f"A file of judged links (repeat; default {LABELS.name}).")
     args = parser.parse_args()
-    labels = [label for path in (args.labels or [p for p in (LABELS, HELD_OUT) if p.exists()])
+    labels = [label for path in (args.labels or [LABELS])
               for label in json.loads(path.read_text())]
     kept: set[tuple[str, int, int, str]] = set()
     measured = []

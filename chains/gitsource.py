@@ -14,7 +14,7 @@ import re
 import subprocess
 import tempfile
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -187,8 +187,17 @@ class GitHistory:
         ordered = sorted([*((history.position[r.sha], 1, i, r) for i, r in enumerate(kept)),
                           *((at, 0, i, r) for i, (at, r) in enumerate(side))],
                          key=lambda item: item[:3])
+        seen = Counter(_pr_number(raw) for _, _, _, raw in ordered)
+        reused = sorted(n for n, times in seen.items() if n is not None and times > 1)
+        if reused:
+            self.skipped.append(
+                f"PRs {', '.join(f'#{n}' for n in reused[:12])}{' …' if len(reused) > 12 else ''}"
+                ": each number names two merged PRs (a project's history imported with its own "
+                "numbering), so none of them is mined")
         prs = []
         for _, _, _, raw in ordered:
+            if _pr_number(raw) in reused:
+                continue
             commits = history.brought(raw.sha) if raw.sha in history.position \
                 else self._branch_commits(history, raw)
             pr = self._pull_request(raw, commits)

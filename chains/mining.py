@@ -246,7 +246,9 @@ def _references(graph: Graph, pr: PullRequest, body: str, found: list[text.Menti
                 named: dict[int, datetime | None], out: _Candidates) -> None:
     follow_up = text.is_follow_up(body)
     for mention in found:
-        if mention.number in named:
+        # "Closes #N" closes an issue; a merged PR cannot be closed, so N is an issue the
+        # history's PR numbers do not know (an imported project's PR numbered the same).
+        if mention.number in named and not mention.closing:
             strength = 1.0 if follow_up else 0.9
             out.add(Link(mention.number, pr.number, LinkKind.REFERENCES, mention.snippet, strength))
     part = text.series(pr.title)

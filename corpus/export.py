@@ -2,13 +2,19 @@
 
 Each export writes `<format>-<version>-<shard>.jsonl` files and `manifest-<version>.json`
 (record count, sha256 and size per shard, schema version, the filter, the cursor it reached,
-and the previous manifest's name and sha256, so the versions form a chain).
+and the previous manifest's name and sha256, so the versions form a chain). Every record is
+shaped and checked against its loader's rules (`corpus.formats`) before anything is visible:
+shards are written as hidden `.partial` files and take their names only once every record
+passed, then the manifest is written in one rename. A failed export leaves the previous
+version as it was; shards a crash left without their manifest are removed by the next one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +24,14 @@ from typing import IO, Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from corpus import formats
 from corpus.record import SCHEMA_VERSION
 from corpus.store import TrajectoryRow
 
 FORMATS = ("openai", "sharegpt")
+POLICIES = ("all", "llm", "replay")
+ARGUMENTS = ("string", "object")
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
-SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
 
 
 class ExportError(ValueError):
@@ -37,27 +45,18 @@ class ExportResult:
     shards: tuple[Path, ...]
 
 
-def to_openai(document: dict[str, Any]) -> dict[str, Any]:
-    return {"messages": document["messages"], "tools": document["tools"]}
-
-
-def to_sharegpt(document: dict[str, Any]) -> dict[str, Any]:
-    """ShareGPT with function calls: an assistant turn with tool calls becomes its text (as
-    `gpt`, when it has any) followed by `function_call` (a JSON list of name and arguments);
-    tool results become `observation`."""
-    turns: list[dict[str, str]] = []
-    for message in document["messages"]:
-        role, content = message["role"], message.get("content") or ""
-        calls = message.get("tool_calls") or []
-        if role == "assistant" and calls:
-            if content.strip():
-                turns.append({"from": "gpt", "value": content})
-            turns.append({"from": "function_call", "value": json.dumps(
-                [{"name": c["function"]["name"],
-                  "arguments": json.loads(c["function"]["arguments"] or "{}")} for c in calls])})
+def shaped(fmt: str, record: dict[str, Any], arguments: str = "string") -> dict[str, Any]:
+    """``record`` in format ``fmt``, checked against the loader's rules."""
+    try:
+        if fmt == "sharegpt":
+            example = formats.sharegpt(record)
+            formats.check_sharegpt(example)
         else:
-            turns.append({"from": SHAREGPT_ROLES[role], "value": content})
-    return {"conversations": turns, "tools": json.dumps(document["tools"])}
+            example = formats.openai(record, arguments)
+            formats.check_openai(example)
+    except (formats.FormatError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ExportError(f"record {record.get('id', '?')}: {exc}") from exc
+    return example
 
 
 def _latest_manifest(out: Path) -> tuple[Path | None, dict[str, Any] | None]:
@@ -67,9 +66,11 @@ def _latest_manifest(out: Path) -> tuple[Path | None, dict[str, Any] | None]:
     return manifests[-1], json.loads(manifests[-1].read_text())
 
 
-def _rows(session: Session, after: tuple[str, str] | None,
-          since_id: str | None) -> Iterator[TrajectoryRow]:
+def _rows(session: Session, after: tuple[str, str] | None, since_id: str | None,
+          policy: str = "all") -> Iterator[TrajectoryRow]:
     query = select(TrajectoryRow).order_by(TrajectoryRow.appended_at, TrajectoryRow.id)
+    if policy != "all":
+        query = query.where(TrajectoryRow.policy == policy)
     cursor = after
     if since_id:
         anchor = session.get(TrajectoryRow, since_id)
@@ -108,49 +109,86 @@ class _ShardWriter:
         if self.handle is None:
             return
         self.handle.close()
-        name = self.shards[-1]["file"]
-        (self.out / f"{name}.partial").rename(self.out / name)
         self.shards[-1].update(records=self.count, bytes=self.size,
                                sha256=self.digest.hexdigest())
         self.handle = None
 
+    def publish(self) -> None:
+        """Give every finished shard its name."""
+        self.close()
+        for shard in self.shards:
+            (self.out / f"{shard['file']}.partial").replace(self.out / shard["file"])
+
+    def discard(self) -> None:
+        self.close()
+        for shard in self.shards:
+            (self.out / f"{shard['file']}.partial").unlink(missing_ok=True)
+
 
 def export(session: Session, out: Path, fmt: str = "openai", since: str | None = None,
-           shard_bytes: int = DEFAULT_SHARD_BYTES) -> ExportResult:
+           shard_bytes: int = DEFAULT_SHARD_BYTES, arguments: str = "string",
+           policy: str = "all") -> ExportResult:
+    """Export what was appended since the last export into ``out`` (see the module)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+    if policy not in POLICIES or arguments not in ARGUMENTS:
+        raise ExportError(f"policy must be one of {', '.join(POLICIES)} and arguments one of "
+                          f"{', '.join(ARGUMENTS)}")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file; give a directory for the export")
     out.mkdir(parents=True, exist_ok=True)
     previous, manifest = _latest_manifest(out)
-    if manifest is not None and manifest.get("format") != fmt:
-        raise ExportError(f"{out} holds a {manifest.get('format')} export; use another "
-                          f"directory for {fmt}")
+    settings = {"format": fmt, "policy": policy, "arguments": arguments}
+    if manifest is not None:
+        held = {"format": manifest.get("format"),
+                "policy": manifest.get("filter", {}).get("policy", "all"),
+                "arguments": manifest.get("arguments", "string")}
+        if held != settings:
+            raise ExportError(f"{out} holds an export with {held}; use another directory for "
+                              f"{settings}")
     version = (manifest["version"] + 1) if manifest else 1
+    _remove_orphans(out, version)
     after = tuple(manifest["cursor"]) if manifest and manifest.get("cursor") else None
-    convert = to_openai if fmt == "openai" else to_sharegpt
     writer = _ShardWriter(out, f"{fmt}-{version:05d}", shard_bytes)
-    records, cursor = 0, after
+    records, cursor, policies = 0, after, Counter[str]()
     try:
-        for row in _rows(session, after, since):
-            if fmt == "openai":
-                line = row.training_line + "\n"
-            else:
-                line = json.dumps(convert(row.record()), ensure_ascii=False) + "\n"
-            writer.write(line.encode())
+        for row in _rows(session, after, since, policy):
+            record = {**row.record(), "id": row.id}
+            example = shaped(fmt, record, arguments)
+            writer.write((json.dumps(example, ensure_ascii=False) + "\n").encode())
             records += 1
+            policies[row.policy] += 1
             cursor = (row.appended_at.isoformat(), row.id)
-    finally:
-        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
     if records == 0:
+        writer.discard()
         return ExportResult(None, 0, ())
+    writer.publish()
     document = {
         "version": version, "format": fmt, "schema_version": SCHEMA_VERSION,
+        "arguments": arguments,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "filter": {"since": since, "after_previous": previous.name if previous else None},
-        "records": records, "shards": writer.shards, "cursor": list(cursor or ()),
+        "filter": {"since": since, "policy": policy,
+                   "after_previous": previous.name if previous else None},
+        "records": records, "policies": dict(sorted(policies.items())),
+        "shards": writer.shards, "cursor": list(cursor or ()),
         "previous": previous.name if previous else None,
         "previous_sha256": hashlib.sha256(previous.read_bytes()).hexdigest()
         if previous else None,
     }
     path = out / f"manifest-{version:05d}.json"
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    staged = out / f".{path.name}.partial"
+    staged.write_text(json.dumps(document, indent=2) + "\n")
+    staged.replace(path)
     return ExportResult(path, records, tuple(out / s["file"] for s in writer.shards))
+
+
+def _remove_orphans(out: Path, version: int) -> None:
+    """Shards of ``version`` or later (no manifest names them: a crash came between their
+    rename and the manifest) and hidden partial files."""
+    for path in out.iterdir():
+        match = re.fullmatch(r"(?:openai|sharegpt)-(\d{5})-\d{5}\.jsonl", path.name)
+        if (match and int(match.group(1)) >= version) or path.name.endswith(".partial"):
+            path.unlink()

@@ -51,6 +51,18 @@ def redact(text: str) -> str:
     return SECRETS.sub(REDACTED, text)
 
 
+def repaired(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy without what can be fixed instead of refused: empty assistant turns (no text,
+    no call) teach nothing and are dropped."""
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        return record
+    kept = [m for m in messages if not (
+        isinstance(m, dict) and m.get("role") == "assistant" and not m.get("tool_calls")
+        and not (m.get("content") or "").strip())]
+    return record if len(kept) == len(messages) else {**record, "messages": kept}
+
+
 def redacted(record: dict[str, Any]) -> dict[str, Any]:
     """A copy with secret-shaped strings scrubbed from every message and the objective."""
     clean = dict(record)
@@ -138,6 +150,13 @@ def _check_messages(messages: list[Any]) -> None:
                 arguments = call.get("function", {}).get("arguments")
                 if not isinstance(call.get("id"), str) or not isinstance(arguments, str):
                     raise InvalidRecord(f"{where}: a tool call needs an id and JSON arguments")
+                try:
+                    parsed = json.loads(arguments)
+                except json.JSONDecodeError:
+                    parsed = None
+                if not isinstance(parsed, dict):
+                    raise InvalidRecord(f"{where}: tool call arguments are not a JSON object: "
+                                        f"{arguments[:80]!r}")
                 pending[call["id"]] = index
         if role == "tool":
             call_id = message.get("tool_call_id")

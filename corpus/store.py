@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from corpus.record import ExcludedRepository, record_id, redacted, validate
+from corpus.record import ExcludedRepository, record_id, redacted, repaired, validate
 
 
 def utcnow() -> datetime:
@@ -94,7 +94,7 @@ def _insert_ignoring_duplicates(session: Session, table: Any, values: dict[str, 
 def append(session: Session, record: dict[str, Any], excluded: Iterable[str] = ()) -> Appended:
     """Gate, redact and store one accepted trajectory; a second append stores nothing."""
     check_repository(str(record.get("repository", "")), excluded)
-    clean = redacted(record)
+    clean = redacted(repaired(record))
     validate(clean)
     clean["id"] = record_id(clean)
     clean.setdefault("created_at", utcnow().isoformat(timespec="seconds"))

@@ -11,7 +11,14 @@ import click
 from sqlalchemy import select
 
 from bot.runtime import Runtime
-from corpus.export import DEFAULT_SHARD_BYTES, FORMATS, ExportError, export
+from corpus.export import (
+    ARGUMENTS,
+    DEFAULT_SHARD_BYTES,
+    FORMATS,
+    POLICIES,
+    ExportError,
+    export,
+)
 from corpus.stats import corpus_stats
 from corpus.store import TrajectoryRow
 from rollout.store import RolloutRow
@@ -28,19 +35,28 @@ def corpus_group() -> None:
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Directory for the JSONL shards and manifests.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="openai",
-              show_default=True, help="openai: {messages, tools}; sharegpt: conversations.")
+              show_default=True,
+              help="openai: {messages, tools}; sharegpt: {conversations, tools}. Both pass "
+                   "LLaMA-Factory's loaders (roles alternate, the record ends on the model).")
+@click.option("--policy", type=click.Choice(POLICIES), default="all", show_default=True,
+              help="llm: a model's work; replay: the human commits replayed.")
+@click.option("--arguments", type=click.Choice(ARGUMENTS), default="string",
+              show_default=True,
+              help="openai format: tool-call arguments as JSON text (OpenAI's API) or as "
+                   "objects (chat templates that iterate them).")
 @click.option("--since", default=None, help="Only records appended after this record id.")
 @click.option("--shard-mb", type=click.IntRange(min=1), default=DEFAULT_SHARD_BYTES // 2**20,
               show_default=True, help="Largest shard size in MiB.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
-def export_command(runtime: Runtime, out: Path, fmt: str, since: str | None, shard_mb: int,
-                   as_json: bool) -> None:
+def export_command(runtime: Runtime, out: Path, fmt: str, policy: str, arguments: str,
+                   since: str | None, shard_mb: int, as_json: bool) -> None:
     """Write the corpus as JSONL shards with a manifest; running it again into the same
-    directory writes only the records that are new since the last export."""
+    directory writes only the records that are new since the last export. Every record is
+    checked against its loader's rules first; a failed export changes nothing."""
     try:
         with runtime.db.session() as session:
-            result = export(session, out, fmt, since, shard_mb * 2**20)
+            result = export(session, out, fmt, since, shard_mb * 2**20, arguments, policy)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from exc
     document = {"records": result.records,

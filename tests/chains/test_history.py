@@ -243,3 +243,20 @@ def test_a_revert_gives_lines_back_to_who_wrote_them(sqlite_db: Database,
     assert (2, 3, "references") in found
     assert not [link for link in found if link[1] == 3 and link[2] == "fixes"]
     assert (1, 4, "fixes") in found and (3, 4, "fixes") not in found
+
+
+def test_an_imported_history_with_its_own_numbers_names_no_one(sqlite_db: Database,
+                                                                tmp_path: Path) -> None:
+    """An old project's history came in with its PRs numbered #2 and #3; the new project
+    numbered #3 again, and its #4 says "Closes #2", its own issue: no PR named twice is
+    mined, and a closing keyword names an issue, never a merged PR."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Old: add two", {"two.py": "T = 2\n"})
+    repo.pull_request(3, "Old: add three", {"three.py": "T = 3\n"})
+    repo.commit("Add four (#3)", {"four.py": "F = 4\n"})  # the new project's own #3
+    repo.pull_request(4, "Handle empty input", {"four.py": "F = 4 or 0\n"}, squash=True)
+    repo.git("commit", "--amend", "-q", "-m", "Handle empty input (#4)\n\nCloses #2")
+    history = mine(sqlite_db, repo)
+    assert [pr.number for pr in history.pull_requests()] == [2, 4]
+    assert any("#3" in reason and "two merged PRs" in reason for reason in history.skipped)
+    assert (2, 4, "references") not in links(sqlite_db)

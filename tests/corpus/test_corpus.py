@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.db import Database
+from corpus import formats
 from corpus.export import export
 from corpus.record import ExcludedRepository, InvalidRecord, record_id
 from corpus.stats import corpus_stats
@@ -50,8 +51,10 @@ def test_append_is_idempotent_and_rejections_count(database: Database) -> None:
     (lambda r: r["messages"].insert(2, {"role": "assistant", "content": "twice"}),
      "must follow a user or tool"),
     (lambda r: r["messages"].pop(3), "have no result"),
-    (lambda r: r["messages"].append({"role": "user", "content": "more"}) or
-     r["messages"].append({"role": "assistant", "content": "  "}), "empty assistant turn"),
+    (lambda r: r["messages"][2]["tool_calls"][0]["function"].update(arguments="{not json"),
+     "not a JSON object"),
+    (lambda r: r["messages"][2]["tool_calls"][0]["function"].update(arguments="[1]"),
+     "not a JSON object"),
     (lambda r: r["messages"][3].update(tool_call_id="call_x"), "unknown tool call"),
     (lambda r: r.pop("tools"), "`tools` is missing"),
     (lambda r: r["chain"].update(prs=["1"]), "chain.prs"),
@@ -63,6 +66,20 @@ def test_malformed_records_are_refused_with_the_reason(sqlite_db: Database, brea
     with pytest.raises(InvalidRecord, match=message), sqlite_db.session() as session:
         append(session, record)
     assert count(sqlite_db) == 0
+
+
+def test_an_empty_turn_is_dropped_not_refused(sqlite_db: Database) -> None:
+    record = make_record(5)
+    record["messages"] += [{"role": "user", "content": "more"},
+                           {"role": "assistant", "content": "  "},
+                           {"role": "user", "content": "Your reply was empty."},
+                           {"role": "assistant", "content": "Done."}]
+    with sqlite_db.session() as session:
+        appended = append(session, record)
+        stored = session.get(TrajectoryRow, appended.id).record()
+    assert appended.stored and len(stored["messages"]) == len(record["messages"]) - 1
+    assert all((m.get("content") or "").strip() or m.get("tool_calls")
+               for m in stored["messages"] if m["role"] == "assistant")
 
 
 def test_secrets_are_redacted_before_storing(sqlite_db: Database) -> None:
@@ -146,7 +163,7 @@ def test_export_and_reexport_round_trip_every_record(database: Database,
     assert manifest2["previous_sha256"] == hashlib.sha256(first.manifest.read_bytes()).hexdigest()
     exported = read_shards(out, manifest1) + read_shards(out, manifest2)
     with database.session() as session:
-        stored = [row.record() for row in session.scalars(select(TrajectoryRow))]
+        stored = [formats.openai(row.record()) for row in session.scalars(select(TrajectoryRow))]
     expected = sorted((json.dumps(r["messages"], sort_keys=True), json.dumps(r["tools"]))
                       for r in stored)
     got = sorted((json.dumps(r["messages"], sort_keys=True), json.dumps(r["tools"]))

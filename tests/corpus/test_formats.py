@@ -1,0 +1,136 @@
+"""Exports shaped for the loaders trainers use, checked by their rules, written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from bot.db import Database
+from corpus import formats
+from corpus.export import ExportError, export
+from corpus.store import TrajectoryRow, append
+from tests.corpus.records import TOOLS, make_record
+
+
+def call(call_id: str, name: str, **arguments: Any) -> dict[str, Any]:
+    return {"id": call_id, "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+
+ROLLOUT = [
+    {"role": "system", "content": "You are a software engineer."},
+    {"role": "user", "content": "Objective: tidy slugs.\n\nRequest 1 of 2:\nCut long slugs."},
+    {"role": "assistant", "content": "Looking at both modules.",
+     "tool_calls": [call("a", "read_file", arg="slug.py"), call("b", "read_file", arg="t.py")]},
+    {"role": "tool", "tool_call_id": "a", "content": "def slugify(title): ..."},
+    {"role": "tool", "tool_call_id": "b", "content": "def test_slug(): ..."},
+    {"role": "user", "content": "Attempt 1 did not pass the hidden tests."},
+    {"role": "assistant", "content": None, "tool_calls": [call("c", "submit")]},
+    {"role": "tool", "tool_call_id": "c", "content": "Submitted for verification."},
+    {"role": "user", "content": "Request 2 of 2:\nFix the trailing dash."},
+    {"role": "assistant", "content": "Done."},
+    {"role": "user", "content": "No tool was called."},
+    {"role": "assistant", "content": None, "tool_calls": [call("d", "submit")]},
+    {"role": "tool", "tool_call_id": "d", "content": "Submitted for verification."},
+]
+
+
+def test_a_rollout_becomes_alternating_sharegpt_without_losing_words() -> None:
+    example = formats.sharegpt({"messages": ROLLOUT, "tools": TOOLS})
+    formats.check_sharegpt(example)
+    turns = example["conversations"]
+    assert [t["from"] for t in turns] == ["system", "human", "function_call", "observation",
+                                          "function_call", "observation", "gpt", "human",
+                                          "function_call"]
+    first_calls = turns[2]["value"]
+    assert first_calls.startswith("<think>\nLooking at both modules.\n</think>\n\n")
+    parsed = json.loads(first_calls.split("</think>\n\n", 1)[1])
+    assert parsed == [{"name": "read_file", "arguments": {"arg": "slug.py"}},
+                      {"name": "read_file", "arguments": {"arg": "t.py"}}]
+    observation = turns[3]["value"]
+    assert "def slugify" in observation and "def test_slug" in observation
+    assert observation.endswith("Attempt 1 did not pass the hidden tests.")
+    assert "Submitted for verification.\n\nRequest 2 of 2" in turns[5]["value"]
+    assert json.loads(example["tools"])[0]["name"] == "bash"
+
+
+def test_openai_records_alternate_and_can_carry_object_arguments() -> None:
+    example = formats.openai({"messages": ROLLOUT, "tools": TOOLS}, arguments="object")
+    formats.check_openai(example)
+    roles = [m["role"] for m in example["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant",
+                     "user", "assistant"]
+    assert example["messages"][2]["tool_calls"][1]["function"]["arguments"] == {"arg": "t.py"}
+    as_text = formats.openai({"messages": ROLLOUT, "tools": TOOLS})
+    assert as_text["messages"][2]["tool_calls"][0]["function"]["arguments"] == '{"arg": "slug.py"}'
+
+
+@pytest.mark.parametrize(("example", "words"), [
+    ({"conversations": [{"from": "human", "value": "a"}, {"from": "observation", "value": "b"}]},
+     "turn 1 is 'observation'"),
+    ({"conversations": [{"from": "human", "value": "a"}]}, "count must be even"),
+    ({"conversations": [{"from": "human", "value": "a"},
+                        {"from": "function_call", "value": "{\"name\": \"x\"}"}]},
+     "object arguments"),
+    ({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": " "}]},
+     "is empty"),
+])
+def test_the_sharegpt_checker_refuses_what_the_loader_drops(example: dict[str, Any],
+                                                            words: str) -> None:
+    with pytest.raises(formats.FormatError, match=words):
+        formats.check_sharegpt(example)
+
+
+def _bad_row(session: Any, seed: int) -> None:
+    """A record stored before arguments were checked at append time."""
+    record = make_record(seed)
+    record["messages"][2]["tool_calls"][0]["function"]["arguments"] = "{not json"
+    session.execute(insert(TrajectoryRow).values(
+        id=f"bad{seed}", repository=record["repository"], chain_id="c", policy="llm",
+        model=None, score=1.0, tokens=1, tool_calls=1, stages=2, created_at="x",
+        document=json.dumps({k: v for k, v in record.items() if k not in ("messages", "tools")}),
+        training_line=json.dumps({"messages": record["messages"], "tools": record["tools"]})))
+
+
+def test_a_failed_export_leaves_the_previous_version_and_nothing_half_written(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    with sqlite_db.session() as session:
+        for seed in range(3):
+            append(session, make_record(seed))
+        first = export(session, out, "sharegpt")
+        append(session, make_record(10))
+        _bad_row(session, 11)
+    before = sorted(p.name for p in out.iterdir())
+    with sqlite_db.session() as session, pytest.raises(ExportError, match="bad11"):
+        export(session, out, "sharegpt")
+    assert sorted(p.name for p in out.iterdir()) == before
+    (out / "sharegpt-00002-00001.jsonl").write_text("left by a crash\n")
+    with sqlite_db.session() as session:
+        session.query(TrajectoryRow).filter(TrajectoryRow.id == "bad11").delete()
+    with sqlite_db.session() as session:
+        second = export(session, out, "sharegpt", policy="all")
+    assert first.records == 3 and second.records == 1 and second.manifest is not None
+    manifest = json.loads(second.manifest.read_text())
+    assert manifest["version"] == 2 and manifest["policies"] == {"replay": 1}
+    assert "left by a crash" not in (out / "sharegpt-00002-00001.jsonl").read_text()
+    with sqlite_db.session() as session, pytest.raises(ExportError, match="holds an export"):
+        export(session, out, "sharegpt", policy="llm")
+
+
+def test_export_by_policy(sqlite_db: Database, tmp_path: Path) -> None:
+    with sqlite_db.session() as session:
+        append(session, make_record(1, policy="replay"))
+        append(session, make_record(2, policy="llm"))
+        only = export(session, tmp_path / "llm", "openai", policy="llm")
+        everything = export(session, tmp_path / "all", "openai")
+    assert only.records == 1 and everything.records == 2
+    assert only.manifest is not None
+    assert json.loads(only.manifest.read_text())["policies"] == {"llm": 1}
+    with sqlite_db.session() as session, pytest.raises(ExportError, match="is a file"):
+        (tmp_path / "file").write_text("x")
+        export(session, tmp_path / "file", "openai")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.db import Database
+from corpus.export import export
 from corpus.store import append
 from rollout import RolloutConfig, Task, TaskValidation, run_rollout
 from rollout.llm import LLMClient, LLMConfig
@@ -32,7 +34,7 @@ def vllm() -> Iterator[LLMSim]:
 
 def test_a_long_rollout_in_a_32k_window_completes_and_is_stored(
         vllm: LLMSim, task: Task, validation: TaskValidation, chain_repo: ChainRepo,
-        open_sandbox: Callable, sqlite_db: Database) -> None:
+        open_sandbox: Callable, sqlite_db: Database, tmp_path: Path) -> None:
     vllm.responder = scripted_agent(vllm, task, chain_repo)
     client = LLMClient(LLMConfig(base_url=vllm.base_url, model="qwen-sim", retries=0))
     journal: list[dict[str, Any]] = []
@@ -76,6 +78,12 @@ def test_a_long_rollout_in_a_32k_window_completes_and_is_stored(
 
     with sqlite_db.session() as session:
         assert append(session, record, ()).stored
+    with sqlite_db.session() as session:  # each exported record is checked by the loaders' rules
+        for fmt in ("sharegpt", "openai"):
+            assert export(session, tmp_path / fmt, fmt).records == 1
+    shard = next((tmp_path / "sharegpt").glob("sharegpt-*.jsonl"))
+    turns = json.loads(shard.read_text())["conversations"]
+    assert turns[-1]["from"] == "function_call" and len(turns) % 2 == 1  # with the system turn
 
 
 def test_a_prompt_the_server_refuses_as_too_long_is_a_verdict(

@@ -22,7 +22,19 @@ SECRETS = re.compile("|".join((
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
     r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
     r"(?i:\bbearer\s+[A-Za-z0-9._~+/-]{20,}=*)",
+    r"(?P<keep>(?i:aws_?secret_?(?:access_?)?key)[\"']?\s*[:=]\s*[\"']?)"
+    r"[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])",
+    r"\bhf_[A-Za-z0-9]{30,}\b",
+    r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b",
+    r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])",
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    r"\bglpat-[A-Za-z0-9_-]{20,}\b",
+    r"\bnpm_[A-Za-z0-9]{36}\b",
+    r"(?<=://)[^\s/:@\"'<>]+:[^\s/@\"'<>]+(?=@)",
 )))
+"""Shapes of secrets: private key blocks; GitHub, OpenAI, AWS (key ids and secret keys after
+their name), Slack, Hugging Face, Stripe, Google API, GitLab and npm tokens; bearer tokens;
+JWTs; and the `user:password` of a URL."""
 
 
 class InvalidRecord(ValueError):
@@ -42,13 +54,14 @@ def record_id(record: dict[str, Any]) -> str:
 
 # Every secret shape contains one of these; a string with none of them is left unscanned.
 _ANCHORS = ("PRIVATE KEY", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-", "AKIA",
-            "ASIA", "xox", "earer", "EARER")
+            "ASIA", "xox", "earer", "EARER", "ecret", "ECRET", "hf_", "_live_", "_test_",
+            "AIza", "eyJ", "glpat-", "npm_", "://")
 
 
 def redact(text: str) -> str:
     if not any(anchor in text for anchor in _ANCHORS):
         return text
-    return SECRETS.sub(REDACTED, text)
+    return SECRETS.sub(lambda found: (found.group("keep") or "") + REDACTED, text)
 
 
 def repaired(record: dict[str, Any]) -> dict[str, Any]:

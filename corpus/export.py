@@ -125,10 +125,23 @@ class _ShardWriter:
             (self.out / f"{shard['file']}.partial").unlink(missing_ok=True)
 
 
+def is_test(record: dict[str, Any], test_after: datetime) -> bool | None:
+    """Whether every PR of the record merged after ``test_after`` (None: a PR's merge time
+    is not recorded)."""
+    moments = [stage.get("merged_at") for stage in record.get("stages", [])]
+    if not moments or not all(moments):
+        return None
+    earliest = min(datetime.fromisoformat(m) for m in moments)
+    cut = test_after if test_after.tzinfo else test_after.replace(tzinfo=UTC)
+    return (earliest if earliest.tzinfo else earliest.replace(tzinfo=UTC)) > cut
+
+
 def export(session: Session, out: Path, fmt: str = "openai", since: str | None = None,
            shard_bytes: int = DEFAULT_SHARD_BYTES, arguments: str = "string",
-           policy: str = "all") -> ExportResult:
-    """Export what was appended since the last export into ``out`` (see the module)."""
+           policy: str = "all", test_after: datetime | None = None) -> ExportResult:
+    """Export what was appended since the last export into ``out`` (see the module).
+    ``test_after``: trajectories whose PRs all merged after it go to `test` shards (a fresh
+    evaluation split), the rest to the training shards."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
     if policy not in POLICIES or arguments not in ARGUMENTS:
@@ -138,34 +151,47 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
         raise ExportError(f"{out} is a file; give a directory for the export")
     out.mkdir(parents=True, exist_ok=True)
     previous, manifest = _latest_manifest(out)
-    settings = {"format": fmt, "policy": policy, "arguments": arguments}
+    cut = test_after.isoformat() if test_after else None
+    settings = {"format": fmt, "policy": policy, "arguments": arguments, "test_after": cut}
     if manifest is not None:
         held = {"format": manifest.get("format"),
                 "policy": manifest.get("filter", {}).get("policy", "all"),
-                "arguments": manifest.get("arguments", "string")}
+                "arguments": manifest.get("arguments", "string"),
+                "test_after": (manifest.get("split") or {}).get("test_after")}
         if held != settings:
             raise ExportError(f"{out} holds an export with {held}; use another directory for "
                               f"{settings}")
     version = (manifest["version"] + 1) if manifest else 1
     _remove_orphans(out, version)
     after = tuple(manifest["cursor"]) if manifest and manifest.get("cursor") else None
-    writer = _ShardWriter(out, f"{fmt}-{version:05d}", shard_bytes)
-    records, cursor, policies = 0, after, Counter[str]()
+    writers = {"train": _ShardWriter(out, f"{fmt}-{version:05d}", shard_bytes),
+               "test": _ShardWriter(out, f"{fmt}-{version:05d}-test", shard_bytes)}
+    records, cursor, policies, splits = 0, after, Counter[str](), Counter[str]()
     try:
         for row in _rows(session, after, since, policy):
             record = {**row.record(), "id": row.id}
             example = shaped(fmt, record, arguments)
-            writer.write((json.dumps(example, ensure_ascii=False) + "\n").encode())
+            test = is_test(record, test_after) if test_after else False
+            split = "test" if test else "train"
+            writers[split].write((json.dumps(example, ensure_ascii=False) + "\n").encode())
             records += 1
             policies[row.policy] += 1
+            splits[split] += 1
+            splits["undated"] += test is None
             cursor = (row.appended_at.isoformat(), row.id)
     except BaseException:
-        writer.discard()
+        for writer in writers.values():
+            writer.discard()
         raise
     if records == 0:
-        writer.discard()
+        for writer in writers.values():
+            writer.discard()
         return ExportResult(None, 0, ())
-    writer.publish()
+    for split, writer in writers.items():
+        writer.publish()
+        for shard in writer.shards:
+            shard["split"] = split
+    shards = [*writers["train"].shards, *writers["test"].shards]
     document = {
         "version": version, "format": fmt, "schema_version": SCHEMA_VERSION,
         "arguments": arguments,
@@ -173,7 +199,9 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
         "filter": {"since": since, "policy": policy,
                    "after_previous": previous.name if previous else None},
         "records": records, "policies": dict(sorted(policies.items())),
-        "shards": writer.shards, "cursor": list(cursor or ()),
+        "split": {"test_after": cut, "train": splits["train"], "test": splits["test"],
+                  "undated": splits["undated"]} if cut else None,
+        "shards": shards, "cursor": list(cursor or ()),
         "previous": previous.name if previous else None,
         "previous_sha256": hashlib.sha256(previous.read_bytes()).hexdigest()
         if previous else None,
@@ -182,13 +210,13 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
     staged = out / f".{path.name}.partial"
     staged.write_text(json.dumps(document, indent=2) + "\n")
     staged.replace(path)
-    return ExportResult(path, records, tuple(out / s["file"] for s in writer.shards))
+    return ExportResult(path, records, tuple(out / s["file"] for s in shards))
 
 
 def _remove_orphans(out: Path, version: int) -> None:
     """Shards of ``version`` or later (no manifest names them: a crash came between their
     rename and the manifest) and hidden partial files."""
     for path in out.iterdir():
-        match = re.fullmatch(r"(?:openai|sharegpt)-(\d{5})-\d{5}\.jsonl", path.name)
+        match = re.fullmatch(r"(?:openai|sharegpt)-(\d{5})-(?:test-)?\d{5}\.jsonl", path.name)
         if (match and int(match.group(1)) >= version) or path.name.endswith(".partial"):
             path.unlink()

@@ -14,6 +14,7 @@ SCHEMA_VERSION = 1
 def trajectory_record(result: RolloutResult) -> dict[str, Any]:
     """The corpus record: chat messages + tools + metadata, with a content-hash id."""
     task = result.task
+    merged = {stage.pr: stage.merged_at for stage in task.stages}
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "repository": task.repository,
@@ -21,7 +22,8 @@ def trajectory_record(result: RolloutResult) -> dict[str, Any]:
         "base_commit": task.base_commit,
         "objective": task.objective,
         "stages": [{"pr": s.pr, "instruction": s.instruction, "verdict": s.verdict,
-                    "score": s.score, "attempts": s.attempts} for s in result.stages],
+                    "score": s.score, "attempts": s.attempts, "merged_at": merged.get(s.pr, "")}
+                   for s in result.stages],
         "upstream": [u.to_dict() for u in result.upstream],
         "messages": result.messages,
         "tools": result.tools,

@@ -48,6 +48,8 @@ class Stage:
     infrastructure: tuple[tuple[str, str], ...] = ()
     """Every test infrastructure file at the merge (conftest.py, pytest configuration, …),
     put back in this state for the hidden run."""
+    merged_at: str = ""
+    """When the PR merged (ISO 8601), for time-based splits of the corpus."""
 
     def hidden(self, runner: str = DEFAULT_RUNNER, timeout: float = 300.0) -> HiddenTests:
         """What the verifier's run of this stage needs."""
@@ -128,7 +130,8 @@ def _stage(repo: Path, pr: PullRequest, split: SplitPatch, link: str | None,
                  gold_patch=split.gold_patch, test_patch=split.test_patch,
                  gold_files=split.gold_files, test_files=split.test_files,
                  hidden_tests=hidden, test_targets=targets, commits=pr.commits,
-                 infrastructure=_infrastructure(repo, merge))
+                 infrastructure=_infrastructure(repo, merge),
+                 merged_at=pr.merged_at.isoformat() if pr.merged_at else "")
 
 
 def _infrastructure(repo: Path, commit: str) -> tuple[tuple[str, str], ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +45,25 @@ def corpus_group() -> None:
               show_default=True,
               help="openai format: tool-call arguments as JSON text (OpenAI's API) or as "
                    "objects (chat templates that iterate them).")
+@click.option("--test-after", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              default=None,
+              help="Trajectories whose PRs all merged after this date go to separate `test` "
+                   "shards: a fresh evaluation split no model trained before it has seen.")
 @click.option("--since", default=None, help="Only records appended after this record id.")
 @click.option("--shard-mb", type=click.IntRange(min=1), default=DEFAULT_SHARD_BYTES // 2**20,
               show_default=True, help="Largest shard size in MiB.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 def export_command(runtime: Runtime, out: Path, fmt: str, policy: str, arguments: str,
-                   since: str | None, shard_mb: int, as_json: bool) -> None:
+                   test_after: datetime | None, since: str | None, shard_mb: int,
+                   as_json: bool) -> None:
     """Write the corpus as JSONL shards with a manifest; running it again into the same
     directory writes only the records that are new since the last export. Every record is
     checked against its loader's rules first; a failed export changes nothing."""
     try:
         with runtime.db.session() as session:
-            result = export(session, out, fmt, since, shard_mb * 2**20, arguments, policy)
+            result = export(session, out, fmt, since, shard_mb * 2**20, arguments, policy,
+                            test_after.replace(tzinfo=UTC) if test_after else None)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from exc
     document = {"records": result.records,
@@ -89,11 +96,13 @@ def stats_command(runtime: Runtime, as_json: bool) -> None:
                f"{stats['tokens_billed']:,} in all, mean {stats['mean_tokens_billed']:,.0f}")
     click.echo(f"tool calls per trajectory: mean {stats['mean_tool_calls']:.1f}, "
                f"median {stats['median_tool_calls']:.0f}; stages: mean {stats['mean_stages']:.1f}")
-    for title, key in (("per repository", "per_repository"), ("per policy", "per_policy")):
+    for title, key in (("per repository", "per_repository"), ("per policy", "per_policy"),
+                       ("per chain length (stages)", "per_chain_length")):
         if stats[key]:
             click.echo(f"{title}:")
             for name, figures in stats[key].items():
-                click.echo(f"  {name}: {figures['records']} records, mean "
+                click.echo(f"  {name}: {figures['records']} records "
+                           f"(acceptance {figures['acceptance_rate']:.0%}), mean "
                            f"{figures['mean_tokens']:,.0f} tokens, "
                            f"{figures['mean_tool_calls']:.1f} tool calls")
 

@@ -14,7 +14,7 @@ TOOLS = [{"type": "function", "function": {
 
 def make_record(seed: int, tool_calls: int = 6, observation_chars: int = 400,
                 repository: str = "textkit-dev/textkit", policy: str = "replay",
-                stages: int = 2) -> dict[str, Any]:
+                stages: int = 2, merged: tuple[str, ...] = ()) -> dict[str, Any]:
     rng = random.Random(seed)
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": "You are a software engineer working in a sandbox."},
@@ -41,7 +41,8 @@ def make_record(seed: int, tool_calls: int = 6, observation_chars: int = 400,
         "chain": {"id": f"1-1-{seed:010d}", "prs": [1, 2], "kinds": ["references"]},
         "base_commit": f"{seed:040x}", "objective": "keep slugs tidy",
         "stages": [{"pr": n + 1, "instruction": "do it", "verdict": "passed", "score": 1.0,
-                    "attempts": 1} for n in range(stages)],
+                    "attempts": 1, **({"merged_at": merged[n]} if merged else {})}
+                   for n in range(stages)],
         "messages": messages, "tools": TOOLS, "policy": policy, "model": None,
         "score": 0.9 + (seed % 10) / 100, "tokens": len(json.dumps(messages)) // 4,
         "tool_calls": call, "created_at": "2026-11-24T12:00:00+00:00",

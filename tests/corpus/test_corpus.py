@@ -45,6 +45,8 @@ def test_append_is_idempotent_and_rejections_count(database: Database) -> None:
     assert stats["records"] == 2 and stats["rejected"] == 1
     assert stats["acceptance_rate"] == round(2 / 3, 4)
     assert stats["mean_tool_calls"] == 6 and stats["per_policy"]["replay"]["records"] == 2
+    assert stats["per_policy"]["replay"]["acceptance_rate"] == round(2 / 3, 4)
+    assert stats["per_chain_length"]["2"]["records"] == 2
 
 
 @pytest.mark.parametrize("breakage,message", [

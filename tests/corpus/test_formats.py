@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,24 @@ def test_export_by_policy(sqlite_db: Database, tmp_path: Path) -> None:
     with sqlite_db.session() as session, pytest.raises(ExportError, match="is a file"):
         (tmp_path / "file").write_text("x")
         export(session, tmp_path / "file", "openai")
+
+
+def test_a_time_split_keeps_fresh_trajectories_for_evaluation(sqlite_db: Database,
+                                                              tmp_path: Path) -> None:
+    with sqlite_db.session() as session:
+        append(session, make_record(1, merged=("2025-01-05T10:00:00+00:00",
+                                               "2025-02-01T10:00:00+00:00")))
+        append(session, make_record(2, merged=("2025-05-05T10:00:00+00:00",
+                                               "2025-06-01T10:00:00+00:00")))
+        append(session, make_record(3, merged=("2025-02-05T10:00:00+00:00",
+                                               "2025-04-01T10:00:00+00:00")))
+        append(session, make_record(4))  # written before merge times were recorded
+        result = export(session, tmp_path / "split", "sharegpt",
+                        test_after=datetime(2025, 3, 1, tzinfo=UTC))
+    assert result.manifest is not None
+    manifest = json.loads(result.manifest.read_text())
+    assert manifest["split"] == {"test_after": "2025-03-01T00:00:00+00:00", "train": 3,
+                                 "test": 1, "undated": 1}
+    test_shards = [s for s in manifest["shards"] if s["split"] == "test"]
+    assert len(test_shards) == 1 and "-test-" in test_shards[0]["file"]
+    assert test_shards[0]["records"] == 1

@@ -54,6 +54,7 @@ def test_a_long_rollout_in_a_32k_window_completes_and_is_stored(
     assert record["tokens"] == LLMSim.count(last) + 20 <= WINDOW, \
         "the length of the conversation as the server counted it"
     assert record["tokens_source"] == "server"
+    assert all(stage["merged_at"] for stage in record["stages"]), "for time-based splits"
     assert record["tokens_billed"] > 10 * record["tokens"]
     ran = [m for m in record["messages"] if m["role"] == "tool"
            and not m["content"].startswith("Not run")]

@@ -28,7 +28,7 @@ from corpus import formats
 from corpus.record import SCHEMA_VERSION
 from corpus.store import TrajectoryRow
 
-FORMATS = ("openai", "sharegpt")
+FORMATS = ("openai", "sharegpt", "hf")
 POLICIES = ("all", "llm", "replay")
 ARGUMENTS = ("string", "object")
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
@@ -51,8 +51,8 @@ def shaped(fmt: str, record: dict[str, Any], arguments: str = "string") -> dict[
         if fmt == "sharegpt":
             example = formats.sharegpt(record)
             formats.check_sharegpt(example)
-        else:
-            example = formats.openai(record, arguments)
+        else:  # openai, and hf rows hold the openai shape
+            example = formats.openai(record, arguments if fmt == "openai" else "string")
             formats.check_openai(example)
     except (formats.FormatError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ExportError(f"record {record.get('id', '?')}: {exc}") from exc
@@ -93,6 +93,9 @@ class _ShardWriter:
         self.digest = hashlib.sha256()
         self.size = self.count = 0
 
+    def add(self, example: dict[str, Any], record: dict[str, Any]) -> None:
+        self.write((json.dumps(example, ensure_ascii=False) + "\n").encode())
+
     def write(self, line: bytes) -> None:
         if self.handle is None or (self.size and self.size + len(line) > self.limit):
             self.close()
@@ -121,6 +124,47 @@ class _ShardWriter:
 
     def discard(self) -> None:
         self.close()
+        for shard in self.shards:
+            (self.out / f"{shard['file']}.partial").unlink(missing_ok=True)
+
+
+class _ParquetShards:
+    """Parquet shards under `data/`, named `<split>-<version>-<n>.parquet` so the dataset
+    card's globs find every version's files."""
+
+    def __init__(self, out: Path, prefix: str, limit: int) -> None:
+        from corpus import hf  # pyarrow is needed for this format only
+
+        self.hf = hf
+        self.out, self.prefix, self.limit = out, prefix, limit
+        (out / "data").mkdir(exist_ok=True)
+        self.shards: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []
+        self.size = 0
+
+    def add(self, example: dict[str, Any], record: dict[str, Any]) -> None:
+        self.rows.append(self.hf.row(record, example))
+        self.size += len(json.dumps(example["messages"], ensure_ascii=False))
+        if self.size >= self.limit:
+            self.close()
+
+    def close(self) -> None:
+        if not self.rows:
+            return
+        name = f"data/{self.prefix}-{len(self.shards) + 1:05d}.parquet"
+        partial = self.out / f"{name}.partial"
+        size = self.hf.write_shard(partial, self.rows)
+        self.shards.append({"file": name, "records": len(self.rows), "bytes": size,
+                            "sha256": hashlib.sha256(partial.read_bytes()).hexdigest()})
+        self.rows, self.size = [], 0
+
+    def publish(self) -> None:
+        self.close()
+        for shard in self.shards:
+            (self.out / f"{shard['file']}.partial").replace(self.out / shard["file"])
+
+    def discard(self) -> None:
+        self.rows = []
         for shard in self.shards:
             (self.out / f"{shard['file']}.partial").unlink(missing_ok=True)
 
@@ -164,16 +208,28 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
     version = (manifest["version"] + 1) if manifest else 1
     _remove_orphans(out, version)
     after = tuple(manifest["cursor"]) if manifest and manifest.get("cursor") else None
-    writers = {"train": _ShardWriter(out, f"{fmt}-{version:05d}", shard_bytes),
-               "test": _ShardWriter(out, f"{fmt}-{version:05d}-test", shard_bytes)}
+    writers: dict[str, _ShardWriter | _ParquetShards]
+    if fmt == "hf":
+        try:
+            writers = {split: _ParquetShards(out, f"{split}-{version:05d}", shard_bytes)
+                       for split in ("train", "test")}
+        except ImportError as exc:
+            raise ExportError(f"the hf format needs pyarrow ({exc})") from exc
+    else:
+        writers = {"train": _ShardWriter(out, f"{fmt}-{version:05d}", shard_bytes),
+                   "test": _ShardWriter(out, f"{fmt}-{version:05d}-test", shard_bytes)}
     records, cursor, policies, splits = 0, after, Counter[str](), Counter[str]()
+    sources: Counter[str] = Counter()
+    licenses: dict[str, str] = {}
     try:
         for row in _rows(session, after, since, policy):
             record = {**row.record(), "id": row.id}
             example = shaped(fmt, record, arguments)
             test = is_test(record, test_after) if test_after else False
             split = "test" if test else "train"
-            writers[split].write((json.dumps(example, ensure_ascii=False) + "\n").encode())
+            writers[split].add(example, record)
+            sources[row.repository] += 1
+            licenses[row.repository] = record.get("license") or licenses.get(row.repository, "")
             records += 1
             policies[row.policy] += 1
             splits[split] += 1
@@ -199,6 +255,7 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
         "filter": {"since": since, "policy": policy,
                    "after_previous": previous.name if previous else None},
         "records": records, "policies": dict(sorted(policies.items())),
+        "repositories": dict(sorted(sources.items())), "licenses": dict(sorted(licenses.items())),
         "split": {"test_after": cut, "train": splits["train"], "test": splits["test"],
                   "undated": splits["undated"]} if cut else None,
         "shards": shards, "cursor": list(cursor or ()),
@@ -210,13 +267,35 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
     staged = out / f".{path.name}.partial"
     staged.write_text(json.dumps(document, indent=2) + "\n")
     staged.replace(path)
+    if fmt == "hf":
+        _write_card(out)
     return ExportResult(path, records, tuple(out / s["file"] for s in shards))
+
+
+def _write_card(out: Path) -> None:
+    """The dataset card, from every manifest of the directory."""
+    from corpus import hf
+
+    manifests = [json.loads(p.read_text()) for p in sorted(out.glob("manifest-*.json"))]
+    licenses: dict[str, str] = {}
+    for manifest in manifests:  # a licence found once names the repository's
+        licenses |= {k: v for k, v in manifest.get("licenses", {}).items() if v}
+    repositories: Counter[tuple[str, str]] = Counter()
+    for manifest in manifests:
+        for name, count in manifest.get("repositories", {}).items():
+            repositories[(name, licenses.get(name, ""))] += count
+    staged = out / ".README.md.partial"
+    staged.write_text(hf.card(manifests, repositories))
+    staged.replace(out / "README.md")
 
 
 def _remove_orphans(out: Path, version: int) -> None:
     """Shards of ``version`` or later (no manifest names them: a crash came between their
-    rename and the manifest) and hidden partial files."""
-    for path in out.iterdir():
-        match = re.fullmatch(r"(?:openai|sharegpt)-(\d{5})-(?:test-)?\d{5}\.jsonl", path.name)
-        if (match and int(match.group(1)) >= version) or path.name.endswith(".partial"):
+    rename and the manifest) and partial files."""
+    shard = re.compile(r"(?:(?:openai|sharegpt)-(\d{5})-(?:test-)?\d{5}\.jsonl"
+                       r"|(?:train|test)-(\d{5})-\d{5}\.parquet)")
+    for path in [*out.iterdir(), *((out / "data").iterdir() if (out / "data").is_dir() else [])]:
+        match = shard.fullmatch(path.name)
+        number = match and (match.group(1) or match.group(2))
+        if (number and int(number) >= version) or path.name.endswith(".partial"):
             path.unlink()

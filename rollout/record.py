@@ -18,6 +18,7 @@ def trajectory_record(result: RolloutResult) -> dict[str, Any]:
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "repository": task.repository,
+        "license": task.license,
         "chain": {"id": task.chain_id, "prs": list(task.prs), "kinds": list(task.kinds)},
         "base_commit": task.base_commit,
         "objective": task.objective,

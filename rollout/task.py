@@ -67,6 +67,8 @@ class Task:
     kinds: tuple[str, ...]
     dropped: tuple[tuple[int, str], ...] = ()
     """(PR, why) of the chain's PRs left out of the task."""
+    license: str = ""
+    """The repository's licence (an SPDX id) at the chain's last merge; "" when not known."""
 
     @property
     def prs(self) -> tuple[int, ...]:
@@ -103,7 +105,38 @@ def build_task(repo_path: Path, chain_id: str, prs: Sequence[PullRequest],
     return Task(repository=prs[0].repository, chain_id=chain_id,
                 base_commit=stages[0].base_commit, objective=objective,
                 stages=tuple(stages), kinds=tuple(s.link_kind or "" for s in stages[1:]),
-                dropped=tuple(dropped))
+                dropped=tuple(dropped), license=license_at(repo_path, stages[-1].merge_commit))
+
+
+LICENSE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENSE.rst", "LICENCE", "COPYING")
+_LICENSES = (  # (SPDX id, phrases that must all appear), most specific first
+    ("LGPL-3.0", ("GNU LESSER GENERAL PUBLIC LICENSE", "Version 3")),
+    ("LGPL-2.1", ("GNU LESSER GENERAL PUBLIC LICENSE", "Version 2.1")),
+    ("AGPL-3.0", ("GNU AFFERO GENERAL PUBLIC LICENSE",)),
+    ("GPL-3.0", ("GNU GENERAL PUBLIC LICENSE", "Version 3")),
+    ("GPL-2.0", ("GNU GENERAL PUBLIC LICENSE", "Version 2")),
+    ("Apache-2.0", ("Apache License", "Version 2.0")),
+    ("MPL-2.0", ("Mozilla Public License", "2.0")),
+    ("BSD-3-Clause", ("Redistribution and use in source and binary forms", "Neither the name")),
+    ("BSD-2-Clause", ("Redistribution and use in source and binary forms",)),
+    ("MIT", ("Permission is hereby granted, free of charge",)),
+    ("ISC", ("Permission to use, copy, modify, and/or distribute",)),
+    ("Unlicense", ("This is free and unencumbered software released into the public domain",)),
+)
+
+
+def license_at(repo: Path, commit: str) -> str:
+    """The SPDX id of the licence file at ``commit`` by its wording; "" when none matches."""
+    for name in LICENSE_FILES:
+        text = file_at(repo, commit, name)
+        if text is None:
+            continue
+        flat = " ".join(text.split())
+        for spdx, phrases in _LICENSES:
+            if all(" ".join(p.split()).lower() in flat.lower() for p in phrases):
+                return spdx
+        return ""
+    return ""
 
 
 def _split(repo: Path, pr: PullRequest) -> SplitPatch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,29 @@ def test_a_time_split_keeps_fresh_trajectories_for_evaluation(sqlite_db: Databas
     test_shards = [s for s in manifest["shards"] if s["split"] == "test"]
     assert len(test_shards) == 1 and "-test-" in test_shards[0]["file"]
     assert test_shards[0]["records"] == 1
+
+
+def test_the_hf_export_loads_as_a_dataset_with_its_card(sqlite_db: Database,
+                                                         tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets", reason="datasets is a dev dependency")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "hf"
+    cut = datetime(2025, 3, 1, tzinfo=UTC)
+    early, late = ("2025-01-05T10:00:00+00:00",) * 2, ("2025-05-05T10:00:00+00:00",) * 2
+    with sqlite_db.session() as session:
+        for seed, merged in ((1, early), (2, early), (3, late)):
+            append(session, {**make_record(seed, merged=merged), "license": "MIT"})
+        first = export(session, out, "hf", test_after=cut)
+        append(session, make_record(4, merged=late, policy="llm"))
+        second = export(session, out, "hf", test_after=cut)
+    assert (first.records, second.records) == (3, 1)
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
+    assert (loaded["train"].num_rows, loaded["test"].num_rows) == (2, 2)
+    row = loaded["train"][0]
+    assert row["repository"] == "textkit-dev/textkit" and row["license"] == "MIT"
+    assert row["chain_length"] == 2 and row["stage_verdicts"] == ["passed", "passed"]
+    formats.check_openai({"messages": row["messages"]})
+    card = (out / "README.md").read_text()
+    assert "| textkit-dev/textkit | MIT | 4 |" in card
+    assert "trajectories: 4 (2 test, 2 train)" in card and "1 llm, 3 replay" in card

@@ -11,6 +11,7 @@ import pytest
 from chains.model import PullRequest
 from rollout import StageResult, Task, TaskError, TaskValidation, build_task, validate_task
 from rollout.agent import rejection
+from rollout.task import license_at
 from rollout.validation import StageValidation
 from rollout.verifier import Verifier
 from sandbox.testinfra import is_test_infrastructure
@@ -151,3 +152,13 @@ def test_a_test_that_changes_its_mind_is_not_evidence(tmp_path: Path) -> None:
     assert stage.fail_to_pass == ("tests/test_core.py::test_double",)
     assert stage.flaky == ("tests/test_core.py::test_sometimes",)
     assert "tests/test_core.py::test_sometimes" not in stage.pass_to_pass
+
+
+def test_the_licence_is_read_from_its_wording(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "lic")
+    mit = repo.commit("mit", {"LICENSE": "MIT License\n\nPermission is hereby granted, free of\n"
+                                         "charge, to any person obtaining a copy\n"})
+    bsd = repo.commit("bsd", {"LICENSE": "Redistribution and use in source and binary forms\n"
+                                         "...\nNeither the name of the copyright holder\n"})
+    none = repo.commit("gone", {"LICENSE": None, "COPYING": "All rights reserved.\n"})
+    assert [license_at(repo.path, c) for c in (mit, bsd, none)] == ["MIT", "BSD-3-Clause", ""]

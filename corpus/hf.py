@@ -1,0 +1,123 @@
+"""The corpus as a Hugging Face dataset directory: Parquet shards under `data/` and a dataset
+card (`README.md`) whose header tells `datasets.load_dataset(DIR)` the splits.
+
+Each row is one trajectory: its conversation in the alternating OpenAI shape the other
+exports use (`corpus.formats.openai`, arguments as JSON text), the tools as JSON text, and
+the labels a trainer filters on (policy, model, repository, chain length, link kinds, stage
+verdicts, merge times, tokens, tool calls).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_CALL = pa.struct([("id", pa.string()), ("type", pa.string()),
+                   ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()),
+                     ("tool_calls", pa.list_(_CALL))])
+SCHEMA = pa.schema([
+    ("id", pa.string()), ("repository", pa.string()), ("license", pa.string()),
+    ("policy", pa.string()), ("model", pa.string()), ("chain_id", pa.string()),
+    ("chain_length", pa.int32()), ("link_kinds", pa.list_(pa.string())),
+    ("stage_verdicts", pa.list_(pa.string())), ("merged_at", pa.list_(pa.string())),
+    ("score", pa.float64()), ("tokens", pa.int64()), ("tokens_billed", pa.int64()),
+    ("tool_calls", pa.int64()), ("messages", pa.list_(MESSAGE)), ("tools", pa.string()),
+])
+
+
+def row(record: dict[str, Any], shaped: dict[str, Any]) -> dict[str, Any]:
+    """One Parquet row: ``shaped`` is the record in the openai export's shape."""
+    stages = record.get("stages", [])
+    return {
+        "id": record.get("id", ""), "repository": record.get("repository", ""),
+        "license": record.get("license") or "", "policy": record.get("policy", ""),
+        "model": record.get("model") or "", "chain_id": str(record["chain"].get("id", "")),
+        "chain_length": len(stages), "link_kinds": list(record["chain"].get("kinds", [])),
+        "stage_verdicts": [s.get("verdict", "") for s in stages],
+        "merged_at": [s.get("merged_at", "") for s in stages],
+        "score": float(record.get("score", 0.0)), "tokens": int(record.get("tokens", 0)),
+        "tokens_billed": int(record.get("tokens_billed") or 0),
+        "tool_calls": int(record.get("tool_calls", 0)),
+        "messages": [{"role": m["role"], "content": m.get("content") or "",
+                      "tool_calls": m.get("tool_calls") or []} for m in shaped["messages"]],
+        "tools": json.dumps(shaped["tools"], ensure_ascii=False),
+    }
+
+
+def write_shard(path: Path, rows: list[dict[str, Any]]) -> int:
+    """Write ``rows`` as one Parquet file; returns its size in bytes."""
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path, compression="zstd")
+    return path.stat().st_size
+
+
+def card(manifests: list[dict[str, Any]], repositories: Counter[tuple[str, str]]) -> str:
+    """The dataset card: how to load it, what a row holds, where it came from and how each
+    trajectory was verified. ``repositories``: (repository, licence) -> trajectories."""
+    records = sum(m["records"] for m in manifests)
+    splits = Counter[str]()
+    policies = Counter[str]()
+    for manifest in manifests:
+        for shard in manifest["shards"]:
+            splits[shard.get("split", "train")] += shard["records"]
+        policies.update(manifest.get("policies", {}))
+    sources = "\n".join(f"| {name} | {license or 'not detected: check the repository'} | "
+                        f"{count} |" for (name, license), count in sorted(repositories.items()))
+    configs = "\n".join(f"  - split: {split}\n    path: \"data/{split}-*.parquet\""
+                        for split in sorted(splits))
+    return f"""---
+configs:
+- config_name: default
+  data_files:
+{configs}
+---
+
+# Long-horizon coding trajectories (daVinci-Agency)
+
+Each row is one agent trajectory over a chain of merged pull requests of a real repository:
+the agent works through the chain's stages in order, inside a sandbox, and every stage was
+checked by the PR's own tests. Only rollouts the verifier accepted are here.
+
+```python
+import datasets
+corpus = datasets.load_dataset("path/to/this/directory")
+```
+
+## Counts
+
+- trajectories: {records} ({", ".join(f"{n} {s}" for s, n in sorted(splits.items()))})
+- by policy: {", ".join(f"{n} {p}" for p, n in sorted(policies.items()))} (`llm`: a model's
+  work; `replay`: the human developers' own commits replayed through the same tools)
+- export versions: {len(manifests)}
+
+## Sources
+
+| repository | licence | trajectories |
+|---|---|---|
+{sources}
+
+## Schema
+
+- `messages`: the conversation: `system`, then `user`/`tool` and `assistant` turns
+  alternating, ending on the assistant; `tool_calls[].function.arguments` is JSON text.
+- `tools`: the function schemas the agent had (JSON text).
+- `policy`, `model`: who acted.
+- `repository`, `license`, `chain_id`: where the work comes from.
+- `chain_length`, `link_kinds`, `stage_verdicts`, `merged_at`: the chain, its PRs' links,
+  each stage's verdict and each PR's merge time.
+- `score`: the verifier's chain score; `tokens`: the conversation's length as the model server
+  counted it; `tokens_billed`: what all calls cost; `tool_calls`: the tool calls made.
+
+## How trajectories were verified
+
+Each stage's hidden tests (the PR's tests that fail before and pass after the PR, and the
+tests that kept passing) ran in a fresh sandbox holding only that state of the repository;
+test infrastructure was restored from the reference before the run. A trajectory is kept
+only when the rollout completed, every verifiable stage was resolved by the agent itself and
+the chain score reached the threshold (0.8). Secret-shaped strings were redacted.
+"""

@@ -37,8 +37,9 @@ def corpus_group() -> None:
               help="Directory for the JSONL shards and manifests.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="openai",
               show_default=True,
-              help="openai: {messages, tools}; sharegpt: {conversations, tools}. Both pass "
-                   "LLaMA-Factory's loaders (roles alternate, the record ends on the model).")
+              help="openai: {messages, tools}; sharegpt: {conversations, tools} (both pass "
+                   "LLaMA-Factory's loaders: roles alternate, the record ends on the model); "
+                   "hf: Parquet shards and a dataset card for datasets.load_dataset(DIR).")
 @click.option("--policy", type=click.Choice(POLICIES), default="all", show_default=True,
               help="llm: a model's work; replay: the human commits replayed.")
 @click.option("--arguments", type=click.Choice(ARGUMENTS), default="string",

@@ -89,4 +89,3 @@ def test_paths_git_quotes_are_read_back(tmp_path: Path) -> None:
     assert set(files) == {"new name.py", "tab\there.py", "ünï.py"}
     assert files["new name.py"].old_path == 'quo"te b/x.py'
     assert files["tab\there.py"].new_ranges == (LineRange(1, 1),)
-

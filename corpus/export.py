@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -94,7 +95,7 @@ class _ShardWriter:
         self.size = self.count = 0
 
     def add(self, example: dict[str, Any], record: dict[str, Any]) -> None:
-        self.write((json.dumps(example, ensure_ascii=False) + "\n").encode())
+        self.write(orjson.dumps(example) + b"\n")
 
     def write(self, line: bytes) -> None:
         if self.handle is None or (self.size and self.size + len(line) > self.limit):
@@ -223,7 +224,8 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
     licenses: dict[str, str] = {}
     try:
         for row in _rows(session, after, since, policy):
-            record = {**row.record(), "id": row.id}
+            record = {**orjson.loads(row.document), **orjson.loads(row.training_line),
+                      "id": row.id}
             example = shaped(fmt, record, arguments)
             test = is_test(record, test_after) if test_after else False
             split = "test" if test else "train"

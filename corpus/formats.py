@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 THOUGHT = ("<think>\n", "\n</think>\n\n")
 """How a model turn's text is kept before its calls in a `function_call` turn: the thought
 words LLaMA-Factory's function formatter strips before it parses the calls."""
@@ -67,7 +69,7 @@ def turns(messages: list[dict[str, Any]]) -> tuple[str, list[Slot]]:
             if content.strip():
                 slot.text.append(content)
             slot.calls += [{"id": c.get("id", ""), "name": c["function"]["name"],
-                            "arguments": _object(c["function"].get("arguments"))}
+                            "arguments": c["function"].get("arguments")}
                            for c in message.get("tool_calls") or []]
         elif content.strip():
             slot.text.append(content)
@@ -79,10 +81,20 @@ def turns(messages: list[dict[str, Any]]) -> tuple[str, list[Slot]]:
 
 
 def _object(arguments: Any) -> dict[str, Any]:
-    parsed = json.loads(arguments or "{}") if isinstance(arguments, str) else arguments
+    """Arguments as an object, from JSON text or as they are."""
+    try:
+        parsed = orjson.loads(arguments or "{}") if isinstance(arguments, str) else arguments
+    except orjson.JSONDecodeError:
+        parsed = None
     if not isinstance(parsed, dict):
         raise FormatError(f"tool call arguments are not a JSON object: {arguments!r:.80}")
     return parsed
+
+
+def _text(arguments: Any) -> str:
+    """Arguments as JSON text: kept as they are when they already are (checked later)."""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments,
+                                                                   ensure_ascii=False)
 
 
 def _prompt_text(slot: Slot) -> str:
@@ -102,7 +114,7 @@ def sharegpt(record: dict[str, Any]) -> dict[str, Any]:
             tag = "observation" if slot.results else "human"
             conversation.append({"from": tag, "value": _prompt_text(slot)})
         elif slot.calls:
-            calls = json.dumps([{"name": c["name"], "arguments": c["arguments"]}
+            calls = json.dumps([{"name": c["name"], "arguments": _object(c["arguments"])}
                                 for c in slot.calls], ensure_ascii=False)
             thought = "\n\n".join(slot.text)
             value = f"{THOUGHT[0]}{thought}{THOUGHT[1]}{calls}" if thought else calls
@@ -130,8 +142,8 @@ def openai(record: dict[str, Any], arguments: str = "string") -> dict[str, Any]:
             message["tool_calls"] = [
                 {"id": c["id"], "type": "function", "function": {
                     "name": c["name"],
-                    "arguments": c["arguments"] if arguments == "object"
-                    else json.dumps(c["arguments"], ensure_ascii=False)}}
+                    "arguments": _object(c["arguments"]) if arguments == "object"
+                    else _text(c["arguments"])}}
                 for c in slot.calls]
         messages.append(message)
     return {"messages": messages, "tools": record.get("tools", [])}
@@ -177,8 +189,10 @@ def check_openai(example: dict[str, Any]) -> None:
             raise FormatError(f"message {index} ({message.get('role')}) is empty")
         for call in calls:
             function = call.get("function") or {}
-            arguments = function.get("arguments")
-            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+            try:
+                parsed = _object(function.get("arguments"))
+            except FormatError:
+                parsed = None
             if not function.get("name") or not isinstance(parsed, dict):
                 raise FormatError(f"message {index}: a call without a name or object "
                                   "arguments")
@@ -195,8 +209,8 @@ def _alternate(roles: list[Any], prompt: tuple[str, ...], model: tuple[str, ...]
 
 def _check_calls(text: str, index: int) -> None:
     try:
-        calls = json.loads(text)
-    except json.JSONDecodeError as exc:
+        calls = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
         raise FormatError(f"turn {index}: function_call is not JSON ({exc})") from None
     for call in calls if isinstance(calls, list) else [calls]:
         if not isinstance(call, dict) or not isinstance(call.get("name"), str) \

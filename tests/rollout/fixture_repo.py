@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chains.model import Commit, LinkKind, PullRequest
@@ -125,9 +126,10 @@ def _pull_request(repo: Path, number: int, title: str, body: str,
     _git(repo, "checkout", "-q", "main")
     _git(repo, "merge", "-q", "--no-ff", "-m", f"Merge pull request #{number}", f"pr-{number}")
     merge = _git(repo, "rev-parse", "HEAD")
+    merged_at = datetime.fromtimestamp(int(_git(repo, "log", "-1", "--format=%ct", merge)), UTC)
     return PullRequest(repository=REPOSITORY, number=number, title=title, body=body,
                        author="dev", base_commit=base, merge_commit=merge, commits=made,
-                       **extra)  # type: ignore[arg-type]
+                       merged_at=merged_at, **extra)  # type: ignore[arg-type]
 
 
 def make_chain_repo(root: Path) -> ChainRepo:

@@ -13,7 +13,6 @@ minutes, asks GitHub to redeliver the deliveries that failed to arrive (bot.rede
 from __future__ import annotations
 
 import threading
-import time
 
 import structlog
 from github import GithubException
@@ -81,30 +80,41 @@ def take_over_scheduler(worker: Worker) -> None:
 
 
 def start_sweeper(runtime: Runtime, queues: list[Queue], every: float,
-                  worker: Worker | None = None) -> threading.Thread:
+                  worker: Worker | None = None,
+                  stop: threading.Event | None = None) -> threading.Thread:
     """Every ``every`` seconds, one worker (a Redis lock elects it) recovers abandoned jobs
-    and enqueues pending webhook deliveries; each worker takes over a dead scheduler."""
+    and enqueues pending webhook deliveries; each worker takes over a dead scheduler. Runs
+    until ``stop`` is set (for ever without one)."""
     from handlers import build_router
 
     router = build_router()
 
+    stopped = stop or threading.Event()
+
     def loop() -> None:
-        while True:
-            time.sleep(every)
-            try:
-                if worker is not None:
-                    take_over_scheduler(worker)
-                lock = runtime.redis.lock("davinci:lock:sweep", timeout=max(every * 4, 60),
-                                          blocking_timeout=0)
-                if lock.acquire():
-                    try:
-                        recover_abandoned(queues)
-                        webhooks.sweep(runtime, router)
-                    finally:
-                        lock.release()
-                heal(runtime)
-            except (RedisError, SQLAlchemyError, LockError) as exc:
-                log.warning("sweep.failed", error=type(exc).__name__)
+        while not stopped.wait(every):
+            sweep_once()
+
+    def sweep_once() -> None:
+        """One round; whatever fails is logged and the next round goes on (an exception that
+        ended the loop would stop recovery on this worker for good)."""
+        try:
+            if worker is not None:
+                take_over_scheduler(worker)
+            lock = runtime.redis.lock("davinci:lock:sweep", timeout=max(every * 4, 60),
+                                      blocking_timeout=0)
+            if lock.acquire():
+                try:
+                    recover_abandoned(queues)
+                    webhooks.sweep(runtime, router)
+                finally:
+                    lock.release()
+            heal(runtime)
+        except (RedisError, SQLAlchemyError, LockError) as exc:  # a service away for a while
+            log.warning("sweep.failed", error=type(exc).__name__)
+        except Exception as exc:  # a bug or bad data: say what, keep sweeping
+            log.error("sweep.failed", error=type(exc).__name__, detail=str(exc)[:500],
+                      exc_info=True)
 
     thread = threading.Thread(target=loop, name="davinci-sweeper", daemon=True)
     thread.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -288,3 +289,27 @@ def test_rollouts_lost_with_redis_data_are_enqueued_again_for_chains_without_a_v
     result = sweep(runtime, build_router())
     assert result["rollouts_recovered"] == 1
     assert jobs(runtime, "davinci-rollouts") == ["rollout-1-1-waiting-len2-replay"]
+
+
+def test_the_sweeper_survives_what_it_did_not_expect(runtime: Runtime) -> None:
+    """A round that fails in a way no one planned for (here: a queue that is not one) is
+    logged, and the next round still runs."""
+    import threading
+
+    from structlog.testing import capture_logs
+
+    from bot.worker import start_sweeper
+
+    stop = threading.Event()
+    with capture_logs() as logs:
+        thread = start_sweeper(runtime, [None], every=0.05, stop=stop)  # type: ignore[list-item]
+        deadline = time.monotonic() + 10
+        while sum(e["event"] == "sweep.failed" for e in logs) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        alive = thread.is_alive()
+        stop.set()
+        thread.join(timeout=5)
+    failed = [e for e in logs if e["event"] == "sweep.failed"]
+    assert alive and len(failed) >= 3
+    assert failed[0]["error"] == "AttributeError" and failed[0]["log_level"] == "error"
+    assert not thread.is_alive(), "a set stop ends the sweeper"

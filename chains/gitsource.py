@@ -32,6 +32,8 @@ _NONCE = uuid.uuid4().hex[:16]
 RECORD, FIELD = f"\x1e{_NONCE}\x1e", f"\x1f{_NONCE}\x1f"
 """Separators of `git log` records and fields: control characters around a token drawn per
 process, so no commit message or diff (which may hold any byte) can contain one."""
+LOG_FORMAT = f"--format={RECORD}%H{FIELD}%P{FIELD}%ct{FIELD}%an{FIELD}%B{FIELD}"
+"""One commit per record, its diff (when asked for) after the last field: `_parse_record`."""
 
 
 class GitSourceError(RuntimeError):
@@ -70,14 +72,8 @@ class _Graph:
 
     @classmethod
     def read(cls, path: Path, ref: str) -> _Graph:
-        listing = git(path, "log", "--topo-order",
-                      f"--format={RECORD}%H{FIELD}%P{FIELD}%ct{FIELD}%an{FIELD}%B", ref)
-        nodes: dict[str, _Raw] = {}
-        for record in listing.split(RECORD):
-            if record:
-                name, parents, stamp, author, message = record.split(FIELD, 4)
-                nodes[name] = _Raw(name, tuple(parents.split()), int(stamp or 0), author,
-                                   message.strip(), "")
+        listing = git(path, "log", "--topo-order", LOG_FORMAT, ref)
+        nodes = {raw.sha: raw for raw in map(_parse_record, filter(None, listing.split(RECORD)))}
         order = {sha: i for i, sha in enumerate(nodes)}  # newest first, parents after children
         mainline: list[str] = []
         tip: str | None = next(iter(nodes), None)
@@ -209,8 +205,7 @@ class GitHistory:
              stdin: str | None = None) -> Iterator[_Raw]:
         """Commits with their diff against their first parent, streamed."""
         args = ["log", "--reverse", "--diff-merges=first-parent", "-p", "-U0", "-M",
-                "--no-color", "--no-ext-diff",
-                f"--format={RECORD}%H{FIELD}%P{FIELD}%ct{FIELD}%an{FIELD}%B{FIELD}"]
+                "--no-color", "--no-ext-diff", LOG_FORMAT]
         if since is not None:
             args.append(f"--since={since.isoformat()}")
         process = subprocess.Popen(["git", "-C", str(self.path), "-c", "core.quotePath=false",

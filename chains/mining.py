@@ -286,9 +286,14 @@ def _shared_issues(graph: Graph, pr: PullRequest, issues: dict[int, bool],
 
 def _blamable(change: FileChange) -> bool:
     """A file whose earlier lines a fix can be credited through."""
-    path = change.old_path or change.path
     return not (change.binary or change.status == "added" or not change.old_ranges
-                or is_doc_path(path) or is_test_path(path) or substance.never_blamed(path))
+                or _not_code(change.old_path or change.path))
+
+
+def _not_code(path: str) -> bool:
+    """Prose, tests, or files no fix is credited through (configuration, data, lock files,
+    vendored and generated code)."""
+    return is_doc_path(path) or is_test_path(path) or substance.never_blamed(path)
 
 
 def _changes_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) -> bool:
@@ -352,15 +357,22 @@ def _added_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) ->
     """The code (comments and spacing aside) of every line the PR adds, counted."""
     found: Counter[str] = Counter()
     for change in files:
-        if change.binary or change.status == "removed" or not change.new_ranges:
-            continue
-        text = blame.show(pr.merge_commit, change.path)
-        if text is None:
-            continue
-        lines = text.split("\n")
-        found.update(code for r in change.new_ranges for n in range(r.start, r.end + 1)
-                     if n <= len(lines) and (code := substance.code_of(lines[n - 1])))
+        if not change.binary and change.status != "removed":
+            _, added = _added_lines(pr, change, blame)
+            found.update(code for _, line in added if (code := substance.code_of(line)))
     return found
+
+
+def _added_lines(pr: PullRequest, change: FileChange,
+                 blame: Blame) -> tuple[str | None, list[tuple[int, str]]]:
+    """The merged text of ``change`` (None when unreadable) and the lines the PR added to it,
+    with their numbers."""
+    text = blame.show(pr.merge_commit, change.path) if change.new_ranges else None
+    if text is None:
+        return None, []
+    lines = text.split("\n")
+    return text, [(n, lines[n - 1]) for r in change.new_ranges for n in range(r.start, r.end + 1)
+                  if n <= len(lines)]
 
 
 def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
@@ -457,16 +469,13 @@ def _restores(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blam
     fix that only re-adds what was deleted (nothing of the base to blame)."""
     probes: list[tuple[str, str]] = []
     for change in files:
-        if change.binary or change.status == "removed" or is_doc_path(change.path) \
-                or is_test_path(change.path) or substance.never_blamed(change.path):
+        if change.binary or change.status == "removed" or _not_code(change.path):
             continue
-        new = blame.show(pr.merge_commit, change.path)
+        new, numbered = _added_lines(pr, change, blame)
         if new is None:
             continue
-        lines = new.split("\n")
         code = substance.substantive_lines(new, change.path)
-        added = [lines[n - 1].strip() for r in change.new_ranges for n in range(r.start, r.end + 1)
-                 if n <= len(lines) and (code is None or n in code)]
+        added = [line.strip() for n, line in numbered if code is None or n in code]
         distinctive = sorted({line for line in added if len(line) >= RESTORE_MIN_LENGTH},
                              key=len, reverse=True)
         probes += [(change.old_path or change.path, line) for line in distinctive[:2]]

@@ -7,7 +7,6 @@ message back to the agent; a terminating one (submitted, budget spent) ends the 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from rollout.llm import Completion, LLMRefused, ToolCall
 from rollout.policies import Policy, ReplayPolicy, Turn
 from rollout.task import Stage, Task
 from rollout.timing import Clock, TimedSandbox
-from rollout.tools import TOOL_NAMES, TOOLS, ToolBox
+from rollout.tools import TOOL_NAMES, TOOLS, ToolBox, ToolError, parse_arguments
 from rollout.upstream import UpstreamUpdate, merge_upstream
 from rollout.validation import StageValidation, TaskValidation, validate_task
 from rollout.verifier import Verdict, Verifier
@@ -284,19 +283,20 @@ class Agent:
     def _take(self, completion: Completion) -> None:
         """Store the turn, run its tool calls, and tell the model what went wrong with it."""
         cut = completion.finish_reason == "length"
-        calls = [c for c in completion.tool_calls if not (cut and _arguments(c) is None)]
+        checked = [(call, _well_formed(call)) for call in completion.tool_calls]
+        calls = [(call, ok) for call, ok in checked if ok or not cut]
         message = _assistant_message(completion, calls)
         if message is not None:
             self.messages.append(message)
         ran = submitted = False
-        for call in calls:
+        for call, ok in calls:
             if submitted:
                 text = "Not run: the work was already submitted in this turn."
             else:
                 observation = self.tools.run(call.name, call.arguments)
                 text, submitted = observation.text, observation.submitted
                 self.tool_calls += 1
-                ran = ran or (_arguments(call) is not None and call.name in TOOL_NAMES)
+                ran = ran or (ok and call.name in TOOL_NAMES)
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
         if submitted:
             self._format_errors = 0
@@ -325,17 +325,17 @@ class Agent:
                           for s in self.task.stages[done:]]
 
 
-def _arguments(call: ToolCall) -> dict[str, Any] | None:
-    """The call's arguments when they are a JSON object; None otherwise."""
+def _well_formed(call: ToolCall) -> bool:
+    """Whether the call's arguments are a JSON object (the tool's own rule)."""
     try:
-        parsed = json.loads(call.arguments or "{}")
-    except json.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
+        parse_arguments(call.arguments)
+    except ToolError:
+        return False
+    return True
 
 
 def _assistant_message(completion: Completion,
-                       calls: list[ToolCall]) -> dict[str, Any] | None:
+                       calls: list[tuple[ToolCall, bool]]) -> dict[str, Any] | None:
     """The turn as the conversation keeps it: arguments that are not a JSON object become
     `{}` (the error observation says what was wrong), since servers refuse them in the
     history and the corpus must not teach them; None for an empty turn."""
@@ -346,9 +346,8 @@ def _assistant_message(completion: Completion,
     if calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function",
-             "function": {"name": c.name,
-                          "arguments": c.arguments if _arguments(c) is not None else "{}"}}
-            for c in calls]
+             "function": {"name": c.name, "arguments": c.arguments if ok else "{}"}}
+            for c, ok in calls]
     if completion.reasoning:
         message["reasoning_content"] = completion.reasoning
     return message

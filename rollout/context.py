@@ -75,6 +75,8 @@ class Window:
     """Characters of the prompt :meth:`fit` passed last."""
     _measured: tuple[int, int] = (0, 0)
     """(messages measured, their characters), so each step measures only what it added."""
+    _tools: int | None = None
+    """Characters of the tool schemas (the same on every call), measured once."""
 
     def observe(self, prompt_chars: int, prompt_tokens: int) -> None:
         """The server counted ``prompt_tokens`` for a prompt of ``prompt_chars``."""
@@ -90,7 +92,9 @@ class Window:
     def fit(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
         """Condense old observations in place until the prompt fits; returns the completion
         tokens the request may ask for. Raises ContextExceeded when nothing more can go."""
-        fixed = size([tools])
+        if self._tools is None:
+            self._tools = size([tools])
+        fixed = self._tools
         for keep in (None, *PASSES):
             if keep is not None:
                 condense(messages, keep, self.originals)

@@ -78,7 +78,7 @@ class ToolBox:
             if handler is None:
                 raise ToolError(f"unknown tool {name!r}; available: "
                                 + ", ".join(self._handlers))
-            text = handler(_arguments(arguments))
+            text = handler(parse_arguments(arguments))
         except ToolError as exc:
             return Observation(f"Error: {exc}", error=True)
         except PathOutsideWorkTree as exc:
@@ -118,7 +118,8 @@ class ToolBox:
         return f"Replaced 1 occurrence in {path}."
 
 
-def _arguments(raw: str) -> dict[str, Any]:
+def parse_arguments(raw: str) -> dict[str, Any]:
+    """A tool call's arguments: a JSON object, else ToolError saying what is wrong."""
     try:
         value = json.loads(raw or "{}")
     except json.JSONDecodeError as exc:

@@ -94,7 +94,7 @@ class _ShardWriter:
         self.digest = hashlib.sha256()
         self.size = self.count = 0
 
-    def add(self, example: dict[str, Any], record: dict[str, Any]) -> None:
+    def add(self, example: dict[str, Any], record: dict[str, Any], stored: int) -> None:
         self.write(orjson.dumps(example) + b"\n")
 
     def write(self, line: bytes) -> None:
@@ -143,9 +143,11 @@ class _ParquetShards:
         self.rows: list[dict[str, Any]] = []
         self.size = 0
 
-    def add(self, example: dict[str, Any], record: dict[str, Any]) -> None:
+    def add(self, example: dict[str, Any], record: dict[str, Any], stored: int) -> None:
+        """``stored``: the size of the record's stored conversation, which the shard size
+        limit counts (the Parquet file is smaller)."""
         self.rows.append(self.hf.row(record, example))
-        self.size += len(json.dumps(example["messages"], ensure_ascii=False))
+        self.size += stored
         if self.size >= self.limit:
             self.close()
 
@@ -224,12 +226,11 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
     licenses: dict[str, str] = {}
     try:
         for row in _rows(session, after, since, policy):
-            record = {**orjson.loads(row.document), **orjson.loads(row.training_line),
-                      "id": row.id}
+            record = {**row.record(), "id": row.id}
             example = shaped(fmt, record, arguments)
             test = is_test(record, test_after) if test_after else False
             split = "test" if test else "train"
-            writers[split].add(example, record)
+            writers[split].add(example, record, len(row.training_line))
             sources[row.repository] += 1
             licenses[row.repository] = record.get("license") or licenses.get(row.repository, "")
             records += 1

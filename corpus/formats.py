@@ -80,7 +80,7 @@ def turns(messages: list[dict[str, Any]]) -> tuple[str, list[Slot]]:
     return system, slots
 
 
-def _object(arguments: Any) -> dict[str, Any]:
+def arguments_object(arguments: Any) -> dict[str, Any]:
     """Arguments as an object, from JSON text or as they are."""
     try:
         parsed = orjson.loads(arguments or "{}") if isinstance(arguments, str) else arguments
@@ -114,7 +114,8 @@ def sharegpt(record: dict[str, Any]) -> dict[str, Any]:
             tag = "observation" if slot.results else "human"
             conversation.append({"from": tag, "value": _prompt_text(slot)})
         elif slot.calls:
-            calls = json.dumps([{"name": c["name"], "arguments": _object(c["arguments"])}
+            calls = json.dumps([{"name": c["name"],
+                                 "arguments": arguments_object(c["arguments"])}
                                 for c in slot.calls], ensure_ascii=False)
             thought = "\n\n".join(slot.text)
             value = f"{THOUGHT[0]}{thought}{THOUGHT[1]}{calls}" if thought else calls
@@ -142,7 +143,7 @@ def openai(record: dict[str, Any], arguments: str = "string") -> dict[str, Any]:
             message["tool_calls"] = [
                 {"id": c["id"], "type": "function", "function": {
                     "name": c["name"],
-                    "arguments": _object(c["arguments"]) if arguments == "object"
+                    "arguments": arguments_object(c["arguments"]) if arguments == "object"
                     else _text(c["arguments"])}}
                 for c in slot.calls]
         messages.append(message)
@@ -190,7 +191,7 @@ def check_openai(example: dict[str, Any]) -> None:
         for call in calls:
             function = call.get("function") or {}
             try:
-                parsed = _object(function.get("arguments"))
+                parsed = arguments_object(function.get("arguments"))
             except FormatError:
                 parsed = None
             if not function.get("name") or not isinstance(parsed, dict):

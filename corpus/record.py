@@ -7,6 +7,8 @@ import json
 import re
 from typing import Any
 
+from corpus.formats import FormatError, arguments_object
+
 SCHEMA_VERSION = 1
 REQUIRED: dict[str, type | tuple[type, ...]] = {
     "schema_version": int, "repository": str, "chain": dict, "base_commit": str,
@@ -164,12 +166,9 @@ def _check_messages(messages: list[Any]) -> None:
                 if not isinstance(call.get("id"), str) or not isinstance(arguments, str):
                     raise InvalidRecord(f"{where}: a tool call needs an id and JSON arguments")
                 try:
-                    parsed = json.loads(arguments)
-                except json.JSONDecodeError:
-                    parsed = None
-                if not isinstance(parsed, dict):
-                    raise InvalidRecord(f"{where}: tool call arguments are not a JSON object: "
-                                        f"{arguments[:80]!r}")
+                    arguments_object(arguments)
+                except FormatError as exc:
+                    raise InvalidRecord(f"{where}: {exc}") from None
                 pending[call["id"]] = index
         if role == "tool":
             call_id = message.get("tool_call_id")

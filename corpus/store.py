@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, DateTime, Float, Index, String, Text, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -47,7 +48,7 @@ class TrajectoryRow(Base):
 
     def record(self) -> dict[str, Any]:
         """The whole trajectory record."""
-        return {**json.loads(self.document), **json.loads(self.training_line)}
+        return {**orjson.loads(self.document), **orjson.loads(self.training_line)}
 
 
 class RejectionRow(Base):

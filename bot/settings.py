@@ -200,7 +200,7 @@ class Settings:
             llm_judge_api_key=_optional(env, "LLM_JUDGE_API_KEY"),
             llm_writer_model=_optional(env, "LLM_WRITER_MODEL"),
             llm_temperature=_number(env, "LLM_TEMPERATURE", 0.0, 0.0, 2.0),
-            llm_max_tokens=int(_number(env, "LLM_MAX_TOKENS", 8192, 16, 1_000_000)),
+            llm_max_tokens=int(_number(env, "LLM_MAX_TOKENS", 8192, 16, 1_000_000, whole=True)),
             llm_context_window=_window(env),
             rollout_limits=_limits(env),
             dashboard_token=_optional(env, "DAVINCI_DASHBOARD_TOKEN"),
@@ -245,14 +245,15 @@ def _seconds(env: Mapping[str, str], name: str, default: int, minimum: int) -> i
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float,
-            high: float) -> float:
+            high: float, whole: bool = False) -> float:
     value = _optional(env, name)
     if value is None:
         return default
     try:
-        number = float(value)
+        number = int(value) if whole else float(value)
     except ValueError:
-        raise SettingsError(f"{name} must be a number, not {value!r}") from None
+        kind = "a whole number" if whole else "a number"
+        raise SettingsError(f"{name} must be {kind}, not {value!r}") from None
     if not low <= number <= high:
         raise SettingsError(f"{name} must be from {low:g} to {high:g}, not {value}")
     return number
@@ -261,7 +262,7 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float,
 def _window(env: Mapping[str, str]) -> int | None:
     if _optional(env, "LLM_CONTEXT_WINDOW") is None:
         return None
-    return int(_number(env, "LLM_CONTEXT_WINDOW", 0, 2_048, 100_000_000))
+    return int(_number(env, "LLM_CONTEXT_WINDOW", 0, 2_048, 100_000_000, whole=True))
 
 
 def _limits(env: Mapping[str, str]) -> tuple[tuple[str, int | float], ...]:

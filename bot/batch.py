@@ -12,14 +12,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
-from bot.jobs.rollouts import failed_verdict, roll_out_one
+from bot.jobs.rollouts import roll_out_one
+from bot.pipeline import RolloutOutcome
 from bot.queue import FAILURE_TTL, JOB_TIMEOUTS, RESULT_TTL
 from bot.runtime import ROLLOUT_QUEUE
 from bot.settings import Settings
@@ -37,8 +37,8 @@ class BatchError(Exception):
 
 
 def roll_out_chains(settings: Settings, path: Path, chain_ids: list[str], policy: str,
-                    workers: int, say: Say, via: str = "auto") -> list[dict[str, Any]]:
-    """Every chain's verdict, in the order they finish; ``say`` hears one line per chain."""
+                    workers: int, say: Say, via: str = "auto") -> list[RolloutOutcome]:
+    """Every chain's outcome, in the order they finish; ``say`` hears one line per chain."""
     if not chain_ids:
         return []
     listening = _listening_workers(settings) if via in ("auto", "rq") else None
@@ -57,29 +57,29 @@ class _Progress:
         self.total, self.say, self.done = len(chain_ids), say, 0
         self.started = time.monotonic()
 
-    def __call__(self, chain: str, verdict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, chain: str, outcome: RolloutOutcome) -> RolloutOutcome:
         self.done += 1
-        state = ("ACCEPTED" if verdict["accepted"] else
-                 "rejected" if verdict.get("eligible", True) else "not eligible")
+        state = "ACCEPTED" if outcome.accepted else outcome.state.replace("_", " ")
         elapsed = time.monotonic() - self.started
         self.say(f"[{self.done}/{self.total} {elapsed:5.0f}s] chain {chain}: {state}"
-                 + (f" ({verdict['reason'][:120]})" if verdict.get("reason") else ""))
-        return verdict
+                 + (f" ({outcome.reason[:120]})" if outcome.reason else ""))
+        return outcome
 
 
 def _in_pool(settings: Settings, path: Path, chain_ids: list[str], policy: str, workers: int,
-             progress: _Progress) -> list[dict[str, Any]]:
-    verdicts: list[dict[str, Any]] = []
+             progress: _Progress) -> list[RolloutOutcome]:
+    outcomes: list[RolloutOutcome] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(roll_out_one, settings, path, chain, policy): chain
                    for chain in chain_ids}
         for future in as_completed(futures):
             try:
-                verdict = future.result()
-            except Exception as exc:  # noqa: BLE001 - one chain's crash is its verdict
-                verdict = failed_verdict(futures[future], policy, f"{type(exc).__name__}: {exc}")
-            verdicts.append(progress(futures[future], verdict))
-    return verdicts
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - one chain's crash is its outcome
+                outcome = RolloutOutcome.failed(futures[future], policy,
+                                                f"{type(exc).__name__}: {exc}")
+            outcomes.append(progress(futures[future], outcome))
+    return outcomes
 
 
 def _listening_workers(settings: Settings) -> int:
@@ -92,7 +92,7 @@ def _listening_workers(settings: Settings) -> int:
 
 
 def _through_rq(settings: Settings, path: Path, chain_ids: list[str], policy: str,
-                progress: _Progress) -> list[dict[str, Any]]:
+                progress: _Progress) -> list[RolloutOutcome]:
     redis = Redis.from_url(settings.redis_url)
     queue = Queue(ROLLOUT_QUEUE, connection=redis)
     pending: dict[str, str] = {}
@@ -103,15 +103,15 @@ def _through_rq(settings: Settings, path: Path, chain_ids: list[str], policy: st
                                 failure_ttl=FAILURE_TTL,
                                 description=f"davinci run: chain {chain} ({policy})")
             pending[queued.id] = chain
-        verdicts: list[dict[str, Any]] = []
+        outcomes: list[RolloutOutcome] = []
         while pending:
             for found in Job.fetch_many(list(pending), connection=redis):
-                verdict = _verdict(found, pending[found.id], policy) if found else None
-                if found is not None and verdict is not None:
-                    verdicts.append(progress(pending.pop(found.id), verdict))
+                outcome = _outcome(found, pending[found.id], policy) if found else None
+                if found is not None and outcome is not None:
+                    outcomes.append(progress(pending.pop(found.id), outcome))
             if pending:
                 time.sleep(POLL_SECONDS)
-        return verdicts
+        return outcomes
     except RedisError as exc:
         raise BatchError(f"Redis stopped answering while rolling out: {exc}") from exc
     finally:  # interrupted: jobs not started yet are taken back
@@ -124,17 +124,18 @@ def _through_rq(settings: Settings, path: Path, chain_ids: list[str], policy: st
                 pass
 
 
-def _verdict(job: Job, chain: str, policy: str) -> dict[str, Any] | None:
-    """The job's verdict once it ended; None while it waits or runs."""
+def _outcome(job: Job, chain: str, policy: str) -> RolloutOutcome | None:
+    """The job's outcome once it ended; None while it waits or runs."""
     status = job.get_status(refresh=False)
     if status == JobStatus.FINISHED:
         value = job.return_value()
         if isinstance(value, dict):
-            return value
-        return failed_verdict(chain, policy, f"the job returned {type(value).__name__}")
+            return RolloutOutcome.from_json(value)
+        return RolloutOutcome.failed(chain, policy,
+                                     f"the job returned {type(value).__name__}")
     if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
         lines = (job.exc_info or f"the job {status}").strip().splitlines()
-        return failed_verdict(chain, policy, lines[-1] if lines else str(status))
+        return RolloutOutcome.failed(chain, policy, lines[-1] if lines else str(status))
     return None
 
 

@@ -5,8 +5,10 @@ The rollout job, `davinci rollout` and `davinci demo` all call :func:`roll_out_c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from corpus.store import append, record_rejection
 from rollout import (
     InvalidTask,
     RolloutConfig,
+    RolloutResult,
+    Task,
     TaskError,
     TaskValidation,
     build_task,
@@ -34,7 +38,8 @@ from rollout.judge import LLMJudge
 from rollout.llm import LLMClient, LLMConfig
 from rollout.policies import LLMPolicy, Policy
 from rollout.record import trajectory_record, verdict_summary
-from rollout.store import not_eligible_verdict, save_rollout, save_validation
+from rollout.store import mark_run, not_eligible_verdict, save_rollout, save_validation
+from sandbox.base import Sandbox
 from sandbox.environment import Environment, EnvironmentBuildFailed
 from sandbox.factory import choose_backend, open_sandbox
 
@@ -51,8 +56,60 @@ class Progress:
     """Where a rollout is, for progress output and the PR status."""
 
     step: str
-    """`validating`, `running` or `done`."""
+    """`validating`, `running`, `stage` (detail: "k of n") or `done`."""
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    """How one rollout of one chain ended: the one result every caller gets."""
+
+    chain: str
+    policy: str
+    state: str
+    """`accepted`, `rejected` (the verifier's verdict), `not_eligible` (the chain cannot be
+    rolled out: no verifiable stage, no environment, …) or `failed` (the rollout could not be
+    done: see `reason`)."""
+    reason: str = ""
+    score: float = 0.0
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    """`rollout.record.verdict_summary` of a rollout that ran (stages, tool calls, tokens)."""
+    record_id: str | None = None
+    stored: bool = False
+    """The trajectory was appended to the corpus."""
+    rollout_id: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.state == "accepted"
+
+    @property
+    def eligible(self) -> bool:
+        return self.state in ("accepted", "rejected")
+
+    @classmethod
+    def failed(cls, chain: str, policy: str, error: str) -> RolloutOutcome:
+        return cls(chain, policy, "failed", f"the rollout failed: {error}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The document `davinci rollout --json` prints (and rq jobs return)."""
+        if not self.eligible:
+            document = not_eligible_verdict(self.chain, self.policy, self.reason)
+            return {**document, "failed": True} if self.state == "failed" else document
+        return {**self.summary, "eligible": True, "record_id": self.record_id,
+                "stored": self.stored}
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> RolloutOutcome:
+        chain, policy = str(document.get("chain", "")), str(document.get("policy", ""))
+        reason = str(document.get("reason") or "")
+        if document.get("failed"):
+            return cls(chain, policy, "failed", reason)
+        if not document.get("eligible", True):
+            return cls(chain, policy, "not_eligible", reason)
+        state = "accepted" if document.get("accepted") else "rejected"
+        return cls(chain, policy, state, reason, float(document.get("score") or 0.0),
+                   dict(document), document.get("record_id"), bool(document.get("stored")))
 
 
 def _environment_note(environments: list[Environment]) -> str:
@@ -82,31 +139,130 @@ def _journal(settings: Settings, chain: str) -> Path:
     return settings.data_dir / "journals" / f"{chain}-{stamp}.jsonl"
 
 
-def _not_eligible(runtime: Runtime, notify: Callable[[Progress], None], chain: str,
-                  policy: str, reason: str) -> dict[str, Any]:
-    """The verdict of a chain that cannot be rolled out, stored like a failed validation."""
-    notify(Progress("done", f"not eligible: {reason}"))
-    with runtime.db.session() as session:
-        save_validation(session, TaskValidation(chain, False, reason, ()))
-    return not_eligible_verdict(chain, policy, reason)
+@dataclass(frozen=True)
+class _Chain:
+    id: str
+    prs: list[Any]
+    kinds: list[str]
+
+
+class _Run:
+    """Writes a rollout's steps to its run row (`rollout_runs`), the chain's state everywhere;
+    and tells ``notify`` (the caller's progress)."""
+
+    def __init__(self, runtime: Runtime, run_id: str, chain: _Chain, policy: str,
+                 notify: Callable[[Progress], None]) -> None:
+        self.runtime, self.id, self.chain, self.policy = runtime, run_id, chain, policy
+        self.notify = notify
+
+    def mark(self, state: str, **fields: Any) -> None:
+        with self.runtime.db.session() as session:
+            mark_run(session, self.id, state, chain_id=self.chain.id,
+                     chain_length=len(self.chain.prs), policy=self.policy, **fields)
+
+    def start(self) -> None:
+        with self.runtime.db.session() as session:
+            row = mark_run(session, self.id, "validating", chain_id=self.chain.id,
+                           chain_length=len(self.chain.prs), policy=self.policy)
+            row.attempts = (row.attempts or 0) + 1
+
+    def stage(self, index: int, total: int) -> None:
+        self.mark("running", stage=index, stages=total)
+        self.notify(Progress("stage", f"{index} of {total}"))
+
+    def end(self, outcome: RolloutOutcome) -> RolloutOutcome:
+        score = outcome.score if outcome.eligible else None
+        stages = len(outcome.summary.get("stages", [])) or None
+        self.mark(outcome.state, reason=outcome.reason, score=score, stage=None,
+                  stages=stages, rollout_id=outcome.rollout_id, retry_at=None)
+        if outcome.eligible:
+            state = "accepted" if outcome.accepted else "rejected"
+            self.notify(Progress("done", f"score {outcome.score:.2f}, {state}"))
+        else:
+            self.notify(Progress("done", f"not eligible: {outcome.reason}"))
+        return outcome
+
+    def not_eligible(self, reason: str) -> RolloutOutcome:
+        """A chain that cannot be rolled out; stored like a failed validation too."""
+        with self.runtime.db.session() as session:
+            save_validation(session, TaskValidation(self.chain.id, False, reason, ()))
+        return self.end(RolloutOutcome(self.chain.id, self.policy, "not_eligible", reason))
 
 
 def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name: str = "replay",
                    config: RolloutConfig | None = None, allow_local: bool = True,
                    on_progress: Callable[[Progress], None] | None = None,
-                   limits: Mapping[str, int | float] | None = None) -> dict[str, Any]:
-    """Run one rollout; returns the verdict document (`davinci rollout --json`).
+                   limits: Mapping[str, int | float] | None = None,
+                   run_id: str | None = None) -> RolloutOutcome:
+    """Run one rollout: prepare the task, validate it in a sandbox, execute the policy,
+    persist the verdict. Every step is written to the run ``run_id`` (a job's id; a new
+    `local-…` run without one).
 
     The rollout limits are ``config``'s (the defaults), then `.github/davinci.yml`'s, then
     the environment's (`DAVINCI_MAX_STEPS`, …), then ``limits`` (the command line's).
+    Raises PipelineError when the rollout cannot be done as asked; whatever else fails
+    (infrastructure, a bug) is written to the run as `failed` and raised.
     """
     if policy_name not in POLICIES:
         raise PipelineError(f"unknown policy {policy_name!r}: one of {', '.join(POLICIES)}")
-    config = config or RolloutConfig()
-    notify = on_progress or (lambda _: None)
     llm = _client(runtime.settings.agent_llm(), runtime.settings)
     if policy_name == "llm" and llm is None:
         raise PipelineError("the llm policy needs LLM_BASE_URL and LLM_MODEL")
+    chain, prs = _find(runtime, chain_id)
+    run = _Run(runtime, run_id or f"local-{uuid.uuid4().hex[:12]}", chain, policy_name,
+               on_progress or (lambda _: None))
+    run.start()
+    with _failures_recorded(run):
+        prepared = _prepare(runtime, repo_path, chain, prs, config or RolloutConfig(), limits)
+        if isinstance(prepared, str):
+            return run.not_eligible(prepared)
+        task, config = prepared
+        backend = choose_backend(runtime.settings.sandbox, allow_local=allow_local)
+        run.notify(Progress("validating", f"{len(task.stages)} stages in a {backend} sandbox"))
+        environments: list[Environment] = []
+        try:
+            box = _open(runtime, repo_path, task, backend, environments)
+        except EnvironmentBuildFailed as exc:  # the same dependencies fail the same way
+            return run.not_eligible(f"the environment could not be built: {exc}")
+        with box:
+            if environments and environments[0].python is not None:
+                run.notify(Progress("validating", environments[0].python.describe()))
+            validation = validate_task(task, box, config.test_timeout, config.test_runner,
+                                       config.validation_runs,
+                                       environment=_environment_note(environments))
+            with runtime.db.session() as session:
+                save_validation(session, validation)
+            if not validation.eligible:  # stored above, with every stage's logs
+                return run.end(RolloutOutcome(chain.id, policy_name, "not_eligible",
+                                              validation.reason))
+            run.mark("running", stage=None, stages=len(task.stages))
+            run.notify(Progress("running", f"{policy_name} policy"))
+            result, journal = _execute(runtime, repo_path, task, box,
+                                       llm if policy_name == "llm" else None, config,
+                                       validation, run)
+        outcome = _persist(runtime, result)
+        journal.finish()  # the verdict and the messages are stored: its work is done
+        return run.end(outcome)
+    raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
+
+
+@contextmanager
+def _failures_recorded(run: _Run) -> Iterator[None]:
+    """A rollout that raises is written to its run as failed (a job's failure hook then says
+    whether it is retried), and the exception goes on."""
+    try:
+        yield
+    except Exception as exc:
+        from bot.failures import describe
+
+        try:
+            run.mark("failed", reason=describe(exc), stage=None)
+        except Exception:  # noqa: BLE001 - the database may be what failed
+            log.warning("rollout.failure_not_recorded", run=run.id)
+        raise
+
+
+def _find(runtime: Runtime, chain_id: str) -> tuple[_Chain, list[Any]]:
     with runtime.db.session() as session:
         try:
             row = find_chain(session, chain_id)
@@ -117,66 +273,67 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
         if row is None:
             raise PipelineError(f"no chain {chain_id!r} (see `davinci chains list`)")
         prs = load_pull_requests(session, row.repository, list(row.prs))
-        chain_key, kinds = row.id, list(row.kinds)
+        return _Chain(row.id, list(row.prs), list(row.kinds)), prs
+
+
+def _prepare(runtime: Runtime, repo_path: Path, chain: _Chain, prs: list[Any],
+             config: RolloutConfig, limits: Mapping[str, int | float] | None
+             ) -> tuple[Task, RolloutConfig] | str:
+    """The task and its configuration, or why the chain cannot be rolled out."""
     writer_client = _client(runtime.settings.writer_llm())
     writer: InstructionWriter | None = LLMWriter(writer_client) if writer_client else None
     try:
-        task = build_task(repo_path, chain_key, prs, kinds, writer=writer)
+        task = build_task(repo_path, chain.id, prs, chain.kinds, writer=writer)
     except TaskError as exc:
-        return _not_eligible(runtime, notify, chain_key, policy_name, str(exc))
+        return str(exc)
     if len(task.stages) < min(2, len(prs)):
-        reason = ("fewer than two stages change code: "
-                  + "; ".join(f"PR #{n} {why}" for n, why in task.dropped))
-        return _not_eligible(runtime, notify, chain_key, policy_name, reason)
-    backend = choose_backend(runtime.settings.sandbox, allow_local=allow_local)
+        return ("fewer than two stages change code: "
+                + "; ".join(f"PR #{n} {why}" for n, why in task.dropped))
     repo_config = config_at(repo_path, task.base_commit).config
     if repo_config.test:
         config = replace(config, test_runner=repo_config.test)
     chosen: dict[str, Any] = {**dict(repo_config.rollout),
                               **dict(runtime.settings.rollout_limits), **dict(limits or {})}
-    config = replace(config, **chosen)
-    notify(Progress("validating", f"{len(task.stages)} stages in a {backend} sandbox"))
-    environments: list[Environment] = []
+    return task, replace(config, **chosen)
+
+
+def _open(runtime: Runtime, repo_path: Path, task: Task, backend: str,
+          environments: list[Environment]) -> Sandbox:
+    settings = runtime.settings
+    install = config_at(repo_path, task.base_commit).config.install
+    return open_sandbox(repo_path, task.base_commit, backend, settings.sandbox_image,
+                        environment=True, install=install,
+                        build_network=settings.build_network,
+                        access=settings.package_access(),
+                        environment_commit=task.stages[-1].merge_commit,
+                        python=settings.python, as_of=settings.packages_as_of == "commit",
+                        on_environment=lambda found: environments.append(found))
+
+
+def _execute(runtime: Runtime, repo_path: Path, task: Task, box: Sandbox,
+             llm: LLMClient | None, config: RolloutConfig, validation: TaskValidation,
+             run: _Run) -> tuple[RolloutResult, FileJournal]:
+    policy: Policy | None = LLMPolicy(llm) if llm is not None else None
+    judge_client = _client(runtime.settings.judge_llm())
+    judge = LLMJudge(judge_client) if judge_client is not None else None
+    journal = FileJournal(_journal(runtime.settings, task.chain_id))
     try:
-        box = open_sandbox(repo_path, task.base_commit, backend, runtime.settings.sandbox_image,
-                           environment=True, install=repo_config.install,
-                           build_network=runtime.settings.build_network,
-                           access=runtime.settings.package_access(),
-                           environment_commit=task.stages[-1].merge_commit,
-                           python=runtime.settings.python,
-                           as_of=runtime.settings.packages_as_of == "commit",
-                           on_environment=lambda found: environments.append(found))
-    except EnvironmentBuildFailed as exc:  # the same dependencies fail the same way: a verdict
-        return _not_eligible(runtime, notify, chain_key, policy_name,
-                             f"the environment could not be built: {exc}")
-    with box:
-        if environments and environments[0].python is not None:
-            notify(Progress("validating", environments[0].python.describe()))
-        validation = validate_task(task, box, config.test_timeout, config.test_runner,
-                                   config.validation_runs,
-                                   environment=_environment_note(environments))
-        with runtime.db.session() as session:
-            save_validation(session, validation)
-        if not validation.eligible:  # stored above, with every stage's logs
-            notify(Progress("done", f"not eligible: {validation.reason}"))
-            return not_eligible_verdict(chain_key, policy_name, validation.reason)
-        notify(Progress("running", f"{policy_name} policy"))
-        policy: Policy | None = LLMPolicy(llm) if policy_name == "llm" and llm else None
-        judge_client = _client(runtime.settings.judge_llm())
-        judge = LLMJudge(judge_client) if judge_client is not None else None
-        try:
-            journal = FileJournal(_journal(runtime.settings, chain_key))
-            try:
-                result = run_rollout(repo_path, task, box, policy, config,
-                                     validation=validation, judge=judge, journal=journal)
-            except BaseException:
-                journal.close()  # kept on disk: the messages of a rollout that did not finish
-                raise
-        except InvalidTask as exc:
-            raise PipelineError(str(exc)) from exc
+        result = run_rollout(repo_path, task, box, policy, config, validation=validation,
+                             judge=judge, journal=journal, on_stage=run.stage)
+    except InvalidTask as exc:
+        journal.close()
+        raise PipelineError(str(exc)) from exc
+    except BaseException:
+        journal.close()  # kept on disk: the messages of a rollout that did not finish
+        raise
+    return result, journal
+
+
+def _persist(runtime: Runtime, result: RolloutResult) -> RolloutOutcome:
+    """The verdict and, when accepted, the trajectory in the corpus."""
     record = trajectory_record(result)
     with runtime.db.session() as session:
-        save_rollout(session, result)
+        rollout_id = save_rollout(session, result)
         if result.accepted:
             try:
                 with session.begin_nested():
@@ -187,10 +344,9 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
         else:
             record_rejection(session, record, result.reason)
             stored = False
-    journal.finish()  # the verdict and the messages are stored: the journal has done its work
     summary = verdict_summary(result)
-    summary.update(eligible=True, record_id=record["id"], stored=stored)
-    notify(Progress("done", f"score {result.score:.2f}, "
-                            f"{'accepted' if result.accepted else 'rejected'}"))
-    log.info("rollout.finished", chain=chain_key, accepted=result.accepted, score=result.score)
-    return summary
+    log.info("rollout.finished", chain=result.task.chain_id, accepted=result.accepted,
+             score=result.score)
+    return RolloutOutcome(result.task.chain_id, result.policy,
+                          "accepted" if result.accepted else "rejected", result.reason,
+                          result.score, summary, record["id"], stored, rollout_id)

@@ -6,7 +6,7 @@ import contextlib
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.job import Job
 
 from handlers import JobSpec
@@ -15,6 +15,9 @@ MARKER_TTL = 7 * 24 * 3600
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
 JOB_TIMEOUTS = {"davinci-mining": 30 * 60, "davinci-rollouts": 3 * 3600}
+RETRY = Retry(max=3, interval=[10, 60, 300])
+"""For infrastructure failures only: `bot.failures` takes a deterministic failure's retries."""
+ON_FAILURE = Callback("bot.failures.on_job_failure", timeout=120)
 
 
 def enqueue(redis: Redis, spec: JobSpec, force: bool = False) -> bool:
@@ -34,7 +37,7 @@ def enqueue(redis: Redis, spec: JobSpec, force: bool = False) -> bool:
         data = Queue.prepare_data(
             spec.func, spec.args, job_id=spec.job_id, description=spec.description or None,
             timeout=JOB_TIMEOUTS.get(spec.queue, 1800), result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL, retry=Retry(max=3, interval=[10, 60, 300]))
+            failure_ttl=FAILURE_TTL, retry=RETRY, on_failure=ON_FAILURE)
         with redis.pipeline() as pipe:  # the job and its place in the queue: one round trip
             queue.enqueue_many([data], pipeline=pipe)
             pipe.execute()

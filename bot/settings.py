@@ -59,6 +59,9 @@ class Settings:
     """Database, mirrors, corpus exports and work trees (`DAVINCI_DATA_DIR`)."""
     database_url: str = ""
     """SQLAlchemy URL (`DATABASE_URL`); empty means a SQLite file under `data_dir`."""
+    mirror_url: str | None = None
+    """Where a worker fetches a repository it has no mirror of when GitHub cannot be asked
+    (`DAVINCI_MIRROR_URL`): a git base URL or folder; `<owner>/<name>.git` is appended."""
     sandbox: str | None = None
     """`docker` or `local` (`DAVINCI_SANDBOX`); None chooses docker when an engine answers."""
     sandbox_image: str = DEFAULT_SANDBOX_IMAGE
@@ -183,6 +186,7 @@ class Settings:
             redis_url=_url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix")),
             data_dir=Path(_optional(env, "DAVINCI_DATA_DIR") or DEFAULT_DATA_DIR),
             database_url=_optional(env, "DATABASE_URL") or "",
+            mirror_url=_optional(env, "DAVINCI_MIRROR_URL"),
             sandbox=_choice(env, "DAVINCI_SANDBOX", SANDBOX_BACKENDS, None),
             sandbox_image=_optional(env, "DAVINCI_SANDBOX_IMAGE") or DEFAULT_SANDBOX_IMAGE,
             build_network=_optional(env, "DAVINCI_BUILD_NETWORK") or "auto",

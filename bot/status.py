@@ -17,12 +17,16 @@ from typing import Any, Protocol
 from github.GithubException import GithubException
 from redis import Redis
 
+from rollout.state import ChainState
+
 MARKER = "<!-- davinci-agency:status pr={number} -->"
 MAX_BODY = 60_000
 """GitHub refuses comment bodies over 65,536 characters; stay well under."""
 EVIDENCE_CHARS = 90
-COMMANDS_LINE = ("Maintainers can comment `/davinci status`, `/davinci rollout`, "
-                 "`/davinci ignore` or `/davinci help`.")
+FOOTER = ("daVinci-Agency turns chains of merged pull requests into verified training data "
+          "for coding agents. Maintainers can comment `/davinci status`, `/davinci rollout`, "
+          "`/davinci ignore` or `/davinci help`; `comment: false` in `.github/davinci.yml` "
+          "stops these comments, `enabled: false` stops the App on this repository.")
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,9 @@ class LinkView:
 
 
 @dataclass(frozen=True)
-class RolloutView:
-    state: str
-    """`queued`, `running`, `accepted`, `rejected` or `failed`."""
-    stage: int | None = None
-    stages: int | None = None
-    score: float | None = None
-    reason: str | None = None
+class Trajectory:
+    """The figures of a rollout that ran to a verdict."""
+
     tool_calls: int | None = None
     tokens: int | None = None
     policy: str | None = None
@@ -53,13 +53,22 @@ class PRStatus:
     chain_id: str | None = None
     chain_prs: tuple[int, ...] = ()
     links: tuple[LinkView, ...] = ()
-    eligible: bool = False
-    eligibility: str = ""
-    """Why the chain is or is not eligible, in a few words."""
-    rollout: RolloutView | None = None
+    state: ChainState | None = None
+    """The chain's state (`rollout.state`), as every surface shows it."""
+    trajectory: Trajectory | None = None
     ignored: bool = False
     config_problem: str | None = None
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def chained(self) -> bool:
+        """The PR joined a chain of two or more."""
+        return bool(self.chain_id) and len(self.chain_prs) >= 2 and not self.ignored
+
+    @property
+    def worth_a_comment(self) -> bool:
+        """Something to tell the maintainers: a chain, an exclusion, a broken config."""
+        return self.chained or self.ignored or bool(self.config_problem)
 
 
 def marker(number: int) -> str:
@@ -74,18 +83,15 @@ def render(status: PRStatus) -> str:
                      f"apply: {_inline(status.config_problem, 200)}")
     if status.ignored:
         parts.append("This pull request is excluded from chains (`/davinci ignore`).")
-    elif not status.chain_id or len(status.chain_prs) < 2:
+    elif not status.chained:
         parts.append("This pull request has not joined a chain yet: no earlier pull request "
                      "it builds on, references, shares an issue with, or fixes was found.")
     else:
         parts.append(_render_chain(status))
-    if status.eligibility and not status.ignored:
-        verdict = "eligible" if status.eligible else "not eligible yet"
-        parts.append(f"**Rollout:** {verdict} — {_inline(status.eligibility, 200)}")
-    if status.rollout is not None:
-        parts.append(_render_rollout(status.rollout))
+    if status.state is not None and status.chained:
+        parts.append(_render_state(status.state, status.trajectory))
     parts.extend(_inline(note, 300) for note in status.notes)
-    parts.append(f"<sub>{COMMANDS_LINE}</sub>")
+    parts.append(f"<sub>{FOOTER}</sub>")
     parts.append(marker(status.number))
     body = "\n\n".join(parts)
     if len(body) > MAX_BODY:
@@ -102,51 +108,39 @@ def _render_chain(status: PRStatus) -> str:
         link = by_later.get(number)
         kind = f"`{link.kind}`" if link and index > 1 else "—"
         evidence = _inline(link.evidence, EVIDENCE_CHARS) if link and index > 1 else "—"
-        rows.append(f"| {index} | #{number} | {kind} | {evidence} |")
-    chain = _inline(status.chain_id or "", 40)
-    return (f"This pull request joined chain {chain} of {len(status.chain_prs)} pull "
+        rows.append(f"| {index} | #{number} | {kind} | {evidence or '—'} |")
+    chain = (status.chain_id or "").replace("`", "")[:40]
+    return (f"This pull request joined chain `{chain}` of {len(status.chain_prs)} pull "
             f"requests: {path}\n\n" + "\n".join(rows))
 
 
-def _render_rollout(rollout: RolloutView) -> str:
-    state = rollout.state
-    if state == "queued":
-        line = "**Rollout state:** queued"
-    elif state == "running":
-        where = (f" — stage {rollout.stage} of {rollout.stages}"
-                 if rollout.stage and rollout.stages else "")
-        line = f"**Rollout state:** running{where}"
-    elif state == "accepted":
-        line = f"**Rollout state:** accepted with score {rollout.score or 0:.2f}"
-    elif state == "rejected":
-        reason = f": {_inline(rollout.reason, 200)}" if rollout.reason else ""
-        score = f" (score {rollout.score:.2f})" if rollout.score is not None else ""
-        line = f"**Rollout state:** rejected{score}{reason}"
-    else:
-        reason = f": {_inline(rollout.reason, 200)}" if rollout.reason else ""
-        line = f"**Rollout state:** {_inline(state, 20)}{reason}"
-    figures = [f"{rollout.stages} stages" if rollout.stages else "",
-               f"{rollout.tool_calls:,} tool calls" if rollout.tool_calls is not None else "",
-               f"{rollout.tokens:,} tokens" if rollout.tokens is not None else "",
-               f"policy `{rollout.policy}`" if rollout.policy else ""]
+def _render_state(state: ChainState, trajectory: Trajectory | None) -> str:
+    line = f"**Rollout:** {_inline(state.describe(), 300)}"
+    if state.name not in ("accepted", "rejected") or trajectory is None:
+        return line
+    figures = [f"{state.stages} stages" if state.stages else "",
+               f"{trajectory.tool_calls:,} tool calls" if trajectory.tool_calls is not None
+               else "",
+               f"{trajectory.tokens:,} tokens" if trajectory.tokens is not None else "",
+               f"policy `{trajectory.policy.replace('`', '')[:20]}`" if trajectory.policy else ""]
     shown = [f for f in figures if f]
-    if state in ("accepted", "rejected") and shown:
-        line += "\n\n**Trajectory:** " + " · ".join(shown)
-    return line
+    return line + ("\n\n**Trajectory:** " + " · ".join(shown) if shown else "")
 
 
 _SPACE = re.compile(r"\s+")
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+_MARKUP = re.compile(r"([\\*_\[\]~!])")
 
 
 def _inline(text: str, limit: int) -> str:
-    """Untrusted text made safe for one table cell or line: no markup, no mentions."""
+    """Untrusted text made safe for one table cell or line: Markdown and HTML escaped, no
+    mentions, no line breaks; `#N` stays a link to that issue or pull request."""
     text = _SPACE.sub(" ", text).strip()
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    text = text.replace("`", "'").replace("|", "/")
-    text = _MENTION.sub("@\u200b", text)
-    return f"`{text}`" if text else ""
+    text = text.replace("`", "'").replace("|", "/").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MARKUP.sub(r"\\\1", text)
+    return _MENTION.sub("@\u200b", text)
 
 
 class IssueComments(Protocol):
@@ -160,7 +154,7 @@ class IssueComments(Protocol):
 @dataclass(frozen=True)
 class Published:
     action: str
-    """`created`, `edited` or `unchanged`."""
+    """`created`, `edited`, `unchanged` or `skipped`."""
     comment_id: int
 
 
@@ -207,8 +201,9 @@ def find_status_comment(issue: IssueComments, number: int, bot_login: str) -> An
 
 
 def publish(issue: IssueComments, status: PRStatus, bot_login: str, redis: Redis,
-            limiter: ContentLimiter | None = None) -> Published:
-    """Create or edit the status comment of ``status.number``; never duplicate it."""
+            limiter: ContentLimiter | None = None, create: bool = True) -> Published:
+    """Create or edit the status comment of ``status.number``; never duplicate it. With
+    ``create`` False, only a comment that exists is kept up to date (`skipped` otherwise)."""
     body = render(status)
     with pr_lock(redis, status.repository, status.number):
         existing = find_status_comment(issue, status.number, bot_login)
@@ -219,6 +214,8 @@ def publish(issue: IssueComments, status: PRStatus, bot_login: str, redis: Redis
                 limiter.acquire()
             existing.edit(body)
             return Published("edited", existing.id)
+        if not create:
+            return Published("skipped", 0)
         if limiter:
             limiter.acquire()
         try:

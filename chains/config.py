@@ -29,6 +29,9 @@ class RepoConfig:
     """Command that runs the tests (default: pytest)."""
     comment: bool = True
     """False turns the status comment off."""
+    comment_unchained: bool = False
+    """True also comments on merged PRs that joined no chain ("has not joined a chain yet");
+    by default only PRs in a chain, excluded ones and broken configurations get a comment."""
     check_run: bool = False
     """True adds a check run with the same summary."""
     rollout: tuple[tuple[str, int | float], ...] = ()
@@ -95,7 +98,7 @@ def _build(data: dict[str, Any]) -> RepoConfig:
         raise ValueError(f"unknown setting {', '.join(unknown)} "
                          f"(known: {', '.join(sorted(known))})")
     values: dict[str, Any] = {}
-    for name in ("enabled", "comment", "check_run"):
+    for name in ("enabled", "comment", "comment_unchained", "check_run"):
         if name in data:
             if not isinstance(data[name], bool):
                 raise ValueError(f"`{name}` must be true or false")

@@ -118,8 +118,11 @@ class RolloutResult:
 class Agent:
     def __init__(self, task: Task, sandbox: Sandbox, policy: Policy, config: RolloutConfig,
                  validation: TaskValidation, judge: LLMJudge | None = None,
-                 repo_path: Path | None = None, journal: Journal | None = None) -> None:
+                 repo_path: Path | None = None, journal: Journal | None = None,
+                 on_stage: Callable[[int, int], None] | None = None) -> None:
         self.task = task
+        self.on_stage = on_stage
+        """Told ``(k, n)`` as stage k of n begins, for progress shown while a rollout runs."""
         self.repo = repo_path
         self.upstream: list[UpstreamUpdate] = []
         self.clock = Clock()
@@ -149,6 +152,8 @@ class Agent:
         for index, stage in enumerate(self.task.stages):
             if index:
                 note += self._bring_upstream(self.task.stages[index - 1], stage)
+            if self.on_stage is not None:
+                self.on_stage(index + 1, len(self.task.stages))
             self._announce(index, stage, note)
             try:
                 result = self._run_stage(index, stage)
@@ -370,7 +375,8 @@ def _problem(completion: Completion, empty: bool, cut: bool, called: bool) -> st
 
 def run_rollout(repo_path: Path, task: Task, sandbox: Sandbox, policy: Policy | None = None,
                 config: RolloutConfig | None = None, *, validation: TaskValidation | None = None,
-                judge: LLMJudge | None = None, journal: Journal | None = None) -> RolloutResult:
+                judge: LLMJudge | None = None, journal: Journal | None = None,
+                on_stage: Callable[[int, int], None] | None = None) -> RolloutResult:
     """Validate (unless given a validation), then run ``policy`` through every stage.
 
     Without a policy the human commits in ``repo_path`` are replayed. Raises InvalidTask when
@@ -384,7 +390,7 @@ def run_rollout(repo_path: Path, task: Task, sandbox: Sandbox, policy: Policy | 
     if not validation.eligible:
         raise InvalidTask(validation.reason)
     sandbox.reset(task.base_commit)
-    agent = Agent(task, sandbox, policy, config, validation, judge, repo_path, journal)
+    agent = Agent(task, sandbox, policy, config, validation, judge, repo_path, journal, on_stage)
     stages, status = agent.run()
     score = round(sum(s.score for s in stages) / len(stages), 4)
     reason = rejection(stages, status, score, validation, config.threshold, agent.ended)

@@ -51,6 +51,102 @@ class RolloutRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
 
 
+class RolloutRunRow(Base):
+    """One rollout of one chain at one length, from the moment it is asked for to its end.
+
+    The one place a chain's rollout state is kept: the job (or the command) writes each step
+    here, on whatever machine it runs, and `chains list`, the PR comment and the dashboard
+    read it (`rollout.state`).
+    """
+
+    __tablename__ = "rollout_runs"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """The rq job id, or `local-…` for a rollout run by a command."""
+    chain_id: Mapped[str] = mapped_column(String(128), index=True)
+    chain_length: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32))
+    """One of RUN_STATES."""
+    stage: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stages: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rollout_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The RolloutRow of a rollout that ran to a verdict."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """How many times a worker started it (retries after infrastructure failures)."""
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow,
+                                                 index=True)
+
+
+RUN_STATES = ("queued", "validating", "running", "retrying", "accepted", "rejected",
+              "not_eligible", "failed")
+ENDED = ("accepted", "rejected", "not_eligible", "failed")
+
+
+def mark_run(session: Session, run_id: str, state: str, *, chain_id: str | None = None,
+             chain_length: int | None = None, policy: str | None = None,
+             **fields: Any) -> RolloutRunRow:
+    """Record that run ``run_id`` reached ``state`` (created on its first mark, which must
+    name the chain, its length and the policy). ``fields``: stage, stages, reason, score,
+    rollout_id, retry_at, attempts."""
+    if state not in RUN_STATES:
+        raise ValueError(f"unknown rollout state {state!r}")
+    row = session.get(RolloutRunRow, run_id)
+    if row is None:
+        if chain_id is None or chain_length is None or policy is None:
+            raise ValueError(f"run {run_id} is new: name its chain, length and policy")
+        row = RolloutRunRow(id=run_id, chain_id=chain_id, chain_length=chain_length,
+                            policy=policy, state=state, attempts=0, reason="")
+        session.add(row)
+    else:
+        for name, value in (("chain_id", chain_id), ("chain_length", chain_length),
+                            ("policy", policy)):
+            if value is not None:
+                setattr(row, name, value)
+    row.state = state
+    if state in ("queued", "validating"):
+        row.stage = row.stages = row.score = row.rollout_id = row.retry_at = None
+        row.reason = ""
+    for name, value in fields.items():
+        if not hasattr(RolloutRunRow, name):
+            raise TypeError(f"a run has no field {name!r}")
+        setattr(row, name, value)
+    row.updated_at = _utcnow()
+    session.flush()
+    return row
+
+
+def latest_runs(session: Session, chain_ids: list[str]) -> dict[str, RolloutRunRow]:
+    """The newest run of each chain that has one."""
+    newest: dict[str, RolloutRunRow] = {}
+    if not chain_ids:
+        return newest
+    for row in session.scalars(select(RolloutRunRow).where(
+            RolloutRunRow.chain_id.in_(chain_ids))):
+        current = newest.get(row.chain_id)
+        if current is None or (_aware(row.updated_at), row.id) > (_aware(current.updated_at),
+                                                                  current.id):
+            newest[row.chain_id] = row
+    return newest
+
+
+def recent_runs(session: Session, limit: int = 50,
+                repository: str | None = None) -> list[RolloutRunRow]:
+    """The most recently updated runs, newest first."""
+    query = select(RolloutRunRow).order_by(RolloutRunRow.updated_at.desc(),
+                                           RolloutRunRow.id.desc()).limit(limit)
+    if repository is not None:
+        from chains.store import ChainRow
+
+        query = query.where(RolloutRunRow.chain_id.in_(
+            select(ChainRow.id).where(ChainRow.repository == repository)))
+    return list(session.scalars(query))
+
+
 def save_validation(session: Session, validation: TaskValidation) -> int:
     row = ValidationRow(chain_id=validation.chain_id, eligible=validation.eligible,
                         reason=validation.reason, result=validation.to_dict())

@@ -64,14 +64,14 @@ def rollout(runtime: Runtime, path: Path, chain_id: str, policy: str, as_json: b
                 raise click.BadParameter(str(exc).strip("`"),
                                          param_hint=f"--{name.replace('_', '-')}") from None
     try:
-        verdict = roll_out_chain(runtime, path, chain_id, policy, limits=chosen,
+        outcome = roll_out_chain(runtime, path, chain_id, policy, limits=chosen,
                                  on_progress=_progress(as_json))
     except (PipelineError, TaskError, SandboxError, LookupError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps(verdict, indent=2))
+        click.echo(json.dumps(outcome.to_json(), indent=2))
         return
-    _print_verdict(verdict)
+    _print_verdict(outcome.to_json())
 
 
 def _print_verdict(verdict: dict[str, Any]) -> None:
@@ -124,8 +124,9 @@ def demo(runtime: Runtime, directory: Path | None, as_json: bool) -> None:
     images = environment_images_now()
     rolling = time.monotonic()
     try:
-        verdicts = roll_out_chains(demo_runtime.settings, sample.path,
-                                   [c["id"] for c in chains], "replay", 2, say, via="local")
+        verdicts = [outcome.to_json() for outcome in roll_out_chains(
+            demo_runtime.settings, sample.path, [c["id"] for c in chains], "replay", 2, say,
+            via="local")]
     except BatchError as exc:
         raise click.ClickException(str(exc)) from exc
     failed = [v for v in verdicts if v.get("failed")]

@@ -62,8 +62,8 @@ def run(runtime: Runtime, path: Path, workers: int, limit: int | None, policy: s
     images = environment_images_now()
     started = time.monotonic()
     try:
-        fresh = roll_out_chains(runtime.settings, path, [c["id"] for c in todo], policy,
-                                workers, say, via)
+        fresh = [outcome.to_json() for outcome in roll_out_chains(
+            runtime.settings, path, [c["id"] for c in todo], policy, workers, say, via)]
     except BatchError as exc:
         raise click.ClickException(str(exc)) from exc
     rolling = time.monotonic() - started

@@ -10,7 +10,7 @@ import hashlib
 from github import Github
 
 from bot.jobs import mining
-from bot.jobs.status import refresh
+from bot.jobs.status import refresh, refresh_chain
 from bot.runtime import Runtime
 
 
@@ -21,7 +21,14 @@ def _status_after_mining(runtime: Runtime, client: Github, outcome: mining.Minin
     if problem and not runtime.redis.set(_reported_key(outcome.repository, problem), "1",
                                          nx=True, ex=30 * 24 * 3600):
         problem = None  # reported once, on the PR that met it first
-    refresh(runtime, client, outcome.repository, outcome.number, config_problem=problem)
+    refresh(runtime, client, outcome.repository, outcome.number, outcome.config,
+            config_problem=problem)
+    chain = outcome.chain
+    if chain is not None and not outcome.already_mined and len(chain.prs) > 1:
+        # The chain grew: its earlier PRs' comments show the longer chain (and get one now
+        # that they are in a chain).
+        earlier = [n for n in chain.prs if n != outcome.number]
+        refresh_chain(runtime, client, outcome.repository, earlier, outcome.config)
 
 
 def _reported_key(repository: str, problem: str) -> str:

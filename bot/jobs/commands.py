@@ -9,14 +9,13 @@ import structlog
 from github import Github
 
 from bot.github import installation_client
-from bot.jobs.mining import ROLLOUT_FUNC
+from bot.jobs.rollouts import enqueue_rollout
 from bot.jobs.status import bot_login, chain_for, refresh
 from bot.pr_commands import HELP, reply_marker, unknown_reply
-from bot.queue import enqueue
-from bot.runtime import ROLLOUT_QUEUE, Runtime
+from bot.runtime import Runtime
 from bot.settings import Settings
+from chains.mining import to_chain
 from chains.store import PullRequestRow
-from handlers import JobSpec
 
 log = structlog.get_logger(__name__)
 
@@ -49,19 +48,16 @@ def execute(runtime: Runtime, client: Github, repository: str, number: int, comm
                                                       number).action}
     if command == "rollout":
         with runtime.db.session() as session:
-            chain = chain_for(session, repository, number)
-            chain_id = chain.id if chain is not None else None
-            eligible = bool(chain and chain.eligible)
-            length = len(chain.prs) if chain else 0
-        if chain_id is None or not eligible:
+            found = chain_for(session, repository, number)
+            chain = to_chain(found) if found is not None else None
+        if chain is None or not chain.eligible:
             return _reply(runtime, client, repository, number, comment_id,
                           "This pull request is not in a chain that is eligible for a rollout "
                           "yet (see the status comment).")
-        spec = JobSpec(ROLLOUT_QUEUE, ROLLOUT_FUNC, (chain_id,),
-                       f"rollout-{chain_id}-len{length}-cmd{comment_id}",
-                       f"/davinci rollout by {author}")
-        enqueued = enqueue(runtime.redis, spec)
-        return {"command": command, "job": spec.job_id, "enqueued": enqueued}
+        job_id = f"rollout-{chain.id}-len{len(chain.prs)}-cmd{comment_id}"
+        enqueued = enqueue_rollout(runtime, chain, job_id,
+                                   f"/davinci rollout by {author}") is not None
+        return {"command": command, "job": job_id, "enqueued": enqueued}
     text = HELP if command == "help" else unknown_reply(command)
     return _reply(runtime, client, repository, number, comment_id, text)
 

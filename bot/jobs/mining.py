@@ -22,21 +22,19 @@ from redis.exceptions import LockError
 from sqlalchemy import select
 
 from bot.github import installation_client
+from bot.jobs.rollouts import enqueue_rollout
 from bot.models import Delivery, Repository, utcnow
-from bot.queue import enqueue
-from bot.runtime import ROLLOUT_QUEUE, Runtime
+from bot.runtime import Runtime
 from bot.settings import Settings
-from chains.config import ParsedConfig, parse_config
+from chains.config import ParsedConfig, RepoConfig, parse_config
 from chains.github_source import GitHubSource, RepositoryInfo, installation_token
 from chains.gitsource import GitBlame
 from chains.mining import AttachResult, attach_pull_request, referenced_numbers
 from chains.model import Chain, PullRequest
 from chains.store import PullRequestRow
-from handlers import JobSpec
 
 log = structlog.get_logger(__name__)
 
-ROLLOUT_FUNC = "bot.jobs.rollouts.rollout_chain"
 LOCK_SECONDS = 600
 LOCK_WAIT = 600
 
@@ -54,8 +52,13 @@ class MiningOutcome:
     already_mined: bool = False
     rollout_job: str | None = None
     """The rollout job enqueued because the chain became eligible or grew."""
-    comment: bool = True
-    """False when `.github/davinci.yml` turned the status comment off."""
+    config: RepoConfig = field(default_factory=RepoConfig)
+    """The repository's `.github/davinci.yml` (defaults where it has none or a broken one)."""
+
+    @property
+    def comment(self) -> bool:
+        """False when `.github/davinci.yml` turned the status comment off."""
+        return self.config.comment
 
 
 AfterMining = Callable[[Runtime, Github, MiningOutcome], None]
@@ -77,23 +80,6 @@ class BackfillSummary:
         return {"repository": self.repository, "candidates": self.candidates,
                 "mined": self.mined, "skipped": self.skipped, "rollouts": self.rollouts,
                 "disabled": self.disabled, "config_problem": self.config_problem}
-
-
-def rollout_job_id(chain: Chain, policy: str = "replay") -> str:
-    """One rollout per chain version and policy: a re-run enqueues nothing, growth anew."""
-    return f"rollout-{chain.id}-len{len(chain.prs)}-{policy}"
-
-
-def enqueue_rollout(runtime: Runtime, chain: Chain) -> str | None:
-    policy = ("llm" if runtime.settings.llm_base_url and runtime.settings.llm_model
-              else "replay")
-    spec = JobSpec(ROLLOUT_QUEUE, ROLLOUT_FUNC, (chain.id, policy),
-                   rollout_job_id(chain, policy),
-                   f"rollout {chain.repository} chain {chain.id}")
-    if enqueue(runtime.redis, spec):
-        log.info("mining.rollout_enqueued", chain=chain.id, job=spec.job_id)
-        return spec.job_id
-    return None
 
 
 def _wants_rollout(result: AttachResult) -> bool:
@@ -189,7 +175,7 @@ def _mine_one(runtime: Runtime, client: Github, source: GitHubSource, parsed: Pa
     outcome = MiningOutcome(source.repository, number, config_problem=parsed.problem,
                             links=len(result.links), chain=result.chain,
                             already_mined=result.already_mined, rollout_job=rollout,
-                            comment=parsed.config.comment)
+                            config=parsed.config)
     bound.info("mining.done", links=outcome.links, already=outcome.already_mined,
                chain=result.chain.id if result.chain else None, rollout=rollout)
     for after in AFTER_MINING:
@@ -197,8 +183,9 @@ def _mine_one(runtime: Runtime, client: Github, source: GitHubSource, parsed: Pa
     return outcome
 
 
-class MiningBusy(RuntimeError):
-    """Another worker holds the repository for longer than we wait; rq retries the job."""
+class MiningBusy(TimeoutError):
+    """Another worker holds the repository for longer than we wait; rq retries the job (a
+    TimeoutError is an infrastructure failure, see bot.failures)."""
 
 
 @contextmanager

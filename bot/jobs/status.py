@@ -3,23 +3,25 @@ after rollouts, and on `/davinci status`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from github import Github
-from redis import Redis
+from github import Github, GithubException
+from requests import RequestException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.github import app_client
 from bot.runtime import Runtime
-from bot.status import ContentLimiter, LinkView, PRStatus, Published, RolloutView, publish
+from bot.status import ContentLimiter, LinkView, PRStatus, Published, Trajectory, publish
 from chains.config import RepoConfig
+from chains.queries import chain_document
 from chains.store import ChainRow, LinkRow, MemberRow, PullRequestRow
-from rollout.store import latest_rollout
+from rollout.state import ChainState, chain_states
+from rollout.store import RolloutRow
 
 log = structlog.get_logger(__name__)
-PROGRESS_KEY = "davinci:rollout-progress:{chain}"
 
 
 def bot_login(runtime: Runtime) -> str:
@@ -44,7 +46,7 @@ def chain_for(session: Session, repository: str, number: int) -> ChainRow | None
     return max(pool, key=lambda r: (len(r.prs), r.id)) if pool else None
 
 
-def build_status(session: Session, redis: Redis | None, repository: str, number: int,
+def build_status(session: Session, repository: str, number: int,
                  config: RepoConfig | None = None,
                  config_problem: str | None = None) -> PRStatus:
     config = config or RepoConfig()
@@ -57,57 +59,54 @@ def build_status(session: Session, redis: Redis | None, repository: str, number:
     for earlier, later, kind in zip(chain.prs, chain.prs[1:], chain.kinds, strict=False):
         row = session.get(LinkRow, (repository, earlier, later, kind))
         links.append(LinkView(earlier, later, kind, row.evidence if row else ""))
-    touching = set(session.scalars(select(PullRequestRow.number).where(
-        PullRequestRow.repository == repository, PullRequestRow.number.in_(chain.prs),
-        PullRequestRow.touches_tests.is_(True))))
-    if chain.eligible:
-        eligibility = f"{len(chain.prs)} pull requests, {len(touching)} with tests"
-    elif len(chain.prs) < config.min_chain_length:
-        eligibility = f"a chain needs at least {config.min_chain_length} pull requests"
-    else:
-        eligibility = "no pull request of this chain touches tests"
+    why = chain_document(session, chain, config.min_chain_length)["why"]
+    state = chain_states(session, [chain], {chain.id: why.removeprefix("not eligible: ")})
     return PRStatus(repository=repository, number=number, chain_id=chain.id,
-                    chain_prs=tuple(chain.prs), links=tuple(links), eligible=chain.eligible,
-                    eligibility=eligibility, rollout=_rollout_view(session, redis, chain),
-                    ignored=pr.ignored, config_problem=config_problem)
+                    chain_prs=tuple(chain.prs), links=tuple(links), state=state[chain.id],
+                    trajectory=_trajectory(session, state[chain.id]), ignored=pr.ignored,
+                    config_problem=config_problem)
 
 
-def _rollout_view(session: Session, redis: Redis | None, chain: ChainRow) -> RolloutView | None:
-    if redis is not None:
-        raw = redis.hgetall(PROGRESS_KEY.format(chain=chain.id))
-        progress = {k.decode(): v.decode() for k, v in raw.items()} if raw else {}
-        if progress.get("state") in ("queued", "running") and \
-                int(progress.get("length", "0")) == len(chain.prs):
-            stage = int(progress["stage"]) if progress.get("stage") else None
-            return RolloutView(progress["state"], stage=stage, stages=len(chain.prs))
-    row = latest_rollout(session, chain.id)
-    if row is None or len(row.summary.get("stages", [])) != len(chain.prs):
+def _trajectory(session: Session, state: ChainState) -> Trajectory | None:
+    if state.rollout_id is None:
+        return None
+    row = session.get(RolloutRow, state.rollout_id)
+    if row is None:
         return None
     summary: dict[str, Any] = row.summary
-    reason = None if row.accepted else (f"the chain scored {row.score:.2f}, below the "
-                                        f"threshold ({row.exit_status.replace('_', ' ')})")
-    return RolloutView("accepted" if row.accepted else "rejected",
-                       stages=len(summary.get("stages", [])), score=row.score, reason=reason,
-                       tool_calls=summary.get("tool_calls"), tokens=summary.get("tokens"),
-                       policy=row.policy)
-
-
-def set_progress(redis: Redis, chain: ChainRow | Any, state: str, stage: int | None = None
-                 ) -> None:
-    key = PROGRESS_KEY.format(chain=chain.id)
-    redis.hset(key, mapping={"state": state, "stage": str(stage or ""),
-                             "length": str(len(chain.prs))})
-    redis.expire(key, 6 * 3600)
+    return Trajectory(summary.get("tool_calls"), summary.get("tokens"), row.policy)
 
 
 def refresh(runtime: Runtime, client: Github, repository: str, number: int,
             config: RepoConfig | None = None, config_problem: str | None = None) -> Published:
-    """Render the PR's status from the database and publish it (edit in place)."""
+    """Render the PR's status from the database and publish it (edit in place). A comment is
+    created only where it tells something (a chain, an exclusion, a broken configuration),
+    unless `comment_unchained: true`; one that exists is always kept true."""
+    config = config or RepoConfig()
+    if not config.comment:
+        return Published("skipped", 0)
     with runtime.db.session() as session:
-        status = build_status(session, runtime.redis, repository, number, config,
-                              config_problem)
+        status = build_status(session, repository, number, config, config_problem)
     issue = client.get_repo(repository).get_issue(number)
     limiter = ContentLimiter(runtime.redis, repository.split("/")[0])
-    published = publish(issue, status, bot_login(runtime), runtime.redis, limiter)
+    create = status.worth_a_comment or config.comment_unchained
+    published = publish(issue, status, bot_login(runtime), runtime.redis, limiter,
+                        create=create)
     log.info("status.published", repo=repository, pr=number, action=published.action)
+    return published
+
+
+def refresh_chain(runtime: Runtime, client: Github, repository: str,
+                  numbers: Sequence[int], config: RepoConfig | None = None) -> int:
+    """Refresh the comments of ``numbers`` (a chain's PRs); how many were published. GitHub
+    being away costs a stale comment, never the work that was done (the next refresh fixes
+    it), so its errors are logged, not raised."""
+    published = 0
+    for number in numbers:
+        try:
+            refresh(runtime, client, repository, number, config)
+            published += 1
+        except (GithubException, RequestException, TimeoutError) as exc:
+            log.warning("status.not_published", repo=repository, pr=number,
+                        error=type(exc).__name__, detail=str(exc)[:200])
     return published

@@ -27,12 +27,15 @@ def test_deliveries_in_trajectories_and_status_comments_out(
     assert (1, 2, 4) in before and (3, 5, 6) in before
     final = [c.body for c in sim.comments_on(REPO, 4)]
     assert len(final) == 1, "one status comment per PR, edited in place"
-    assert "#1 → #2 → **#4**" in final[0] and "accepted with score 1.00" in final[0]
+    assert "#1 → #2 → **#4**" in final[0] and "**Rollout:** accepted (score 1.00)" in final[0]
     assert "`fixes`" in final[0]
-    for number in (1, 2, 3, 5, 6, 7):
-        assert len(sim.comments_on(REPO, number)) == 1
-    docs = sim.comments_on(REPO, 7)[0].body
-    assert "has not joined a chain yet" in docs
+    for number in (1, 2, 3, 5, 6):  # each PR of a chain: one comment, showing the chain's end
+        comments = sim.comments_on(REPO, number)
+        assert len(comments) == 1
+        assert "not joined" not in comments[0].body
+        assert "**Rollout:** accepted (score 1.00)" in comments[0].body, comments[0].body
+    assert "**#1** → #2 → #4" in sim.comments_on(REPO, 1)[0].body
+    assert sim.comments_on(REPO, 7) == [], "a PR that joined no chain gets no comment"
     # A redelivered merge webhook changes nothing.
     again = deliver(web, "pull_request", merged_pr(sample, 4), "d-4", expected=200)
     assert again == {"status": "duplicate", "delivery": "d-4"}

@@ -9,7 +9,8 @@ import pytest
 from github import Auth, Github, GithubIntegration, GithubRetry
 from redis import Redis
 
-from bot.status import PRStatus, RolloutView, marker, publish
+from bot.status import PRStatus, marker, publish
+from rollout.state import ChainState
 from tests.github.conftest import INSTALLATION_ID
 from tests.github_sim import GitHubSimulator, SimComment
 from tests.gitrepo import GitRepo
@@ -35,8 +36,7 @@ def installation_client(sim: GitHubSimulator) -> Github:
 
 def status(state: str, stage: int | None = None) -> PRStatus:
     return PRStatus(repository=REPO, number=3, chain_id="c-1", chain_prs=(1, 3),
-                    eligible=True, eligibility="2 pull requests, both touch tests",
-                    rollout=RolloutView(state, stage=stage, stages=2))
+                    state=ChainState(state, stage=stage, stages=2))
 
 
 def test_created_once_then_edited_and_unchanged_skipped(world: GitHubSimulator,
@@ -51,7 +51,7 @@ def test_created_once_then_edited_and_unchanged_skipped(world: GitHubSimulator,
     assert again.action == "unchanged"
     comments = world.comments_on(REPO, 3)
     assert len(comments) == 1
-    assert "running — stage 1 of 2" in comments[0].body and marker(3) in comments[0].body
+    assert "running (stage 1 of 2)" in comments[0].body and marker(3) in comments[0].body
     assert len(world.requests_to("PATCH", r"/issues/comments/")) == 1
 
 

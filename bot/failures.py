@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+from docker.errors import APIError
 from github import GithubException, RateLimitExceededException
 from redis.exceptions import RedisError
 from requests import RequestException
@@ -29,10 +30,12 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from bot.pipeline import PipelineError
 from chains.mining import GraphChanged
 from chains.mirror import MirrorError
 from rollout.llm import LLMRefused, LLMUnavailable
-from sandbox.base import SandboxUnavailable
+from rollout.task import TaskError
+from sandbox.base import SandboxError, SandboxUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -45,12 +48,21 @@ def _github(exc: BaseException) -> str:
     return INFRASTRUCTURE if status >= 500 or status in (403, 429) else DETERMINISTIC
 
 
+def _docker(exc: BaseException) -> str:
+    status = getattr(getattr(exc, "response", None), "status_code", 0) or 0
+    return INFRASTRUCTURE if status >= 500 else DETERMINISTIC
+
+
 # (exception type, class or a function deciding it, what it means) — the first match wins.
 FAILURE_CLASSES: tuple[tuple[type[BaseException], str | Callable[[BaseException], str], str],
                        ...] = (
     (LLMUnavailable, INFRASTRUCTURE, "the model server did not answer"),
     (LLMRefused, DETERMINISTIC, "the model server refused the request"),
     (SandboxUnavailable, INFRASTRUCTURE, "no Docker engine answered"),
+    (APIError, _docker, "the Docker engine answered with an error"),
+    (PipelineError, DETERMINISTIC, "the rollout cannot be done as asked"),
+    (TaskError, DETERMINISTIC, "the chain cannot be made into a task"),
+    (SandboxError, DETERMINISTIC, "the sandbox refused the work"),
     (RedisError, INFRASTRUCTURE, "Redis did not answer"),
     (OperationalError, INFRASTRUCTURE, "the database did not answer"),
     (DBAPIError, lambda e: INFRASTRUCTURE if getattr(e, "connection_invalidated", False)

@@ -52,9 +52,9 @@ class ChainState:
         if self.name == "accepted":
             return f"accepted (score {self.score or 0:.2f})"
         if self.name == "retrying":
-            when = (f", retrying at {_utc(self.retry_at):%Y-%m-%d %H:%M} UTC"
-                    if self.retry_at else ", retrying")
-            return f"failed: {self.reason}{when}" if self.reason else f"failed{when}"
+            when = (f"failed, retrying at {_utc(self.retry_at):%Y-%m-%d %H:%M} UTC"
+                    if self.retry_at else "failed, retrying")
+            return f"{when}: {self.reason}" if self.reason else when
         if self.name == "rejected" and self.score is not None:
             return f"rejected (score {self.score:.2f}): {self.reason}".rstrip(": ")
         return f"{name}: {self.reason}" if self.reason else name

@@ -45,8 +45,8 @@ def test_rollout_states_read_as_sentences() -> None:
         ChainState("not_eligible", "no verifiable stage"))
     retrying = with_state(ChainState("retrying", "the model server did not answer",
                                      retry_at=datetime(2026, 5, 1, 12, 30, tzinfo=UTC)))
-    assert ("**Rollout:** failed: the model server did not answer, retrying at "
-            "2026-05-01 12:30 UTC") in retrying
+    assert ("**Rollout:** failed, retrying at 2026-05-01 12:30 UTC: the model server did "
+            "not answer") in retrying
     assert "**Rollout:** failed: no Docker engine answered" in with_state(
         ChainState("failed", "no Docker engine answered"))
 

@@ -51,8 +51,9 @@ class DavinciWorker(Worker):
         return max(1, ttl - 60 + grace)
 
 
-def recover_abandoned(queues: list[Queue]) -> int:
-    """Retry (or fail) the started jobs whose heartbeat expired; how many there were."""
+def recover_abandoned(queues: list[Queue], runtime: Runtime | None = None) -> int:
+    """Retry (or fail) the started jobs whose heartbeat expired; how many there were. With
+    ``runtime``, the runs of abandoned rollouts say what became of them."""
     found = 0
     for queue in queues:
         registry = StartedJobRegistry(queue=queue)
@@ -61,6 +62,11 @@ def recover_abandoned(queues: list[Queue]) -> int:
             log.warning("worker.abandoned_jobs", queue=queue.name, jobs=expired)
             registry.cleanup()
             found += len(expired)
+            if runtime is not None:
+                from bot.jobs.rollouts import mark_abandoned
+
+                jobs = Job.fetch_many(expired, connection=runtime.redis)
+                mark_abandoned(runtime, [job for job in jobs if job is not None])
     return found
 
 
@@ -105,7 +111,7 @@ def start_sweeper(runtime: Runtime, queues: list[Queue], every: float,
                                       blocking_timeout=0)
             if lock.acquire():
                 try:
-                    recover_abandoned(queues)
+                    recover_abandoned(queues, runtime)
                     webhooks.sweep(runtime, router)
                 finally:
                     lock.release()
@@ -144,5 +150,5 @@ def run_worker(runtime: Runtime, queue_names: tuple[str, ...], burst: bool) -> N
     if not burst:
         start_sweeper(runtime, queues, min(SWEEP_SECONDS, abandoned_after / 2), worker)
     else:
-        recover_abandoned(queues)
+        recover_abandoned(queues, runtime)
     worker.work(burst=burst, with_scheduler=True)

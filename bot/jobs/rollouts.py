@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from github import Github
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import func, select
 
 from bot.failures import AFTER_FAILURE, Failure
@@ -35,7 +36,7 @@ from chains.model import Chain
 from chains.queries import find_chain
 from chains.store import ChainRow, PullRequestRow
 from handlers import JobSpec
-from rollout.store import RolloutRow, RolloutRunRow, ValidationRow, mark_run
+from rollout.store import ENDED, RolloutRow, RolloutRunRow, ValidationRow, mark_run
 from rollout.task import TaskError
 from sandbox.base import SandboxError
 
@@ -189,6 +190,27 @@ def _rollout_failed(job: Job, failure: Failure) -> None:
 
 
 AFTER_FAILURE[ROLLOUT_FUNC] = _rollout_failed
+
+
+def mark_abandoned(runtime: Runtime, jobs: list[Job]) -> int:
+    """Rollout jobs whose worker died (no heartbeat; rq has retried or failed them): their
+    runs say so instead of `running` for ever. How many runs were marked."""
+    marked = 0
+    with runtime.db.session() as session:
+        for job in jobs:
+            row = session.get(RolloutRunRow, job.id)
+            if job.func_name != ROLLOUT_FUNC or row is None or row.state in ENDED:
+                continue
+            reason = "the worker running it stopped (no heartbeat)"
+            status = job.get_status(refresh=False)
+            retry_at = None
+            if status == "scheduled":
+                registry = ScheduledJobRegistry(job.origin, connection=runtime.redis)
+                retry_at = registry.get_scheduled_time(job.id)
+            mark_run(session, job.id, "retrying" if status in ("scheduled", "queued")
+                     else "failed", reason=reason, stage=None, retry_at=retry_at)
+            marked += 1
+    return marked
 
 
 def roll_out_clone(path: str, chain_id: str, policy: str) -> dict[str, Any]:

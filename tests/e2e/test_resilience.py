@@ -14,8 +14,10 @@ from redis import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from bot.db import Database
 from bot.runtime import QUEUES, ROLLOUT_QUEUE
 from bot.sample import SampleRepository
+from rollout.store import RolloutRunRow
 from tests.e2e.loop import (
     REPO,
     deliver,
@@ -78,7 +80,14 @@ def test_a_worker_killed_mid_rollout_is_replaced_and_the_trajectory_stored_once(
     assert "davinci-rollouts: rollout textkit-dev/textkit" in taken_over, \
         "the second worker ran the abandoned rollout"
     comment = [c.body for c in sim.comments_on(REPO, 2)]
-    assert len(comment) == 1 and "accepted with score 1.00" in comment[0]
+    assert len(comment) == 1 and "**Rollout:** accepted (score 1.00)" in comment[0]
+    database = Database(env["DATABASE_URL"])
+    try:
+        with database.session() as session:
+            run = session.get(RolloutRunRow, abandoned)
+            assert run is not None and (run.state, run.attempts) == ("accepted", 2)
+    finally:
+        database.dispose()
     subprocess.run([sys.executable, "-m", "bot", "sandbox", "gc"], env=env, check=True,
                    capture_output=True)  # the killed rollout's container, if any
 
@@ -126,4 +135,4 @@ def test_redis_restarted_or_down_between_deliveries_loses_nothing(
     assert (1, 2, 4) in stored and (3, 5, 6) in stored
     assert idle(redis) and failed_jobs(redis) == []
     final = [c.body for c in sim.comments_on(REPO, 4)]
-    assert len(final) == 1 and "accepted with score 1.00" in final[0]
+    assert len(final) == 1 and "**Rollout:** accepted (score 1.00)" in final[0]

@@ -11,6 +11,7 @@ from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.checks import refresh_check
 from bot.github import app_client
 from bot.runtime import Runtime
 from bot.status import ContentLimiter, LinkView, PRStatus, Published, RolloutView, publish
@@ -102,7 +103,8 @@ def set_progress(redis: Redis, chain: ChainRow | Any, state: str, stage: int | N
 
 def refresh(runtime: Runtime, client: Github, repository: str, number: int,
             config: RepoConfig | None = None, config_problem: str | None = None) -> Published:
-    """Render the PR's status from the database and publish it (edit in place)."""
+    """Render the PR's status from the database and publish it (edit in place): the comment,
+    and the check run when the repository asks for one."""
     with runtime.db.session() as session:
         status = build_status(session, runtime.redis, repository, number, config,
                               config_problem)
@@ -110,4 +112,5 @@ def refresh(runtime: Runtime, client: Github, repository: str, number: int,
     limiter = ContentLimiter(runtime.redis, repository.split("/")[0])
     published = publish(issue, status, bot_login(runtime), runtime.redis, limiter)
     log.info("status.published", repo=repository, pr=number, action=published.action)
+    refresh_check(runtime, client, status, config, limiter)
     return published

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 uv=(uv)
 command -v uv >/dev/null 2>&1 || uv=(python3 -m uv)
 common=(--python-version 3.11 --universal --generate-hashes --native-tls --quiet "$@")
-"${uv[@]}" pip compile pyproject.toml "${common[@]}" -o requirements/runtime.txt
-"${uv[@]}" pip compile pyproject.toml --extra dev -c requirements/runtime.txt "${common[@]}" \
-  -o requirements/dev.txt
+# The whole set first, then the runtime part held to the same versions: the image runs exactly
+# what the tests ran.
+"${uv[@]}" pip compile pyproject.toml --extra dev "${common[@]}" -o requirements/dev.txt
+"${uv[@]}" pip compile pyproject.toml -c requirements/dev.txt "${common[@]}" \
+  -o requirements/runtime.txt
 echo "lock: requirements/runtime.txt and requirements/dev.txt are up to date" >&2

@@ -83,7 +83,8 @@ def publish_check(repo: GhRepository, head_sha: str, app_id: int, status: PRStat
                   redis: Redis, limiter: ContentLimiter | None = None) -> CheckPublished:
     """Create or edit the check run of ``status.number`` on its merge commit ``head_sha``."""
     view = check_view(status)
-    output = {"title": view.title, "summary": view.summary}
+    output: dict[str, str | list[dict[str, str | int]]] = {"title": view.title,
+                                                           "summary": view.summary}
     with pr_lock(redis, status.repository, status.number):
         existing = find_check_run(repo, head_sha, app_id)
         if existing is not None:
@@ -111,15 +112,15 @@ def refresh_check(runtime: Runtime, client: Github, status: PRStatus,
     if config is None:
         source = GitHubSource(client, repository, runtime.settings.data_dir)
         config = parse_config(source.config_text()).config
-    if not config.check_run:
+    app_id = runtime.settings.github_app_id
+    if not config.check_run or not app_id:  # without an App id there is no client either
         return None
     with runtime.db.session() as session:
         pr = session.get(PullRequestRow, (repository, status.number))
         merge_commit = pr.merge_commit if pr is not None else None
     if not merge_commit:
         return None
-    published = publish_check(client.get_repo(repository), merge_commit,
-                              int(runtime.settings.github_app_id), status, runtime.redis,
-                              limiter)
+    published = publish_check(client.get_repo(repository), merge_commit, int(app_id), status,
+                              runtime.redis, limiter)
     log.info("check.published", repo=repository, pr=status.number, action=published.action)
     return published

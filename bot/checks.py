@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from github import Github
+from github import Github, GithubException
 from github.Repository import Repository as GhRepository
 from redis import Redis
 
@@ -120,7 +120,17 @@ def refresh_check(runtime: Runtime, client: Github, status: PRStatus,
         merge_commit = pr.merge_commit if pr is not None else None
     if not merge_commit:
         return None
-    published = publish_check(client.get_repo(repository), merge_commit, int(app_id), status,
-                              runtime.redis, limiter)
+    try:
+        published = publish_check(client.get_repo(repository), merge_commit, int(app_id),
+                                  status, runtime.redis, limiter)
+    except GithubException as exc:
+        if exc.status != 403:
+            raise
+        # An installation made before the App asked for `checks: write` has not granted it
+        # yet: the comment stands, and retrying the job would not change GitHub's answer.
+        log.warning("check.forbidden", repo=repository, pr=status.number,
+                    hint="the installation has not granted the App `checks: write`; an "
+                         "owner accepts it under the installation's settings")
+        return None
     log.info("check.published", repo=repository, pr=status.number, action=published.action)
     return published

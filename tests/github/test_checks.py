@@ -114,6 +114,17 @@ def test_another_apps_check_of_the_same_name_is_left_alone(
     assert runs[1].output["title"] == "Not in a chain yet"
 
 
+def test_an_installation_without_the_checks_permission_keeps_its_comment(
+        runtime: Runtime, github_sim: GitHubSimulator, git_repo: GitRepo) -> None:
+    github_sim.inject("GET", r"/check-runs$", 403, times=10,
+                      body={"message": "Resource not accessible by integration"})
+    client, head = mined_chain(runtime, github_sim, git_repo, "check_run: true\n")
+    assert "#20 → **#21**" in github_sim.comments_on(REPO, 21)[0].body
+    assert github_sim.check_runs == {}
+    assert github_sim.requests_to("POST", r"/check-runs$") == []
+    assert len(github_sim.requests_to("GET", r"/check-runs$")) == 2  # one try per mined PR
+
+
 CHAIN = PRStatus(repository=REPO, number=21, chain_id="c1", chain_prs=(20, 21), eligible=True,
                  eligibility="2 pull requests, 2 with tests")
 

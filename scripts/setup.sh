@@ -16,8 +16,16 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The Python side installs the pinned versions of requirements/dev.txt (see scripts/lock.sh),
+# then the project itself without resolving again. It is skipped when the project imports and
+# neither pyproject.toml nor the lock changed since the last install here.
+stamp=build/setup.stamp
+wanted="$(cat pyproject.toml requirements/dev.txt | sha256sum | cut -d' ' -f1) $(command -v python3)"
 if ! python3 -c 'import bot, pytest, ruff' >/dev/null 2>&1 \
-   || [ pyproject.toml -nt "$(python3 -c 'import bot,os;print(os.path.dirname(bot.__file__))' 2>/dev/null || echo /nonexistent)" ]; then
-  echo "setup: installing the Python project and its development tools" >&2
-  python3 -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+   || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "setup: installing the locked Python dependencies and the project" >&2
+  pip=(python3 -m pip install -q --disable-pip-version-check)
+  { "${pip[@]}" -r requirements/dev.txt && "${pip[@]}" --no-deps -e .; } 2>&1 \
+    | { grep -v "Running pip as the 'root' user" || true; }
+  mkdir -p build && echo "$wanted" > "$stamp"
 fi

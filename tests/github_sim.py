@@ -37,6 +37,7 @@ SECONDARY_MESSAGE = ("You have exceeded a secondary rate limit. Please wait a fe
                      "you try again. If you reach out to GitHub Support for help, please include "
                      "the request ID 0000:0000:0000000:0000000:00000000.")
 TOKEN_TTL = timedelta(hours=1)
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
 def iso(moment: datetime) -> str:
@@ -108,6 +109,26 @@ class SimComment:
     user_type: str
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass
+class SimCheckRun:
+    """A check run on a commit, as the App created it (or another App, for tests)."""
+
+    id: int
+    repository: str
+    head_sha: str
+    name: str
+    status: str
+    conclusion: str | None
+    output: dict[str, Any]
+    app_id: int
+    started_at: datetime
+    completed_at: datetime | None
+    details_url: str | None = None
+    external_id: str | None = None
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    """Every body the App sent for this run (the create, then each update), in order."""
 
 
 @dataclass
@@ -212,6 +233,7 @@ class GitHubSimulator:
         self.installations: dict[int, Installation] = {}
         self.repos: dict[str, SimRepo] = {}
         self.comments: dict[int, SimComment] = {}
+        self.check_runs: dict[int, SimCheckRun] = {}
         self.tokens: dict[str, tuple[int, datetime]] = {}
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
@@ -221,6 +243,7 @@ class GitHubSimulator:
         """Where redeliveries are sent (the App's webhook URL), signed with webhook_secret."""
         self.webhook_secret = ""
         self._next_comment_id = 1_000_000
+        self._next_check_run_id = 5_000_000
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -399,6 +422,23 @@ class GitHubSimulator:
         return sorted((c for c in self.comments.values()
                        if c.repository.lower() == repository.lower()
                        and c.issue_number == number), key=lambda c: c.id)
+
+    def check_runs_on(self, repository: str, sha: str) -> list[SimCheckRun]:
+        return sorted((r for r in self.check_runs.values()
+                       if r.repository.lower() == repository.lower() and r.head_sha == sha),
+                      key=lambda r: r.id)
+
+    def add_check_run(self, repository: str, head_sha: str, name: str, app_id: int,
+                      conclusion: str = "success") -> SimCheckRun:
+        """A completed check run made by some App (``app_id``), e.g. another App's."""
+        now = datetime.now(UTC)
+        with self._lock:
+            self._next_check_run_id += 1
+            run = SimCheckRun(self._next_check_run_id, self.repo(repository).full_name,
+                              head_sha, name, "completed", conclusion,
+                              {"title": name, "summary": ""}, app_id, now, now)
+            self.check_runs[run.id] = run
+        return run
 
     # -- authentication
 
@@ -609,8 +649,12 @@ class GitHubSimulator:
 
     def pull_files(self, repo: SimRepo, pull: SimPull) -> list[dict[str, Any]]:
         """The PR's files as GitHub lists them: the diff of the merge against its base."""
+        return self.diff_files(repo, pull.base_sha, pull.merge_commit_sha)
+
+    def diff_files(self, repo: SimRepo, old: str, new: str) -> list[dict[str, Any]]:
+        """The files changed from commit ``old`` to ``new``, as GitHub lists them."""
         listing = repo.git("diff", "--no-color", "-M", "--raw", "--numstat", "-z",
-                           pull.base_sha, pull.merge_commit_sha).stdout.decode(errors="replace")
+                           old, new).stdout.decode(errors="replace")
         entries = _parse_raw_numstat(listing)
         result = []
         for entry in entries:
@@ -621,13 +665,13 @@ class GitHubSimulator:
                 "sha": blob, "filename": path, "status": status,
                 "additions": entry["additions"], "deletions": entry["deletions"],
                 "changes": entry["additions"] + entry["deletions"],
-                "blob_url": f"{self.url}/{repo.full_name}/blob/{pull.merge_commit_sha}/{path}",
-                "raw_url": f"{self.url}/{repo.full_name}/raw/{pull.merge_commit_sha}/{path}",
-                "contents_url": f"{base}/contents/{path}?ref={pull.merge_commit_sha}"}
+                "blob_url": f"{self.url}/{repo.full_name}/blob/{new}/{path}",
+                "raw_url": f"{self.url}/{repo.full_name}/raw/{new}/{path}",
+                "contents_url": f"{base}/contents/{path}?ref={new}"}
             if old_path is not None:
                 item["previous_filename"] = old_path
             if not entry["binary"]:
-                patch = _patch_body(repo, pull, path, old_path)
+                patch = _patch_body(repo, old, new, path, old_path)
                 if patch:
                     item["patch"] = patch
             result.append(item)
@@ -679,10 +723,10 @@ def _parse_raw_numstat(listing: str) -> list[dict[str, Any]]:
     return raw
 
 
-def _patch_body(repo: SimRepo, pull: SimPull, path: str, old_path: str | None) -> str:
+def _patch_body(repo: SimRepo, old: str, new: str, path: str, old_path: str | None) -> str:
     """The hunks of one file's diff, starting at the first `@@` line (GitHub's `patch`)."""
     paths = [old_path, path] if old_path else [path]
-    diff = repo.git("diff", "--no-color", "-M", pull.base_sha, pull.merge_commit_sha, "--",
+    diff = repo.git("diff", "--no-color", "-M", old, new, "--",
                     *paths).stdout.decode(errors="replace")
     start = diff.find("\n@@")
     if start < 0:
@@ -925,6 +969,12 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$"), "create_comment"),
     ("GET", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/comments/(\d+)$"), "get_comment"),
     ("PATCH", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/comments/(\d+)$"), "update_comment"),
+    ("POST", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs$"), "create_check_run"),
+    ("GET", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs/(\d+)$"), "get_check_run"),
+    ("PATCH", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs/(\d+)$"), "update_check_run"),
+    ("GET", re.compile(r"^/repos/([^/]+)/([^/]+)/commits/([^/]+)$"), "get_commit"),
+    ("GET", re.compile(r"^/repos/([^/]+)/([^/]+)/commits/([^/]+)/check-runs$"),
+     "list_check_runs_for_ref"),
 ]
 
 
@@ -1231,6 +1281,149 @@ class _Routes:
         comment.body = _Routes._body_text(call)
         comment.updated_at = datetime.now(UTC)
         return 200, _Routes._comment_json(call, comment), {}
+
+    # -- check runs (GitHub's Checks API: only the App that created a run may change it)
+
+    CHECK_STATUSES = ("queued", "in_progress", "completed")
+    CHECK_CONCLUSIONS = ("action_required", "cancelled", "failure", "neutral", "success",
+                         "skipped", "timed_out")
+
+    @staticmethod
+    def _check_run_json(call: _Call, run: SimCheckRun) -> dict[str, Any]:
+        base = f"{call.sim.url}/repos/{run.repository}"
+        app = call.sim.app_json()
+        if run.app_id != call.sim.app_id:
+            app = {**app, "id": run.app_id, "slug": f"app-{run.app_id}",
+                   "node_id": f"A_{run.app_id}", "name": f"App {run.app_id}"}
+        output = {"title": run.output.get("title"), "summary": run.output.get("summary"),
+                  "text": run.output.get("text"), "annotations_count": 0,
+                  "annotations_url": f"{base}/check-runs/{run.id}/annotations"}
+        return {"id": run.id, "head_sha": run.head_sha, "node_id": f"CR_{run.id}",
+                "external_id": run.external_id or "", "url": f"{base}/check-runs/{run.id}",
+                "html_url": f"{call.sim.url}/{run.repository}/runs/{run.id}",
+                "details_url": run.details_url or app["html_url"], "status": run.status,
+                "conclusion": run.conclusion, "started_at": iso(run.started_at),
+                "completed_at": iso(run.completed_at) if run.completed_at else None,
+                "output": output, "name": run.name,
+                "check_suite": {"id": _id_for(f"{run.repository}@{run.head_sha}")},
+                "app": app, "pull_requests": []}
+
+    @staticmethod
+    def _commit_sha(repo: SimRepo, ref: str) -> str:
+        found = repo.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        if found.returncode != 0:
+            raise ApiError(422, f"No commit found for SHA: {ref}")
+        return found.stdout.decode().strip()
+
+    @staticmethod
+    def _check_fields(call: _Call, run: SimCheckRun | None) -> dict[str, Any]:
+        """The body's fields, checked as GitHub does; the run's state once they apply."""
+        body = call.body if isinstance(call.body, dict) else {}
+        for name in (("name", "head_sha") if run is None else ()):
+            if not isinstance(body.get(name), str) or not body[name]:
+                raise ApiError(422, f'Invalid request.\n\n"{name}" wasn\'t supplied.')
+        status = body.get("status", run.status if run else "queued")
+        conclusion = body.get("conclusion", run.conclusion if run else None)
+        if status not in _Routes.CHECK_STATUSES:
+            raise ApiError(422, f"Invalid request.\n\n{status!r} is not a member of the "
+                                f"status enum.")
+        if conclusion is not None:
+            if conclusion not in _Routes.CHECK_CONCLUSIONS:
+                raise ApiError(422, f"Invalid request.\n\n{conclusion!r} is not a member "
+                                    f"of the conclusion enum.")
+            status = "completed"  # GitHub: a conclusion completes the run
+        elif status == "completed":
+            raise ApiError(422, "Invalid request.\n\nNo conclusion was given for a "
+                                "completed check run.")
+        output = body.get("output", run.output if run else {})
+        if "output" in body:
+            if not isinstance(output, dict) or not isinstance(output.get("title"), str) \
+                    or not isinstance(output.get("summary"), str):
+                raise ApiError(422, 'Invalid request.\n\n"title" and "summary" are required '
+                                    "in output.")
+            if len(output["summary"]) > 65535 or len(output.get("text") or "") > 65535:
+                raise ApiError(422, "Validation Failed", extra={"errors": [{
+                    "resource": "CheckRun", "code": "custom", "field": "output",
+                    "message": "Output summary and text are each limited to 65535 "
+                               "characters"}]})
+        return {"status": status, "conclusion": conclusion, "output": dict(output)}
+
+    @staticmethod
+    def create_check_run(call: _Call, owner: str, name: str) -> Answer:
+        repo = call.repo(owner, name)
+        fields = _Routes._check_fields(call, None)
+        sha = _Routes._commit_sha(repo, call.body["head_sha"])
+        if sha != call.body["head_sha"]:
+            raise ApiError(422, f"No commit found for SHA: {call.body['head_sha']}")
+        now = datetime.now(UTC)
+        with call.sim._lock:
+            call.sim._next_check_run_id += 1
+            run = SimCheckRun(call.sim._next_check_run_id, repo.full_name, sha,
+                              call.body["name"], fields["status"], fields["conclusion"],
+                              fields["output"], call.sim.app_id, now,
+                              now if fields["status"] == "completed" else None,
+                              call.body.get("details_url"), call.body.get("external_id"),
+                              [call.body])
+            call.sim.check_runs[run.id] = run
+        return 201, _Routes._check_run_json(call, run), {}
+
+    @staticmethod
+    def _check_run(call: _Call, owner: str, name: str, run_id: str) -> SimCheckRun:
+        repo = call.repo(owner, name)
+        run = call.sim.check_runs.get(int(run_id))
+        if run is None or run.repository.lower() != repo.full_name.lower():
+            raise ApiError(404, "Not Found")
+        return run
+
+    @staticmethod
+    def get_check_run(call: _Call, owner: str, name: str, run_id: str) -> Answer:
+        return 200, _Routes._check_run_json(call, _Routes._check_run(call, owner, name,
+                                                                     run_id)), {}
+
+    @staticmethod
+    def update_check_run(call: _Call, owner: str, name: str, run_id: str) -> Answer:
+        run = _Routes._check_run(call, owner, name, run_id)
+        if run.app_id != call.sim.app_id:
+            raise ApiError(403, "Resource not accessible by integration")
+        fields = _Routes._check_fields(call, run)
+        with call.sim._lock:
+            if fields["status"] == "completed" and run.completed_at is None:
+                run.completed_at = datetime.now(UTC)
+            run.status, run.conclusion, run.output = (fields["status"], fields["conclusion"],
+                                                      fields["output"])
+            run.name = call.body.get("name", run.name)
+            run.sent.append(call.body)
+        return 200, _Routes._check_run_json(call, run), {}
+
+    @staticmethod
+    def get_commit(call: _Call, owner: str, name: str, ref: str) -> Answer:
+        """One commit with its stats and files (the diff against its first parent)."""
+        repo = call.repo(owner, name)
+        sha = _Routes._commit_sha(repo, ref)
+        data = call.sim.commit_json(repo, sha)
+        parent = data["parents"][0]["sha"] if data["parents"] else EMPTY_TREE
+        files = call.sim.diff_files(repo, parent, sha)[:300]
+        additions = sum(f["additions"] for f in files)
+        deletions = sum(f["deletions"] for f in files)
+        data.update(stats={"total": additions + deletions, "additions": additions,
+                           "deletions": deletions}, files=files)
+        return 200, data, {}
+
+    @staticmethod
+    def list_check_runs_for_ref(call: _Call, owner: str, name: str, ref: str) -> Answer:
+        repo = call.repo(owner, name)
+        runs = call.sim.check_runs_on(repo.full_name, _Routes._commit_sha(repo, ref))
+        wanted_name, wanted_status = call.param("check_name"), call.param("status")
+        app_id = call.param("app_id")
+        runs = [r for r in runs if (wanted_name is None or r.name == wanted_name)
+                and (wanted_status is None or r.status == wanted_status)
+                and (app_id is None or str(r.app_id) == app_id)]
+        if call.param("filter", "latest") == "latest":  # the newest run per name and App
+            newest = {(r.name, r.app_id): r for r in runs}
+            runs = sorted(newest.values(), key=lambda r: r.id)
+        runs.reverse()
+        page, headers = call.paginate([_Routes._check_run_json(call, r) for r in runs])
+        return 200, {"total_count": len(runs), "check_runs": page}, headers
 
     @staticmethod
     def graphql(call: _Call) -> Answer:

@@ -15,7 +15,7 @@ from bot.runtime import Runtime
 
 
 def _status_after_mining(runtime: Runtime, client: Github, outcome: mining.MiningOutcome) -> None:
-    if outcome.skipped or not outcome.comment:
+    if outcome.skipped:
         return
     problem = outcome.config_problem
     if problem and not runtime.redis.set(_reported_key(outcome.repository, problem), "1",

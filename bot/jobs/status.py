@@ -12,6 +12,7 @@ from requests import RequestException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.checks import refresh_check
 from bot.github import app_client
 from bot.runtime import Runtime
 from bot.status import ContentLimiter, LinkView, PRStatus, Published, Trajectory, publish
@@ -79,20 +80,22 @@ def _trajectory(session: Session, state: ChainState) -> Trajectory | None:
 
 def refresh(runtime: Runtime, client: Github, repository: str, number: int,
             config: RepoConfig | None = None, config_problem: str | None = None) -> Published:
-    """Render the PR's status from the database and publish it (edit in place). A comment is
-    created only where it tells something (a chain, an exclusion, a broken configuration),
-    unless `comment_unchained: true`; one that exists is always kept true."""
-    config = config or RepoConfig()
-    if not config.comment:
-        return Published("skipped", 0)
+    """Render the PR's status from the database and publish it: the comment (edited in place;
+    created only where it tells something — a chain, an exclusion, a broken configuration —
+    unless `comment_unchained: true`, and none with `comment: false`), and the check run when
+    the repository asks for one (``config`` None: read from the repository)."""
+    given, config = config, config or RepoConfig()
     with runtime.db.session() as session:
         status = build_status(session, repository, number, config, config_problem)
-    issue = client.get_repo(repository).get_issue(number)
     limiter = ContentLimiter(runtime.redis, repository.split("/")[0])
-    create = status.worth_a_comment or config.comment_unchained
-    published = publish(issue, status, bot_login(runtime), runtime.redis, limiter,
-                        create=create)
-    log.info("status.published", repo=repository, pr=number, action=published.action)
+    published = Published("skipped", 0)
+    if config.comment:
+        issue = client.get_repo(repository).get_issue(number)
+        create = status.worth_a_comment or config.comment_unchained
+        published = publish(issue, status, bot_login(runtime), runtime.redis, limiter,
+                            create=create)
+        log.info("status.published", repo=repository, pr=number, action=published.action)
+    refresh_check(runtime, client, status, given, limiter)
     return published
 
 

@@ -199,9 +199,11 @@ def _queues(runtime: Runtime) -> dict[str, Any]:
             for job in queue.job_class.fetch_many(
                     scheduled.get_job_ids(0, FAILED_JOBS_SHOWN - 1), connection=runtime.redis):
                 if job is not None:
-                    retrying_jobs.append({"id": job.id, "queue": name, "function": job.func_name,
-                                          "status": _rq_status(job),
-                                          "error": _last_error(job)})
+                    retrying_jobs.append({"id": job.id, "queue": name, "function": job.func_name})
+        with runtime.db.session() as session:  # rq keeps no error of a retried job; a run does
+            statuses = job_statuses(session, runtime.redis, [j["id"] for j in retrying_jobs])
+        for job_row in retrying_jobs:
+            job_row["status"] = statuses[job_row["id"]]
         return {"reachable": True, "queues": queues, "failed_jobs": failed_jobs,
                 "retrying_jobs": retrying_jobs, "workers": _workers(runtime)}
     except RedisError as exc:

@@ -85,9 +85,9 @@ def repository_funnel(repository: str, chains: Sequence[ChainRow],
                       states: Mapping[str, ChainState]) -> RepositoryFunnel:
     """The funnel of one repository's ``chains`` (two or more PRs), from their states."""
     eligible = [chain for chain in chains if chain.eligible]
-    ended = [states[chain.id] for chain in chains if states[chain.id].name in ENDED]
+    ended = [states[chain.id] for chain in chains if _rolled_out(states[chain.id])]
     waiting = Counter(states[chain.id].name if states[chain.id].live else "not rolled out yet"
-                      for chain in eligible if states[chain.id].name not in ENDED)
+                      for chain in eligible if not _rolled_out(states[chain.id]))
     unready = len(chains) - len(eligible)
     rolled = funnel([{"reason": state.reason, "eligible": state.name in ("accepted", "rejected"),
                       "accepted": state.name == "accepted"} for state in ended], {})
@@ -97,6 +97,11 @@ def repository_funnel(repository: str, chains: Sequence[ChainRow],
              {"not eligible by mining": unready} if unready else {}),
         Step("rolled out", len(ended), dict(waiting.most_common(TOP))),
         *rolled.steps[1:]))
+
+
+def _rolled_out(state: ChainState) -> bool:
+    """A run of the chain ended (mining's own "not eligible" has no run)."""
+    return state.run_id is not None and state.name in ENDED
 
 
 def _reasons(verdicts: Any) -> dict[str, int]:

@@ -38,8 +38,7 @@ def list_runs(runtime: Runtime, repository: str | None, limit: int, as_json: boo
                    f"({view.length} PRs)  {view.policy}")
         click.echo(f"    {view.text}")
         if view.record_id:
-            click.echo(f"    record {view.record_id[:16]} (davinci corpus show "
-                       f"{view.record_id[:16]})")
+            click.echo(f"    record: davinci corpus show {view.record_id[:16]}")
 
 
 @rollouts_group.command("show")

@@ -46,8 +46,8 @@ def _register() -> None:
     from bot.commands import app, chains, corpus, mining, rollout, rollouts, run, sandbox, server
 
     for command in (*server.COMMANDS, *chains.COMMANDS, *mining.COMMANDS, *rollout.COMMANDS,
-                    *rollouts.COMMANDS, *run.COMMANDS, *corpus.COMMANDS, *sandbox.COMMANDS,
-                    *app.COMMANDS):
+                    *run.COMMANDS, *corpus.COMMANDS, *sandbox.COMMANDS, *app.COMMANDS,
+                    *rollouts.COMMANDS):
         main.add_command(command)
 
 

@@ -43,10 +43,11 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from bot.commands import app, chains, corpus, mining, rollout, run, sandbox, server
+    from bot.commands import app, chains, corpus, mining, rollout, rollouts, run, sandbox, server
 
     for command in (*server.COMMANDS, *chains.COMMANDS, *mining.COMMANDS, *rollout.COMMANDS,
-                    *run.COMMANDS, *corpus.COMMANDS, *sandbox.COMMANDS, *app.COMMANDS):
+                    *run.COMMANDS, *corpus.COMMANDS, *sandbox.COMMANDS, *app.COMMANDS,
+                    *rollouts.COMMANDS):
         main.add_command(command)
 
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.models import Delivery, Installation, Repository
 from bot.runtime import QUEUES, Runtime
+from rollout.state import minute, run_state
+from rollout.store import RolloutRunRow
 
 RECENT_DELIVERIES = 50
 FAILED_JOBS_SHOWN = 20
 CHAINS_SHOWN = 100
+ROLLOUTS_SHOWN = 50
 
 
 def collect(runtime: Runtime) -> dict[str, Any]:
@@ -23,7 +29,7 @@ def collect(runtime: Runtime) -> dict[str, Any]:
         data: dict[str, Any] = {
             "installations": _installations(session),
             "repositories": _repositories(session),
-            "deliveries": _deliveries(session),
+            "deliveries": _deliveries(session, runtime.redis),
             "delivery_outcomes": _delivery_outcomes(session),
         }
         for name, section in _domain_sections():
@@ -34,15 +40,45 @@ def collect(runtime: Runtime) -> dict[str, Any]:
 
 def _domain_sections() -> list[tuple[str, Any]]:
     """Sections owned by the domain packages, each a function of a session."""
-    return [("chains", _chains), ("corpus", _corpus)]
+    return [("chains", _chains), ("rollouts", _rollouts), ("funnel", _funnel),
+            ("corpus", _corpus)]
 
 
 def _chains(session: Session) -> list[dict[str, Any]]:
-    from chains.queries import chain_rows
+    from chains.queries import chain_document, chain_rows
+    from rollout.state import chain_states, mining_reasons
 
     rows = sorted(chain_rows(session), key=lambda r: (-len(r.prs), r.repository, r.id))
+    shown = rows[:CHAINS_SHOWN]
+    documents = [chain_document(session, row) for row in shown]
+    states = chain_states(session, shown, mining_reasons(documents))
     return [{"id": r.id, "repository": r.repository, "prs": list(r.prs),
-             "kinds": list(r.kinds), "eligible": r.eligible} for r in rows[:CHAINS_SHOWN]]
+             "kinds": list(r.kinds), "eligible": r.eligible, "why": doc["why"],
+             "state": states[r.id].name, "state_text": states[r.id].describe()}
+            for r, doc in zip(shown, documents, strict=True)]
+
+
+def _rollouts(session: Session) -> list[dict[str, Any]]:
+    from bot.runs import run_views
+    from rollout.store import recent_runs
+
+    return [view.to_json() for view in run_views(session, recent_runs(session, ROLLOUTS_SHOWN))]
+
+
+def _funnel(session: Session) -> list[dict[str, Any]]:
+    """Per repository: chains mined -> eligible (mining) -> rolled out -> environment built ->
+    eligible -> accepted."""
+    from bot.funnel import repository_funnel
+    from chains.queries import chain_rows
+    from rollout.state import chain_states
+
+    rows = chain_rows(session)
+    states = chain_states(session, rows)
+    by_repository = defaultdict(list)
+    for row in rows:
+        by_repository[row.repository].append(row)
+    return [repository_funnel(name, chains, states).to_json()
+            for name, chains in sorted(by_repository.items())]
 
 
 def _corpus(session: Session) -> dict[str, Any]:
@@ -90,13 +126,52 @@ def _repositories(session: Session) -> list[dict[str, Any]]:
             for r in session.scalars(select(Repository).order_by(Repository.full_name))]
 
 
-def _deliveries(session: Session) -> list[dict[str, Any]]:
-    rows = session.scalars(select(Delivery).order_by(Delivery.received_at.desc())
-                           .limit(RECENT_DELIVERIES))
+def _deliveries(session: Session, redis: Redis) -> list[dict[str, Any]]:
+    rows = list(session.scalars(select(Delivery).order_by(Delivery.received_at.desc())
+                                .limit(RECENT_DELIVERIES)))
+    statuses = job_statuses(session, redis, [job for d in rows for job in d.job_ids or []])
     return [{"id": d.id, "event": d.event, "action": d.action, "repository": d.repository,
              "status": d.status, "outcome": d.outcome, "jobs": list(d.job_ids or []),
+             "job_statuses": [{"id": job, "status": statuses[job]} for job in d.job_ids or []],
              "received_at": d.received_at.isoformat() if d.received_at else None}
             for d in rows]
+
+
+def job_statuses(session: Session, redis: Redis, job_ids: list[str]) -> dict[str, str]:
+    """Where each job is now, in words: a rollout job by its run (`rollout.state`), any other
+    by rq (queued, running, retrying at …, failed: why, finished)."""
+    runs = {row.id: row for row in session.scalars(
+        select(RolloutRunRow).where(RolloutRunRow.id.in_(set(job_ids))))}
+    statuses = {job_id: run_state(runs[job_id]).describe() for job_id in job_ids
+                if job_id in runs}
+    others = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in runs]
+    try:
+        jobs = Job.fetch_many(others, connection=redis)
+        statuses.update({job_id: _rq_status(job) if job is not None else "no longer in Redis"
+                         for job_id, job in zip(others, jobs, strict=True)})
+    except RedisError as exc:
+        statuses.update(dict.fromkeys(others, f"unknown (Redis: {type(exc).__name__})"))
+    return statuses
+
+
+def _rq_status(job: Job) -> str:
+    status = job.get_status(refresh=False)
+    if status == JobStatus.SCHEDULED:
+        when = ScheduledJobRegistry(job.origin, connection=job.connection) \
+            .get_scheduled_time(job)
+        return f"retrying at {minute(when)}"
+    if status == JobStatus.FAILED:
+        return f"failed: {_last_error(job)}"
+    if status == JobStatus.STARTED:
+        return "running"
+    return str(status.value if status is not None else "unknown")
+
+
+def _last_error(job: Job) -> str:
+    result = job.latest_result()
+    error = (result.exc_string or "") if result is not None else ""
+    lines = error.strip().splitlines()
+    return lines[-1] if lines else "no error recorded"
 
 
 def _delivery_outcomes(session: Session) -> dict[str, int]:
@@ -107,26 +182,33 @@ def _delivery_outcomes(session: Session) -> dict[str, int]:
 def _queues(runtime: Runtime) -> dict[str, Any]:
     try:
         queues = []
-        failed_jobs = []
+        failed_jobs: list[dict[str, Any]] = []
+        retrying_jobs: list[dict[str, Any]] = []
         for name in QUEUES:
             queue = runtime.queue(name)
             failed = FailedJobRegistry(queue=queue)
+            scheduled = ScheduledJobRegistry(queue=queue)
             queues.append({"name": name, "queued": queue.count,
                            "running": StartedJobRegistry(queue=queue).count,
-                           "failed": failed.count})
+                           "retrying": scheduled.count, "failed": failed.count})
             for job in queue.job_class.fetch_many(failed.get_job_ids(0, FAILED_JOBS_SHOWN - 1),
                                                   connection=runtime.redis):
-                if job is None:
-                    continue
-                result = job.latest_result()
-                error = (result.exc_string or "") if result is not None else ""
-                failed_jobs.append({"id": job.id, "queue": name, "function": job.func_name,
-                                    "error": error.strip().splitlines()[-1:] or [""]})
+                if job is not None:
+                    failed_jobs.append({"id": job.id, "queue": name, "function": job.func_name,
+                                        "error": _last_error(job)})
+            for job in queue.job_class.fetch_many(
+                    scheduled.get_job_ids(0, FAILED_JOBS_SHOWN - 1), connection=runtime.redis):
+                if job is not None:
+                    retrying_jobs.append({"id": job.id, "queue": name, "function": job.func_name})
+        with runtime.db.session() as session:  # rq keeps no error of a retried job; a run does
+            statuses = job_statuses(session, runtime.redis, [j["id"] for j in retrying_jobs])
+        for job_row in retrying_jobs:
+            job_row["status"] = statuses[job_row["id"]]
         return {"reachable": True, "queues": queues, "failed_jobs": failed_jobs,
-                "workers": _workers(runtime)}
+                "retrying_jobs": retrying_jobs, "workers": _workers(runtime)}
     except RedisError as exc:
         return {"reachable": False, "error": type(exc).__name__, "queues": [],
-                "failed_jobs": [], "workers": []}
+                "failed_jobs": [], "retrying_jobs": [], "workers": []}
 
 
 def _workers(runtime: Runtime) -> list[dict[str, Any]]:

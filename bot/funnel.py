@@ -1,17 +1,23 @@
-"""The offline funnel: how many chains survive each step, and why the others did not.
+"""The funnel: how many chains survive each step, and why the others did not.
 
 chains mined (two or more PRs) -> environment built -> eligible after gold validation ->
 accepted. Computed from the verdicts `bot.pipeline.roll_out_chain` returns, so the report says
-exactly what the rollouts said.
+exactly what the rollouts said. The dashboard's funnel of a repository puts mining's verdict and
+the chains' states (`rollout.state`) in front: mined -> eligible (mining) -> rolled out -> …,
+so chains that were not eligible or whose rollout failed count against the acceptance rate.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from chains.store import ChainRow
+from rollout.state import ChainState
+from rollout.store import ENDED
 
 ENVIRONMENT_FAILURE = "the environment could not be built"
 TOP = 5
@@ -58,6 +64,44 @@ def funnel(verdicts: Sequence[dict[str, Any]], seconds: dict[str, float],
     with_environment = len(built)
     return Funnel(steps, {k: round(v, 1) for k, v in seconds.items()}, environments_built,
                   max(0, with_environment - environments_built))
+
+
+@dataclass(frozen=True)
+class RepositoryFunnel:
+    repository: str
+    steps: tuple[Step, ...]
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted of the chains rolled out: not eligible and failed rollouts count too."""
+        rolled_out = self.steps[2].count
+        return self.steps[-1].count / rolled_out if rolled_out else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "acceptance_rate": round(self.acceptance_rate, 3)}
+
+
+def repository_funnel(repository: str, chains: Sequence[ChainRow],
+                      states: Mapping[str, ChainState]) -> RepositoryFunnel:
+    """The funnel of one repository's ``chains`` (two or more PRs), from their states."""
+    eligible = [chain for chain in chains if chain.eligible]
+    ended = [states[chain.id] for chain in chains if _rolled_out(states[chain.id])]
+    waiting = Counter(states[chain.id].name if states[chain.id].live else "not rolled out yet"
+                      for chain in eligible if not _rolled_out(states[chain.id]))
+    unready = len(chains) - len(eligible)
+    rolled = funnel([{"reason": state.reason, "eligible": state.name in ("accepted", "rejected"),
+                      "accepted": state.name == "accepted"} for state in ended], {})
+    return RepositoryFunnel(repository, (
+        Step("chains mined", len(chains)),
+        Step("eligible (mining)", len(eligible),
+             {"not eligible by mining": unready} if unready else {}),
+        Step("rolled out", len(ended), dict(waiting.most_common(TOP))),
+        *rolled.steps[1:]))
+
+
+def _rolled_out(state: ChainState) -> bool:
+    """A run of the chain ended (mining's own "not eligible" has no run)."""
+    return state.run_id is not None and state.name in ENDED
 
 
 def _reasons(verdicts: Any) -> dict[str, int]:

@@ -9,9 +9,10 @@ chain through :func:`chain_states` and :meth:`ChainState.describe`, so they neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -52,7 +53,7 @@ class ChainState:
         if self.name == "accepted":
             return f"accepted (score {self.score or 0:.2f})"
         if self.name == "retrying":
-            when = (f"failed, retrying at {_utc(self.retry_at):%Y-%m-%d %H:%M} UTC"
+            when = (f"failed, retrying at {minute(self.retry_at)}"
                     if self.retry_at else "failed, retrying")
             return f"{when}: {self.reason}" if self.reason else when
         if self.name == "rejected" and self.score is not None:
@@ -75,11 +76,25 @@ def state_of(chain: ChainRow, run: RolloutRunRow | None,
         if not chain.eligible:  # mining's verdict; a rollout of a shorter version is history
             return ChainState("not_eligible", mining_reason or "no rollout is due")
         return ChainState("mined")
+    return run_state(run)
+
+
+def run_state(run: RolloutRunRow) -> ChainState:
+    """Where one run is (`davinci rollouts`), whether or not it is its chain's newest."""
     return ChainState(run.state, run.reason or "", stage=run.stage, stages=run.stages,
                       score=run.score, retry_at=run.retry_at, run_id=run.id,
-                      policy=run.policy, rollout_id=run.rollout_id, attempts=run.attempts,
+                      policy=run.policy, rollout_id=run.rollout_id, attempts=run.attempts or 0,
                       updated_at=run.updated_at)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def mining_reasons(documents: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Mining's own words for each chain (`chains.queries.chain_document`'s ``why``), as
+    :func:`chain_states` takes them."""
+    return {str(doc["id"]): str(doc["why"]).removeprefix("not eligible: ")
+            for doc in documents}
+
+
+def minute(moment: datetime) -> str:
+    """A moment as every surface writes it: to the minute, in UTC (naive means UTC)."""
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%d %H:%M} UTC"

@@ -147,6 +147,28 @@ def recent_runs(session: Session, limit: int = 50,
     return list(session.scalars(query))
 
 
+class AmbiguousRun(LookupError):
+    """A prefix names more than one run; ``matches`` holds their ids (up to 20)."""
+
+    def __init__(self, prefix: str, matches: list[str]) -> None:
+        super().__init__(prefix)
+        self.prefix, self.matches = prefix, matches
+
+
+def find_run(session: Session, run_id: str) -> RolloutRunRow | None:
+    """The run with this id or id prefix; None when there is none; AmbiguousRun when the
+    prefix names several."""
+    row = session.get(RolloutRunRow, run_id)
+    if row is not None:
+        return row
+    matches = session.scalars(select(RolloutRunRow).where(
+        RolloutRunRow.id.startswith(run_id, autoescape=True))
+        .order_by(RolloutRunRow.id).limit(21)).all()
+    if len(matches) > 1:
+        raise AmbiguousRun(run_id, [m.id for m in matches[:20]])
+    return matches[0] if matches else None
+
+
 def save_validation(session: Session, validation: TaskValidation) -> int:
     row = ValidationRow(chain_id=validation.chain_id, eligible=validation.eligible,
                         reason=validation.reason, result=validation.to_dict())

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from bot.runtime import Runtime
 from chains.config import CONFIG_PATH, parse_config
@@ -22,6 +23,8 @@ from chains.queries import (
     find_chain,
     pr_count,
 )
+from chains.store import ChainRow
+from rollout.state import ChainState, chain_states, mining_reasons
 
 
 def mine_local(runtime: Runtime, path: Path, since: datetime | None = None,
@@ -50,14 +53,17 @@ def mine_local(runtime: Runtime, path: Path, since: datetime | None = None,
         click.echo(f"mined {mined} new of {len(prs)} pull requests "
                    f"({len(prs) - mined} were mined before)", err=True)
     with runtime.db.session() as session:
+        rows = chain_rows(session, history.repository, parsed.config.min_chain_length)
+        unready = [chain_document(session, row, parsed.config.min_chain_length)
+                   for row in rows if not row.eligible]  # mining's why, for these only
+        states = chain_states(session, rows, mining_reasons(unready))
         return {
             "repository": history.repository,
             "pull_requests": pr_count(session, history.repository),
             "links": all_links(session, history.repository),
             "chains": [{"id": row.id, "prs": list(row.prs), "kinds": list(row.kinds),
-                        "eligible": row.eligible}
-                       for row in chain_rows(session, history.repository,
-                                             parsed.config.min_chain_length)],
+                        "eligible": row.eligible, "state": states[row.id].name,
+                        "state_text": states[row.id].describe()} for row in rows],
         }
 
 
@@ -91,8 +97,7 @@ def mine(runtime: Runtime, path: Path, since: datetime | None, limit: int | None
                f"{len(document['links'])} links, {len(document['chains'])} chains")
     for chain in document["chains"]:
         path_text = _path(chain["prs"], chain["kinds"])
-        flag = "eligible" if chain["eligible"] else "not eligible"
-        click.echo(f"  {chain['id']}  {path_text}  ({flag})")
+        click.echo(f"  {chain['id']}  {path_text}  ({chain['state_text']})")
 
 
 def _path(prs: list[int], kinds: list[str]) -> str:
@@ -117,7 +122,7 @@ def list_chains(runtime: Runtime, repository: str | None, show_all: bool,
     """List chains, longest first."""
     with runtime.db.session() as session:
         rows = chain_rows(session, repository, 1 if show_all else 2)
-        documents = [chain_document(session, row) for row in rows]
+        documents = _with_states(session, rows)
     documents.sort(key=lambda d: (-len(d["prs"]), d["repository"], d["id"]))
     if as_json:
         click.echo(json.dumps({"chains": documents}, indent=2))
@@ -129,6 +134,7 @@ def list_chains(runtime: Runtime, repository: str | None, show_all: bool,
         ends = dict.fromkeys([doc["prs"][0], doc["prs"][-1]])
         click.echo("    " + " … ".join(f"#{n} {_short(doc['titles'][str(n)])}" for n in ends))
         click.echo(f"    {doc['why']}")
+        click.echo(f"    state: {doc['state_text']}")
 
 
 @chains_group.command("show")
@@ -147,15 +153,30 @@ def show_chain(runtime: Runtime, chain_id: str, as_json: bool) -> None:
                 "more of the id:\n  " + "\n  ".join(many.matches) + more) from None
         if row is None:
             raise click.ClickException(f"no chain {chain_id!r} (see `davinci chains list`)")
-        doc = chain_document(session, row)
+        [doc] = _with_states(session, [row])
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     click.echo(f"chain {doc['id']} in {doc['repository']} ({doc['why']})")
+    click.echo(f"  state: {doc['state_text']}")
+    if doc["run"]:
+        click.echo(f"  rollout: davinci rollouts show {doc['run']}")
     click.echo(f"  1. #{doc['prs'][0]} {doc['titles'][str(doc['prs'][0])]}")
     for index, link in enumerate(doc["links"], start=2):
         click.echo(f"  {index}. #{link['to']} {doc['titles'][str(link['to'])]}")
         click.echo(f"       {link['kind']} #{link['from']}: {link['evidence']}")
+
+
+def _with_states(session: Session, rows: list[ChainRow]) -> list[dict[str, Any]]:
+    """Each chain's document with its state (`rollout.state`): `state`, `state_text` and the
+    `run` that state comes from."""
+    documents = [chain_document(session, row) for row in rows]
+    states = chain_states(session, rows, mining_reasons(documents))
+    return [{**doc, **_state_fields(states[doc["id"]])} for doc in documents]
+
+
+def _state_fields(state: ChainState) -> dict[str, Any]:
+    return {"state": state.name, "state_text": state.describe(), "run": state.run_id}
 
 
 def _short(title: str, width: int = 48) -> str:

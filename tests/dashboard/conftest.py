@@ -15,6 +15,7 @@ from bot.settings import Settings
 from chains.store import ChainRow
 from corpus.store import append, record_rejection
 from tests.corpus.records import make_record
+from tests.states import Arranged, arrange_states
 
 TOKEN = "dashboard-token-for-tests"
 
@@ -47,3 +48,14 @@ def populated(runtime: Runtime) -> Runtime:
 @pytest.fixture
 def app(populated: Runtime) -> Flask:
     return create_app(runtime=populated)
+
+
+@pytest.fixture
+def states(runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Arranged:
+    """Chains accepted, not eligible (two ways), retrying (a real failed job), untouched."""
+    return arrange_states(runtime, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def states_app(runtime: Runtime, states: Arranged) -> Flask:
+    return create_app(runtime=runtime)

@@ -137,6 +137,14 @@ def heal(runtime: Runtime) -> None:
 
 
 def run_worker(runtime: Runtime, queue_names: tuple[str, ...], burst: bool) -> None:
+    """Check the prerequisites (bot.doctor.worker_prerequisites: refuse to start without
+    them, rather than fail every job later), then work. rq logs through the standard
+    library's root handler that bot.logs installs, so in DAVINCI_LOG_FORMAT's format."""
+    from bot.doctor import require, worker_prerequisites
+
+    for warning in require("worker", worker_prerequisites(runtime.settings, queue_names)):
+        log.warning("worker.prerequisite", check=warning.name, detail=warning.detail,
+                    fix=warning.fix)
     runtime.db  # noqa: B018 - create the schema before the first job
     abandoned_after = runtime.settings.abandoned_after
     queues = [runtime.queue(name) for name in queue_names]

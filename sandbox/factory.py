@@ -1,4 +1,4 @@
-"""Choosing a backend: Docker when an engine answers, the local backend only when allowed."""
+"""Choosing a backend: Docker, or the local backend when asked for by name."""
 
 from __future__ import annotations
 
@@ -21,6 +21,20 @@ class LocalSandboxWarning(UserWarning):
     """Repository code is about to run on this machine with weak isolation."""
 
 
+def engine_address() -> str:
+    """Where the Docker client looks for an engine (`DOCKER_HOST`, else the local socket)."""
+    from docker.utils import kwargs_from_env
+
+    return str(kwargs_from_env().get("base_url") or "unix:///var/run/docker.sock")
+
+
+def no_engine() -> SandboxUnavailable:
+    """The refusal when no engine answers: what failed and the two ways on."""
+    return SandboxUnavailable(f"no Docker engine answers at {engine_address()}: start it, or "
+                              "set DAVINCI_SANDBOX=local to run repository code on this "
+                              "machine")
+
+
 def docker_available() -> bool:
     from sandbox.docker import client
 
@@ -31,24 +45,20 @@ def docker_available() -> bool:
     return True
 
 
-def choose_backend(requested: str | None, allow_local: bool = True) -> str:
-    """`docker` or `local`. None means docker when an engine answers.
+def choose_backend(requested: str | None, allow_local: bool = False) -> str:
+    """`docker` unless the local backend was asked for by name (DAVINCI_SANDBOX=local):
+    repository code never runs on this machine because an engine happened not to answer.
 
-    Server mode passes ``allow_local=False``: then the local backend is refused unless it was
-    asked for by name (DAVINCI_SANDBOX=local).
+    Raises :class:`SandboxUnavailable` (see :func:`no_engine`) when docker is meant and no
+    engine answers. ``allow_local`` is kept for callers and changes nothing: the local
+    backend is chosen only by ``requested``.
     """
-    if requested == "docker":
-        return "docker"
+    del allow_local
     if requested == "local":
         return "local"
-    if docker_available():
-        return "docker"
-    if not allow_local:
-        raise SandboxUnavailable("no Docker engine answers and the local sandbox is not "
-                                 "allowed here; start Docker or set DAVINCI_SANDBOX=local")
-    warnings.warn("no Docker engine answers: using the LOCAL sandbox, which runs repository "
-                  "code on this machine with weak isolation", LocalSandboxWarning, stacklevel=2)
-    return "local"
+    if not docker_available():
+        raise no_engine()
+    return "docker"
 
 
 def open_sandbox(repo: Path, commit: str, backend: str = "docker",

@@ -11,7 +11,7 @@ from sandbox.base import Sandbox, SandboxUnavailable
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sandbox.environment import Environment
+    from sandbox.environment import BuildProgress, Environment
     from sandbox.packages import PackageAccess
 
 DEFAULT_IMAGE = "davinci-sandbox-base:latest"
@@ -67,7 +67,8 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
                  access: PackageAccess | None = None,
                  environment_commit: str | None = None, python: str = "auto",
                  as_of: bool = True,
-                 on_environment: Callable[[Environment], None] | None = None) -> Sandbox:
+                 on_environment: Callable[[Environment], None] | None = None,
+                 on_build: Callable[[BuildProgress], None] | None = None) -> Sandbox:
     """A sandbox of ``repo`` at ``commit``.
 
     ``environment_commit`` is the commit whose dependency files the environment is built
@@ -78,7 +79,8 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
     (``image`` plus its dependencies, installed by ``install`` or a detected command; built
     once per dependency state, see sandbox.environment), on the base image for the state's
     Python (``python``: `auto` or X.Y); ``on_environment`` hears which image that was and
-    why. The local backend installs nothing and runs the host's Python.
+    why, and ``on_build`` that a build still runs (every few seconds). The local backend
+    installs nothing and runs the host's Python.
     """
     if backend == "docker":
         from sandbox.docker import DockerSandbox, client
@@ -89,7 +91,8 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
 
             found = ensure_environment(repo, environment_commit or commit, install, image,
                                        engine=engine, first=commit, network=build_network,
-                                       access=access, python=python, as_of=as_of)
+                                       access=access, python=python, as_of=as_of,
+                                       on_build=on_build)
             if on_environment is not None:
                 on_environment(found)
             image = found.image

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,14 @@ from bot.db import Database
 from tests.services import RedisServer, postgres_server
 
 IN_CI = os.environ.get("CI") == "true"
+
+# No test writes into the user's data directory or a database the developer configured:
+# settings read in tests (and the commands tests start) default to a scratch folder.
+_SCRATCH = tempfile.mkdtemp(prefix="davinci-tests-")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+os.environ["XDG_DATA_HOME"] = _SCRATCH
+for _name in ("DAVINCI_DATA_DIR", "DATABASE_URL"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ shows the traceback instead.
 
 from __future__ import annotations
 
+import logging
 import sys
 from urllib.parse import urlsplit
 
@@ -127,6 +128,9 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     level = settings.log_level or ("debug" if verbose > 1 or debug else "info"
                                    if verbose or command[0] in LONG_RUNNING else "warning")
     configure_logging(settings.log_format, level, settings.secrets)
+    if level == "warning" and not settings.log_level:
+        # A command's retries (urllib3 warns of each one) end in its error, which says it.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     read_only = command in READ_ONLY or (command[0], None) in READ_ONLY
     ctx.obj = Runtime(settings, read_only=read_only)
     ctx.call_on_close(ctx.obj.close)

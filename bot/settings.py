@@ -245,7 +245,7 @@ def _database_url(env: Mapping[str, str]) -> str:
         raise SettingsError(f"DATABASE_URL={hide_password(value)!r} is not a database URL: "
                             f"use {DATABASE_URL_FORMS}") from None
     try:
-        url.get_dialect()
+        url.get_dialect().import_dbapi()
     except (NoSuchModuleError, ImportError):
         raise SettingsError(f"DATABASE_URL names the database kind {url.drivername!r}, which "
                             f"this installation cannot use: use {DATABASE_URL_FORMS}") from None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,24 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     db.create_schema()
     yield db
     db.dispose()
+
+
+Davinci = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def davinci(tmp_path: Path) -> Davinci:
+    """Run `davinci ARGS` as a user would, with a data folder of the test's own and the
+    given environment variables (None removes one); returns the finished process."""
+
+    def run(*args: str, **variables: str | None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DAVINCI_DATA_DIR": str(tmp_path / "data")}
+        for name, value in variables.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True,
+                              text=True, env=env, timeout=600)
+
+    return run

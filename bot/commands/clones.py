@@ -14,8 +14,8 @@ from chains.queries import AmbiguousChain, find_chain, load_pull_requests
 def require_clone(path: Path) -> None:
     """A git work tree at ``path``, or a one-line refusal naming --git."""
     if git(path, "rev-parse", "--is-inside-work-tree", check=False).strip() != "true":
-        raise click.BadParameter(f"{path} is not a git clone: pass the local clone of the "
-                                 "repository", param_hint="--git")
+        raise click.ClickException(f"--git {path} is not a git clone: pass the local clone "
+                                   "of the repository")
 
 
 def require_chain_commits(runtime: Runtime, path: Path, chain_id: str) -> None:
@@ -33,10 +33,10 @@ def require_chain_commits(runtime: Runtime, path: Path, chain_id: str) -> None:
         prs = load_pull_requests(session, row.repository, list(row.prs))
     for pr in prs:
         if not _has_commit(path, pr.merge_commit):
-            raise click.BadParameter(
-                f"{path} does not hold commit {pr.merge_commit[:12]} (PR #{pr.number} of "
+            raise click.ClickException(
+                f"--git {path} does not hold commit {pr.merge_commit[:12]} (PR #{pr.number} of "
                 f"{row.repository}): pass the clone chain {row.id[:12]} was mined from, or "
-                "fetch its full history (git fetch --unshallow)", param_hint="--git")
+                "fetch its full history (git fetch --unshallow)")
 
 
 def _has_commit(path: Path, sha: str) -> bool:

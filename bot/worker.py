@@ -12,6 +12,7 @@ minutes, asks GitHub to redeliver the deliveries that failed to arrive (bot.rede
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import structlog
@@ -153,4 +154,6 @@ def run_worker(runtime: Runtime, queue_names: tuple[str, ...], burst: bool) -> N
         start_sweeper(runtime, queues, min(SWEEP_SECONDS, abandoned_after / 2), worker)
     else:
         recover_abandoned(queues)
-    worker.work(burst=burst, with_scheduler=True)
+    # rq sets its loggers to INFO on import; ours say what the process logs.
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    worker.work(burst=burst, with_scheduler=True, logging_level=level)

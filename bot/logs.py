@@ -63,7 +63,7 @@ class Redactor:
         return text
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler):
     """The standard library's handler this module installs (and replaces when called again)."""
 
 

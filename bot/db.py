@@ -76,6 +76,29 @@ def create_schema(engine: Engine, attempts: int = 5) -> None:
             time.sleep(0.1 * attempt)
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The configured database cannot be used; the message names it and the fix."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory ones."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def require_existing(url: str) -> None:
+    """Fail, creating nothing, when ``url`` is a SQLite file that does not exist yet."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise DatabaseUnavailable(f"no database yet: it would be {path.resolve()} (mine a "
+                                  "repository with `davinci mine --git PATH`, or set "
+                                  "DATABASE_URL or DAVINCI_DATA_DIR to where yours is)")
+
+
 class Database:
     """An engine and its session factory; one per process."""
 

@@ -63,27 +63,40 @@ class Redactor:
         return text
 
 
-def configure_logging(log_format: str = "console", level: str = "info",
+class _Handler(logging.StreamHandler):
+    """The standard library's handler this module installs (and replaces when called again)."""
+
+
+def configure_logging(log_format: str = "console", level: str | None = "info",
                       secrets: Iterable[str] = (), stream: Any = None) -> None:
-    """Configure structlog (and the standard library's logging) for this process."""
+    """Configure structlog and the standard library's logging (rq's and gunicorn's loggers
+    included) to render the same way: one JSON object a line under `json`."""
     stream = stream or sys.stderr
     renderer: Any = (structlog.processors.JSONRenderer() if log_format == "json"
                      else structlog.dev.ConsoleRenderer(colors=stream.isatty()))
-    numeric = logging.getLevelName(level.upper())
+    numeric = logging.getLevelName((level or "info").upper())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        Redactor(secrets),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            Redactor(secrets),
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=numeric, stream=stream, format="%(name)s %(levelname)s %(message)s")
+    handler = _Handler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
 
 
 def get_logger(**context: Any) -> Any:

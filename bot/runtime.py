@@ -8,7 +8,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 
-from bot.db import Database
+from bot.db import Database, require_existing
 from bot.settings import Settings
 
 MINING_QUEUE = "davinci-mining"
@@ -21,14 +21,24 @@ class Runtime:
     """What a process opens from its settings, each thing once and only when first used."""
 
     settings: Settings
+    read_only: bool = False
+    """A command that only reads: a database that does not exist yet is not created."""
     _db: Database | None = field(default=None, repr=False)
     _redis: Redis | None = field(default=None, repr=False)
 
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = Database(self.settings.effective_database_url)
-            self._db.create_schema()
+            url = self.settings.effective_database_url
+            if self.read_only:
+                require_existing(url)
+            database = Database(url)
+            try:
+                database.create_schema()
+            except Exception:
+                database.dispose()
+                raise
+            self._db = database
         return self._db
 
     @property

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
-DEFAULT_DATA_DIR = "./var"
+APP_DIR_NAME = "davinci-agency"
 DEFAULT_SANDBOX_IMAGE = "davinci-sandbox-base:latest"
 SANDBOX_BACKENDS = ("docker", "local")
 LOG_FORMATS = ("json", "console")
@@ -55,15 +55,19 @@ class Settings:
     """REST base URL (`GITHUB_API_URL`)."""
     redis_url: str = DEFAULT_REDIS_URL
     """Redis for rq, locks and the token cache (`REDIS_URL`)."""
-    data_dir: Path = Path(DEFAULT_DATA_DIR)
-    """Database, mirrors, corpus exports and work trees (`DAVINCI_DATA_DIR`)."""
+    data_dir: Path = field(default_factory=lambda: user_data_dir(os.environ))
+    """Database, mirrors, corpus exports and work trees (`DAVINCI_DATA_DIR`); unset: the
+    user's data directory (`$XDG_DATA_HOME/davinci-agency`, else
+    `~/.local/share/davinci-agency`), the same wherever a command is started."""
     database_url: str = ""
-    """SQLAlchemy URL (`DATABASE_URL`); empty means a SQLite file under `data_dir`."""
+    """SQLAlchemy URL (`DATABASE_URL`); empty means a SQLite file under `data_dir`. Heroku's
+    `postgres://` is read as `postgresql://` (psycopg 3)."""
     mirror_url: str | None = None
     """Where a worker fetches a repository it has no mirror of when GitHub cannot be asked
     (`DAVINCI_MIRROR_URL`): a git base URL or folder; `<owner>/<name>.git` is appended."""
     sandbox: str | None = None
-    """`docker` or `local` (`DAVINCI_SANDBOX`); None chooses docker when an engine answers."""
+    """`docker` or `local` (`DAVINCI_SANDBOX`); None means docker. Repository code runs on
+    this machine (`local`) only when asked for by name."""
     sandbox_image: str = DEFAULT_SANDBOX_IMAGE
     """Base image for sandboxes (`DAVINCI_SANDBOX_IMAGE`)."""
     build_network: str = "auto"
@@ -118,8 +122,9 @@ class Settings:
     died) and is retried by another worker (`DAVINCI_ABANDONED_AFTER`)."""
     log_format: str = "console"
     """`json` (production) or `console` (development) (`DAVINCI_LOG_FORMAT`)."""
-    log_level: str = "info"
-    """Lowest level logged (`DAVINCI_LOG_LEVEL`)."""
+    log_level: str | None = None
+    """Lowest level logged (`DAVINCI_LOG_LEVEL`); unset: `warning` for commands (`-v`: info),
+    `info` for the long-running `serve` and `worker`."""
 
     @property
     def effective_database_url(self) -> str:
@@ -184,8 +189,8 @@ class Settings:
             webhook_secrets=_secrets(env),
             github_api_url=_url(env, "GITHUB_API_URL", DEFAULT_GITHUB_API_URL, ("http", "https")),
             redis_url=_url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix")),
-            data_dir=Path(_optional(env, "DAVINCI_DATA_DIR") or DEFAULT_DATA_DIR),
-            database_url=_optional(env, "DATABASE_URL") or "",
+            data_dir=Path(_optional(env, "DAVINCI_DATA_DIR") or user_data_dir(env)),
+            database_url=_database_url(env),
             mirror_url=_optional(env, "DAVINCI_MIRROR_URL"),
             sandbox=_choice(env, "DAVINCI_SANDBOX", SANDBOX_BACKENDS, None),
             sandbox_image=_optional(env, "DAVINCI_SANDBOX_IMAGE") or DEFAULT_SANDBOX_IMAGE,
@@ -213,8 +218,47 @@ class Settings:
             abandoned_after=_seconds(env, "DAVINCI_ABANDONED_AFTER", 90, minimum=3),
             log_format=_choice(env, "DAVINCI_LOG_FORMAT", LOG_FORMATS, "console") or "console",
             log_level=_choice(env, "DAVINCI_LOG_LEVEL",
-                              ("debug", "info", "warning", "error"), "info") or "info",
+                              ("debug", "info", "warning", "error"), None),
         ))
+
+
+def user_data_dir(env: Mapping[str, str]) -> Path:
+    """Where data lives when `DAVINCI_DATA_DIR` is unset (the XDG base directory rule)."""
+    base = _optional(env, "XDG_DATA_HOME")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / APP_DIR_NAME
+
+
+DATABASE_URL_FORMS = ("postgresql://USER:PASSWORD@HOST:5432/NAME or "
+                      "sqlite:////absolute/path/davinci.db")
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    """`DATABASE_URL`, checked now so a typo is one line here, not a traceback later."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    value = _optional(env, "DATABASE_URL")
+    if value is None:
+        return ""
+    if value.startswith("postgres://"):  # Heroku and many hosts hand out this spelling
+        value = "postgresql://" + value.removeprefix("postgres://")
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise SettingsError(f"DATABASE_URL={hide_password(value)!r} is not a database URL: "
+                            f"use {DATABASE_URL_FORMS}") from None
+    try:
+        url.get_dialect().import_dbapi()
+    except (NoSuchModuleError, ImportError):
+        raise SettingsError(f"DATABASE_URL names the database kind {url.drivername!r}, which "
+                            f"this installation cannot use: use {DATABASE_URL_FORMS}") from None
+    return value
+
+
+def hide_password(url: str) -> str:
+    """``url`` without the password between `user:` and `@`, for messages and reports."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def _llm_roles_complete(settings: Settings) -> Settings:

@@ -12,6 +12,7 @@ minutes, asks GitHub to redeliver the deliveries that failed to arrive (bot.rede
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import structlog
@@ -143,6 +144,14 @@ def heal(runtime: Runtime) -> None:
 
 
 def run_worker(runtime: Runtime, queue_names: tuple[str, ...], burst: bool) -> None:
+    """Check the prerequisites (bot.doctor.worker_prerequisites: refuse to start without
+    them, rather than fail every job later), then work. rq logs through the standard
+    library's root handler that bot.logs installs, so in DAVINCI_LOG_FORMAT's format."""
+    from bot.doctor import require, worker_prerequisites
+
+    for warning in require("worker", worker_prerequisites(runtime.settings, queue_names)):
+        log.warning("worker.prerequisite", check=warning.name, detail=warning.detail,
+                    fix=warning.fix)
     runtime.db  # noqa: B018 - create the schema before the first job
     abandoned_after = runtime.settings.abandoned_after
     queues = [runtime.queue(name) for name in queue_names]
@@ -151,4 +160,6 @@ def run_worker(runtime: Runtime, queue_names: tuple[str, ...], burst: bool) -> N
         start_sweeper(runtime, queues, min(SWEEP_SECONDS, abandoned_after / 2), worker)
     else:
         recover_abandoned(queues, runtime)
-    worker.work(burst=burst, with_scheduler=True)
+    # rq sets its loggers to INFO on import; ours say what the process logs.
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    worker.work(burst=burst, with_scheduler=True, logging_level=level)

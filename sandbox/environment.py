@@ -23,9 +23,10 @@ import shlex
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,50 @@ with open(os.path.join(site.getsitepackages()[0], 'davinci-work-tree.pth'), 'w')
 """When no editable install works (an old setuptools without PEP 660 under a current pip),
 the project is installed as a copy for its dependencies, the copy removed, and the work tree
 put on the path (`setup.py develop` by hand), so tests import the code the agent edits."""
+
+
+BUILD_PROGRESS_SECONDS = 10.0
+"""How often a build that runs reports that it still does."""
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """A build of an environment image still running, for progress output."""
+
+    image: str
+    elapsed: float
+    """Seconds since the build started."""
+
+    def describe(self) -> str:
+        minutes, seconds = divmod(int(self.elapsed), 60)
+        return (f"building the environment {self.image} … "
+                + (f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"))
+
+
+@contextlib.contextmanager
+def reporting(image: str, on_build: Callable[[BuildProgress], None] | None,
+              every: float = BUILD_PROGRESS_SECONDS) -> Iterator[None]:
+    """Call ``on_build`` at the start and then every ``every`` seconds while the block runs
+    (a build can take up to BUILD_TIMEOUT)."""
+    if on_build is None:
+        yield
+        return
+    report = on_build
+    started = time.monotonic()
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every):
+            report(BuildProgress(image, time.monotonic() - started))
+
+    report(BuildProgress(image, 0.0))
+    thread = threading.Thread(target=tick, name="davinci-build-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 class EnvironmentBuildFailed(SandboxError):
@@ -293,7 +338,8 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
                        on_output: Callable[[str], None] | None = None,
                        network: str = "auto", access: PackageAccess | None = None,
                        first: str | None = None, python: str = "auto",
-                       as_of: bool = True) -> Environment:
+                       as_of: bool = True,
+                       on_build: Callable[[BuildProgress], None] | None = None) -> Environment:
     """The image to run sandboxes of ``repo`` at ``commit`` from; built when missing.
 
     ``install`` is the repository's configured install command; None detects one from the
@@ -307,7 +353,8 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     ``python`` is `auto` (the base image for what ``commit`` declares, see
     sandbox.interpreters) or a version X.Y whose base image is used. With ``as_of``, each
     step first installs the packages as they were when its commit was made (a failure falls
-    back to current releases).
+    back to current releases). While an image is built, ``on_build`` hears every
+    BUILD_PROGRESS_SECONDS that it still is.
     """
     engine = engine or client()
     choice = python_for(engine, repo, commit, base_image, python)
@@ -342,8 +389,9 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     started = time.perf_counter()
     chosen = build_network(engine, base_image, access, network)
     try:
-        built = _build(engine, repo, commit, steps, base_image, name, key, timeout,
-                       on_output, chosen.network, access, command)
+        with reporting(name, on_build):
+            built = _build(engine, repo, commit, steps, base_image, name, key, timeout,
+                           on_output, chosen.network, access, command)
     except EnvironmentBuildFailed as exc:
         if not chosen.reachable:
             raise EnvironmentBuildFailed(f"{exc}\n(no package index answers: {chosen.detail})"

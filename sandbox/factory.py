@@ -1,4 +1,4 @@
-"""Choosing a backend: Docker when an engine answers, the local backend only when allowed."""
+"""Choosing a backend: Docker, or the local backend when asked for by name."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sandbox.base import Sandbox, SandboxUnavailable
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sandbox.environment import Environment
+    from sandbox.environment import BuildProgress, Environment
     from sandbox.packages import PackageAccess
 
 DEFAULT_IMAGE = "davinci-sandbox-base:latest"
@@ -19,6 +19,20 @@ DEFAULT_IMAGE = "davinci-sandbox-base:latest"
 
 class LocalSandboxWarning(UserWarning):
     """Repository code is about to run on this machine with weak isolation."""
+
+
+def engine_address() -> str:
+    """Where the Docker client looks for an engine (`DOCKER_HOST`, else the local socket)."""
+    from docker.utils import kwargs_from_env
+
+    return str(kwargs_from_env().get("base_url") or "unix:///var/run/docker.sock")
+
+
+def no_engine() -> SandboxUnavailable:
+    """The refusal when no engine answers: what failed and the two ways on."""
+    return SandboxUnavailable(f"no Docker engine answers at {engine_address()}: start it, or "
+                              "set DAVINCI_SANDBOX=local to run repository code on this "
+                              "machine")
 
 
 def docker_available() -> bool:
@@ -31,24 +45,20 @@ def docker_available() -> bool:
     return True
 
 
-def choose_backend(requested: str | None, allow_local: bool = True) -> str:
-    """`docker` or `local`. None means docker when an engine answers.
+def choose_backend(requested: str | None, allow_local: bool = False) -> str:
+    """`docker` unless the local backend was asked for by name (DAVINCI_SANDBOX=local):
+    repository code never runs on this machine because an engine happened not to answer.
 
-    Server mode passes ``allow_local=False``: then the local backend is refused unless it was
-    asked for by name (DAVINCI_SANDBOX=local).
+    Raises :class:`SandboxUnavailable` (see :func:`no_engine`) when docker is meant and no
+    engine answers. ``allow_local`` is kept for callers and changes nothing: the local
+    backend is chosen only by ``requested``.
     """
-    if requested == "docker":
-        return "docker"
+    del allow_local
     if requested == "local":
         return "local"
-    if docker_available():
-        return "docker"
-    if not allow_local:
-        raise SandboxUnavailable("no Docker engine answers and the local sandbox is not "
-                                 "allowed here; start Docker or set DAVINCI_SANDBOX=local")
-    warnings.warn("no Docker engine answers: using the LOCAL sandbox, which runs repository "
-                  "code on this machine with weak isolation", LocalSandboxWarning, stacklevel=2)
-    return "local"
+    if not docker_available():
+        raise no_engine()
+    return "docker"
 
 
 def open_sandbox(repo: Path, commit: str, backend: str = "docker",
@@ -57,7 +67,8 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
                  access: PackageAccess | None = None,
                  environment_commit: str | None = None, python: str = "auto",
                  as_of: bool = True,
-                 on_environment: Callable[[Environment], None] | None = None) -> Sandbox:
+                 on_environment: Callable[[Environment], None] | None = None,
+                 on_build: Callable[[BuildProgress], None] | None = None) -> Sandbox:
     """A sandbox of ``repo`` at ``commit``.
 
     ``environment_commit`` is the commit whose dependency files the environment is built
@@ -68,7 +79,8 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
     (``image`` plus its dependencies, installed by ``install`` or a detected command; built
     once per dependency state, see sandbox.environment), on the base image for the state's
     Python (``python``: `auto` or X.Y); ``on_environment`` hears which image that was and
-    why. The local backend installs nothing and runs the host's Python.
+    why, and ``on_build`` that a build still runs (every few seconds). The local backend
+    installs nothing and runs the host's Python.
     """
     if backend == "docker":
         from sandbox.docker import DockerSandbox, client
@@ -79,7 +91,8 @@ def open_sandbox(repo: Path, commit: str, backend: str = "docker",
 
             found = ensure_environment(repo, environment_commit or commit, install, image,
                                        engine=engine, first=commit, network=build_network,
-                                       access=access, python=python, as_of=as_of)
+                                       access=access, python=python, as_of=as_of,
+                                       on_build=on_build)
             if on_environment is not None:
                 on_environment(found)
             image = found.image

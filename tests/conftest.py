@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
-from collections.abc import Iterator
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,14 @@ from bot.db import Database
 from tests.services import RedisServer, postgres_server
 
 IN_CI = os.environ.get("CI") == "true"
+
+# No test writes into the user's data directory or a database the developer configured:
+# settings read in tests (and the commands tests start) default to a scratch folder.
+_SCRATCH = tempfile.mkdtemp(prefix="davinci-tests-")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+os.environ["XDG_DATA_HOME"] = _SCRATCH
+for _name in ("DAVINCI_DATA_DIR", "DATABASE_URL"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +81,24 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     db.create_schema()
     yield db
     db.dispose()
+
+
+Davinci = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def davinci(tmp_path: Path) -> Davinci:
+    """Run `davinci ARGS` as a user would, with a data folder of the test's own and the
+    given environment variables (None removes one); returns the finished process."""
+
+    def run(*args: str, **variables: str | None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DAVINCI_DATA_DIR": str(tmp_path / "data")}
+        for name, value in variables.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True,
+                              text=True, env=env, timeout=600)
+
+    return run

@@ -19,7 +19,13 @@ def test_demo_mines_rolls_out_and_exports(tmp_path: Path) -> None:
                              str(tmp_path / "demo")], capture_output=True, text=True, env=env,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "[info" not in result.stderr, "logs are warnings and errors unless -v"
     report = json.loads(result.stdout)
+    # The demo's database is its own; the way the report gives to look at it works.
+    listed = subprocess.run([sys.executable, "-m", "bot", "chains", "list"], capture_output=True,
+                            text=True, env={**env, "DATABASE_URL": report["database"]},
+                            check=True)
+    assert "#1 -references-> #2 -fixes-> #4" in listed.stdout
     assert report["pull_requests"] == 7
     assert sorted(c["prs"] for c in report["chains"]) == [[1, 2, 4], [3, 5, 6]]
     assert report["trajectories_accepted"] == 2 and report["stages_verified"] == 6

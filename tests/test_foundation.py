@@ -30,7 +30,7 @@ def test_defaults_need_no_environment() -> None:
     settings = Settings.from_env({})
     assert settings.redis_url == "redis://localhost:6379/0"
     assert settings.effective_database_url.startswith("sqlite:///")
-    assert settings.effective_database_url.endswith("var/davinci.db")
+    assert settings.effective_database_url.endswith("/.local/share/davinci-agency/davinci.db")
     assert settings.sandbox is None and settings.llm_base_url is None
 
 

@@ -61,6 +61,9 @@ def export_command(runtime: Runtime, out: Path, fmt: str, policy: str, arguments
     """Write the corpus as JSONL shards with a manifest; running it again into the same
     directory writes only the records that are new since the last export. Every record is
     checked against its loader's rules first; a failed export changes nothing."""
+    if out.exists() and not out.is_dir():
+        raise click.ClickException(f"--out {out} is a file: give a directory (made when "
+                                   "missing)")
     try:
         with runtime.db.session() as session:
             result = export(session, out, fmt, since, shard_mb * 2**20, arguments, policy,

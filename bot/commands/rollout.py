@@ -12,6 +12,7 @@ import click
 
 from bot.batch import BatchError, environment_images_now, roll_out_chains
 from bot.commands.chains import mine_local
+from bot.commands.clones import require_chain_commits
 from bot.funnel import funnel, render
 from bot.pipeline import POLICIES, PipelineError, Progress, roll_out_chain
 from bot.runtime import Runtime
@@ -55,6 +56,7 @@ def rollout(runtime: Runtime, path: Path, chain_id: str, policy: str, as_json: b
     options. A rollout the verifier rejects is a normal outcome (exit code 0,
     `accepted: false`).
     """
+    require_chain_commits(runtime, path, chain_id)
     chosen: dict[str, int | float] = {}
     for name, value in limits.items():
         if value is not None:
@@ -89,16 +91,19 @@ def _print_verdict(verdict: dict[str, Any]) -> None:
 
 @click.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
-              help="Where the demo puts everything (default: DAVINCI_DATA_DIR/demo).")
+              help="Where the demo puts everything, its own database included (default: "
+                   "DAVINCI_DATA_DIR/demo). Each run deletes and remakes this folder; a folder "
+                   "the demo did not make is refused.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 @click.pass_obj
 def demo(runtime: Runtime, directory: Path | None, as_json: bool) -> None:
     """The whole pipeline on a sample repository, offline, in a few minutes.
 
     Builds a small project with a realistic PR history, mines its chains, validates the
-    tasks and runs replay rollouts in the Docker sandbox (the local sandbox, with a warning,
-    when no engine answers), appends accepted trajectories to a fresh corpus, exports it, and
-    prints a report.
+    tasks and runs replay rollouts in the Docker sandbox (the local one only with
+    DAVINCI_SANDBOX=local), appends accepted trajectories to a fresh corpus, exports it, and
+    prints a report. The demo's database is its own, in its folder, so sample trajectories
+    never mix with a real corpus; the report says how to look at it.
     """
     from bot.sample import build_sample_repository
     from corpus.export import export
@@ -154,6 +159,7 @@ def demo(runtime: Runtime, directory: Path | None, as_json: bool) -> None:
                    "manifest": str(exported.manifest) if exported.manifest else None},
         "funnel": report_funnel.to_json(),
         "seconds": round(time.monotonic() - started, 1),
+        "database": demo_runtime.settings.effective_database_url,
     }
     demo_runtime.close()
     if as_json:
@@ -175,6 +181,9 @@ def demo(runtime: Runtime, directory: Path | None, as_json: bool) -> None:
     click.echo(f"Exported to {report['export']['directory']} "
                f"(manifest {Path(report['export']['manifest'] or '-').name}); "
                f"took {report['seconds']} s.")
+    click.echo("The demo keeps its own database, apart from yours; look at it with:\n"
+               f"  DATABASE_URL={demo_runtime.settings.effective_database_url} "
+               "davinci chains list   (or corpus stats, corpus show ID)")
 
 
 def _fresh(root: Path) -> None:

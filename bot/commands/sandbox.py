@@ -152,7 +152,9 @@ def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
                                    network=runtime.settings.build_network,
                                    access=runtime.settings.package_access(),
                                    python=runtime.settings.python,
-                                   as_of=runtime.settings.packages_as_of == "commit")
+                                   as_of=runtime.settings.packages_as_of == "commit",
+                                   on_build=None if as_json else
+                                   lambda progress: click.echo(progress.describe(), err=True))
     except SandboxError as exc:
         raise click.ClickException(str(exc)) from exc
     python = found.python

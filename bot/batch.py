@@ -24,6 +24,7 @@ from bot.queue import FAILURE_TTL, JOB_TIMEOUTS, RESULT_TTL
 from bot.runtime import ROLLOUT_QUEUE
 from bot.settings import Settings
 from sandbox.base import SandboxError
+from sandbox.factory import choose_backend
 
 VIA = ("auto", "local", "rq")
 POLL_SECONDS = 1.0
@@ -49,6 +50,7 @@ def roll_out_chains(settings: Settings, path: Path, chain_ids: list[str], policy
     if listening:
         say(f"rolling out through rq: {listening} worker(s) listen on {ROLLOUT_QUEUE}")
         return _through_rq(settings, path, chain_ids, policy, _Progress(chain_ids, say))
+    choose_backend(settings.sandbox)  # no engine: one refusal here, not one per chain
     return _in_pool(settings, path, chain_ids, policy, workers, _Progress(chain_ids, say))
 
 

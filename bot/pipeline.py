@@ -56,7 +56,8 @@ class Progress:
     """Where a rollout is, for progress output and the PR status."""
 
     step: str
-    """`validating`, `running`, `stage` (detail: "k of n") or `done`."""
+    """`validating`, `building` (an environment image, with the time so far), `running`,
+    `stage` (detail: "k of n"), `note` or `done`."""
     detail: str = ""
 
 
@@ -178,8 +179,9 @@ class _Run:
         if outcome.eligible:
             state = "accepted" if outcome.accepted else "rejected"
             self.notify(Progress("done", f"score {outcome.score:.2f}, {state}"))
-        else:
-            self.notify(Progress("done", f"not eligible: {outcome.reason}"))
+        else:  # the first line: the caller prints the whole reason with the outcome
+            first = outcome.reason.splitlines()[0] if outcome.reason else ""
+            self.notify(Progress("done", f"not eligible: {first[:200]}"))
         return outcome
 
     def not_eligible(self, reason: str) -> RolloutOutcome:
@@ -190,7 +192,7 @@ class _Run:
 
 
 def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name: str = "replay",
-                   config: RolloutConfig | None = None, allow_local: bool = True,
+                   config: RolloutConfig | None = None,
                    on_progress: Callable[[Progress], None] | None = None,
                    limits: Mapping[str, int | float] | None = None,
                    run_id: str | None = None) -> RolloutOutcome:
@@ -213,15 +215,17 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
                on_progress or (lambda _: None))
     run.start()
     with _failures_recorded(run):
-        prepared = _prepare(runtime, repo_path, chain, prs, config or RolloutConfig(), limits)
+        helpers = _helpers(runtime.settings, policy_name, run.notify)
+        prepared = _prepare(runtime, repo_path, chain, prs, config or RolloutConfig(), limits,
+                            helpers.writer)
         if isinstance(prepared, str):
             return run.not_eligible(prepared)
         task, config = prepared
-        backend = choose_backend(runtime.settings.sandbox, allow_local=allow_local)
+        backend = choose_backend(runtime.settings.sandbox)
         run.notify(Progress("validating", f"{len(task.stages)} stages in a {backend} sandbox"))
         environments: list[Environment] = []
         try:
-            box = _open(runtime, repo_path, task, backend, environments)
+            box = _open(runtime, repo_path, task, backend, environments, run.notify)
         except EnvironmentBuildFailed as exc:  # the same dependencies fail the same way
             return run.not_eligible(f"the environment could not be built: {exc}")
         with box:
@@ -237,9 +241,9 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
                                               validation.reason))
             run.mark("running", stage=None, stages=len(task.stages))
             run.notify(Progress("running", f"{policy_name} policy"))
-            result, journal = _execute(runtime, repo_path, task, box,
+            result, journal = _execute(repo_path, task, box,
                                        llm if policy_name == "llm" else None, config,
-                                       validation, run)
+                                       validation, run, helpers.judge, runtime.settings)
         outcome = _persist(runtime, result)
         journal.finish()  # the verdict and the messages are stored: its work is done
         return run.end(outcome)
@@ -276,12 +280,40 @@ def _find(runtime: Runtime, chain_id: str) -> tuple[_Chain, list[Any]]:
         return _Chain(row.id, list(row.prs), list(row.kinds)), prs
 
 
+@dataclass(frozen=True)
+class _Helpers:
+    """The models that help a rollout without being its policy."""
+
+    writer: InstructionWriter | None
+    judge: LLMJudge | None
+
+
+def _helpers(settings: Settings, policy: str, notify: Callable[[Progress], None]) -> _Helpers:
+    """The instruction writer and the judge, when configured. A replay rollout needs no model:
+    when the server does not answer, it goes on with template instructions and no judge (one
+    rule for the whole rollout, said once) instead of failing."""
+    writer_client = _client(settings.writer_llm())
+    judge_client = _client(settings.judge_llm())
+    if policy == "replay":
+        for role, client in (("instruction writer", writer_client), ("judge", judge_client)):
+            if client is not None and not client.answers():
+                notify(Progress("note", f"the {role}'s model server at "
+                                        f"{client.config.base_url} does not answer: this replay "
+                                        f"rollout goes on without it"))
+                log.warning("rollout.helper_unavailable", role=role,
+                            endpoint=client.config.base_url)
+                if role == "judge":
+                    judge_client = None
+                else:
+                    writer_client = None
+    return _Helpers(LLMWriter(writer_client) if writer_client else None,
+                    LLMJudge(judge_client) if judge_client else None)
+
+
 def _prepare(runtime: Runtime, repo_path: Path, chain: _Chain, prs: list[Any],
-             config: RolloutConfig, limits: Mapping[str, int | float] | None
-             ) -> tuple[Task, RolloutConfig] | str:
+             config: RolloutConfig, limits: Mapping[str, int | float] | None,
+             writer: InstructionWriter | None) -> tuple[Task, RolloutConfig] | str:
     """The task and its configuration, or why the chain cannot be rolled out."""
-    writer_client = _client(runtime.settings.writer_llm())
-    writer: InstructionWriter | None = LLMWriter(writer_client) if writer_client else None
     try:
         task = build_task(repo_path, chain.id, prs, chain.kinds, writer=writer)
     except TaskError as exc:
@@ -298,7 +330,7 @@ def _prepare(runtime: Runtime, repo_path: Path, chain: _Chain, prs: list[Any],
 
 
 def _open(runtime: Runtime, repo_path: Path, task: Task, backend: str,
-          environments: list[Environment]) -> Sandbox:
+          environments: list[Environment], notify: Callable[[Progress], None]) -> Sandbox:
     settings = runtime.settings
     install = config_at(repo_path, task.base_commit).config.install
     return open_sandbox(repo_path, task.base_commit, backend, settings.sandbox_image,
@@ -307,16 +339,16 @@ def _open(runtime: Runtime, repo_path: Path, task: Task, backend: str,
                         access=settings.package_access(),
                         environment_commit=task.stages[-1].merge_commit,
                         python=settings.python, as_of=settings.packages_as_of == "commit",
-                        on_environment=lambda found: environments.append(found))
+                        on_environment=lambda found: environments.append(found),
+                        on_build=lambda building: notify(Progress("building",
+                                                                  building.describe())))
 
 
-def _execute(runtime: Runtime, repo_path: Path, task: Task, box: Sandbox,
-             llm: LLMClient | None, config: RolloutConfig, validation: TaskValidation,
-             run: _Run) -> tuple[RolloutResult, FileJournal]:
+def _execute(repo_path: Path, task: Task, box: Sandbox, llm: LLMClient | None,
+             config: RolloutConfig, validation: TaskValidation, run: _Run,
+             judge: LLMJudge | None, settings: Settings) -> tuple[RolloutResult, FileJournal]:
     policy: Policy | None = LLMPolicy(llm) if llm is not None else None
-    judge_client = _client(runtime.settings.judge_llm())
-    judge = LLMJudge(judge_client) if judge_client is not None else None
-    journal = FileJournal(_journal(runtime.settings, task.chain_id))
+    journal = FileJournal(_journal(settings, task.chain_id))
     try:
         result = run_rollout(repo_path, task, box, policy, config, validation=validation,
                              judge=judge, journal=journal, on_stage=run.stage)

@@ -129,6 +129,17 @@ class LLMClient:
                 log.info("llm.no_context_window", error=_describe(exc))
         return self._window if isinstance(self._window, int) else None
 
+    def answers(self, timeout: float = 5.0) -> bool:
+        """Whether the server answers at all (one quick `/v1/models`, no retries): any HTTP
+        answer counts, a refused connection or a timeout does not."""
+        try:
+            self._client.with_options(max_retries=0, timeout=timeout).models.list()
+        except (openai.APIConnectionError, openai.APITimeoutError):
+            return False
+        except openai.OpenAIError:
+            return True
+        return True
+
     def close(self) -> None:
         self._client.close()
 

@@ -45,15 +45,13 @@ def docker_available() -> bool:
     return True
 
 
-def choose_backend(requested: str | None, allow_local: bool = False) -> str:
+def choose_backend(requested: str | None) -> str:
     """`docker` unless the local backend was asked for by name (DAVINCI_SANDBOX=local):
     repository code never runs on this machine because an engine happened not to answer.
 
     Raises :class:`SandboxUnavailable` (see :func:`no_engine`) when docker is meant and no
-    engine answers. ``allow_local`` is kept for callers and changes nothing: the local
-    backend is chosen only by ``requested``.
+    engine answers.
     """
-    del allow_local
     if requested == "local":
         return "local"
     if not docker_available():

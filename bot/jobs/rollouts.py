@@ -105,9 +105,8 @@ def run(runtime: Runtime, chain_id: str, policy: str = "replay",
         if client is not None and progress.step in ("running", "stage"):
             refresh_chain(runtime, client, snapshot.repository, snapshot.prs[-1:], config)
 
-    outcome = roll_out_chain(runtime, path, snapshot.id, policy,
-                             allow_local=runtime.settings.sandbox == "local",
-                             on_progress=on_progress, run_id=run_id)
+    outcome = roll_out_chain(runtime, path, snapshot.id, policy, on_progress=on_progress,
+                             run_id=run_id)
     if client is not None:
         refresh_chain(runtime, client, snapshot.repository, snapshot.prs, config)
     log.info("rollout.job_done", chain=snapshot.id, state=outcome.state)

@@ -121,7 +121,7 @@ def test_what_the_local_backend_does_not_isolate() -> None:
 
     assert choose_backend("local") == "local"
     try:
-        chosen = choose_backend(None, allow_local=False)
+        chosen = choose_backend(None)
     except SandboxUnavailable as exc:
         assert "DAVINCI_SANDBOX=local" in str(exc)
     else:

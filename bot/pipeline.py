@@ -300,7 +300,7 @@ def _helpers(settings: Settings, policy: str, notify: Callable[[Progress], None]
                 notify(Progress("note", f"the {role}'s model server at "
                                         f"{client.config.base_url} does not answer: this replay "
                                         f"rollout goes on without it"))
-                log.warning("rollout.helper_unavailable", role=role,
+                log.info("rollout.helper_unavailable", role=role,
                             endpoint=client.config.base_url)
                 if role == "judge":
                     judge_client = None

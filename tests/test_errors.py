@@ -121,6 +121,20 @@ def test_an_llm_endpoint_that_does_not_answer(davinci: Davinci,
     assert f"the LLM endpoint at {url} does not answer" in text and "LLM_BASE_URL" in text
 
 
+def test_a_replay_rollout_needs_no_model_server(davinci: Davinci,
+                                               mined: tuple[SampleRepository, str]) -> None:
+    """LLM_* set for the writer and the judge, the server away: the human commits are still
+    replayed and verified, without them, and the user is told once."""
+    sample, chain = mined
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    done = davinci("rollout", "--git", str(sample.path), "--chain", chain,
+                   LLM_BASE_URL=url, LLM_MODEL="m")
+    assert done.returncode == 0, done.stderr
+    assert f"chain {chain}: ACCEPTED" in done.stdout and "(replay)" in done.stdout
+    assert done.stderr.count(f"model server at {url} does not answer") == 2  # writer, judge
+    assert "Traceback" not in done.stderr
+
+
 def test_corpus_export_into_a_file(davinci: Davinci, tmp_path: Path) -> None:
     target = tmp_path / "corpus.jsonl"
     target.write_text("mine\n")

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import click
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
 from bot.jobs.rollouts import roll_out_one
-from bot.pipeline import RolloutOutcome
+from bot.pipeline import Progress, RolloutOutcome
 from bot.queue import FAILURE_TTL, JOB_TIMEOUTS, RESULT_TTL
 from bot.runtime import ROLLOUT_QUEUE
 from bot.settings import Settings
@@ -72,7 +73,8 @@ def _in_pool(settings: Settings, path: Path, chain_ids: list[str], policy: str, 
              progress: _Progress) -> list[RolloutOutcome]:
     outcomes: list[RolloutOutcome] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(roll_out_one, settings, path, chain, policy): chain
+        futures = {pool.submit(roll_out_one, settings, path, chain, policy, None,
+                               _Builds(chain)): chain
                    for chain in chain_ids}
         for future in as_completed(futures):
             try:
@@ -82,6 +84,18 @@ def _in_pool(settings: Settings, path: Path, chain_ids: list[str], policy: str, 
                                                 f"{type(exc).__name__}: {exc}")
             outcomes.append(progress(futures[future], outcome))
     return outcomes
+
+
+class _Builds:
+    """In a pool process: says on the terminal that an environment is still building (a
+    build can take half an hour; the other lines come when a chain is done)."""
+
+    def __init__(self, chain: str) -> None:
+        self.chain = chain
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.step == "building":
+            click.echo(f"      chain {self.chain}: {progress.detail}", err=True)
 
 
 def _listening_workers(settings: Settings) -> int:

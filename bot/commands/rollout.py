@@ -87,6 +87,8 @@ def _print_verdict(verdict: dict[str, Any]) -> None:
     for stage in verdict["stages"]:
         click.echo(f"  PR #{stage['pr']}: {stage['verdict']} after {stage['attempts']} "
                    f"attempt(s), score {stage['score']:.2f}")
+    if verdict.get("stored") and verdict.get("record_id"):
+        click.echo(f"  trajectory: davinci corpus show {verdict['record_id'][:16]}")
 
 
 @click.command()

@@ -9,6 +9,7 @@ every surface reads; the PR comments of the chain follow it. A failure is classe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -235,12 +236,14 @@ def roll_out_clone(path: str, chain_id: str, policy: str) -> dict[str, Any]:
 
 
 def roll_out_one(settings: Settings, path: Path, chain_id: str, policy: str,
-                 run_id: str | None = None) -> RolloutOutcome:
+                 run_id: str | None = None,
+                 on_progress: Callable[[Progress], None] | None = None) -> RolloutOutcome:
     """One chain's outcome from a process of its own (its own database connection); a
     rollout that cannot be done is a `failed` outcome with the reason."""
     runtime = Runtime(settings)
     try:
-        return roll_out_chain(runtime, path, chain_id, policy, run_id=run_id)
+        return roll_out_chain(runtime, path, chain_id, policy, run_id=run_id,
+                              on_progress=on_progress)
     except (PipelineError, TaskError, SandboxError, LookupError) as exc:
         return RolloutOutcome.failed(chain_id, policy, str(exc))
     finally:

@@ -161,11 +161,13 @@ class _Run:
             mark_run(session, self.id, state, chain_id=self.chain.id,
                      chain_length=len(self.chain.prs), policy=self.policy, **fields)
 
-    def start(self) -> None:
+    def start(self, count: bool) -> None:
+        """``count``: this is a new attempt (a job counts its own when it starts)."""
         with self.runtime.db.session() as session:
             row = mark_run(session, self.id, "validating", chain_id=self.chain.id,
                            chain_length=len(self.chain.prs), policy=self.policy)
-            row.attempts = (row.attempts or 0) + 1
+            if count:
+                row.attempts = (row.attempts or 0) + 1
 
     def stage(self, index: int, total: int) -> None:
         self.mark("running", stage=index, stages=total)
@@ -197,8 +199,8 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
                    limits: Mapping[str, int | float] | None = None,
                    run_id: str | None = None) -> RolloutOutcome:
     """Run one rollout: prepare the task, validate it in a sandbox, execute the policy,
-    persist the verdict. Every step is written to the run ``run_id`` (a job's id; a new
-    `local-…` run without one).
+    persist the verdict. Every step is written to the run ``run_id`` (a job's id, whose job
+    counted the attempt; a new `local-…` run without one).
 
     The rollout limits are ``config``'s (the defaults), then `.github/davinci.yml`'s, then
     the environment's (`DAVINCI_MAX_STEPS`, …), then ``limits`` (the command line's).
@@ -213,7 +215,7 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
     chain, prs = _find(runtime, chain_id)
     run = _Run(runtime, run_id or f"local-{uuid.uuid4().hex[:12]}", chain, policy_name,
                on_progress or (lambda _: None))
-    run.start()
+    run.start(count=run_id is None)
     with _failures_recorded(run):
         helpers = _helpers(runtime.settings, policy_name, run.notify)
         prepared = _prepare(runtime, repo_path, chain, prs, config or RolloutConfig(), limits,

@@ -120,6 +120,18 @@ def mark_run(session: Session, run_id: str, state: str, *, chain_id: str | None 
     return row
 
 
+def count_attempt(session: Session, run_id: str, chain_id: str, chain_length: int,
+                  policy: str) -> RolloutRunRow:
+    """A worker starts run ``run_id`` (again): one more attempt, whatever happens next."""
+    row = session.get(RolloutRunRow, run_id)
+    if row is None:
+        row = mark_run(session, run_id, "queued", chain_id=chain_id, chain_length=chain_length,
+                       policy=policy)
+    row.attempts = (row.attempts or 0) + 1
+    session.flush()
+    return row
+
+
 def latest_runs(session: Session, chain_ids: list[str]) -> dict[str, RolloutRunRow]:
     """The newest run of each chain that has one."""
     newest: dict[str, RolloutRunRow] = {}

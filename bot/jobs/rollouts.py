@@ -32,12 +32,19 @@ from bot.settings import Settings
 from chains.config import config_at
 from chains.github_source import GitHubSource, installation_token
 from chains.mining import aware, to_chain
-from chains.mirror import Mirror
+from chains.mirror import Mirror, MirrorError
 from chains.model import Chain
 from chains.queries import find_chain
 from chains.store import ChainRow, PullRequestRow
 from handlers import JobSpec
-from rollout.store import ENDED, RolloutRow, RolloutRunRow, ValidationRow, mark_run
+from rollout.store import (
+    ENDED,
+    RolloutRow,
+    RolloutRunRow,
+    ValidationRow,
+    count_attempt,
+    mark_run,
+)
 from rollout.task import TaskError
 from sandbox.base import SandboxError
 
@@ -98,6 +105,9 @@ def run(runtime: Runtime, chain_id: str, policy: str = "replay",
         run_id: str | None = None) -> RolloutOutcome:
     """Prepare the mirror, roll the chain out, and keep its PRs' comments in step."""
     snapshot = _snapshot(runtime, chain_id)
+    if run_id is not None:
+        with runtime.db.session() as session:
+            count_attempt(session, run_id, snapshot.id, len(snapshot.prs), policy)
     client = _client(runtime, snapshot)
     path = _mirror(runtime, snapshot, client)
     config = config_at(path, snapshot.commits[-1]).config if snapshot.commits else None
@@ -222,15 +232,21 @@ def roll_out_clone(path: str, chain_id: str, policy: str) -> dict[str, Any]:
     job = get_current_job()
     settings = Settings.from_env()
     here = Path(path)
+    runtime = Runtime(settings)
+    try:
+        snapshot = _snapshot(runtime, chain_id)
+        if job is not None:
+            with runtime.db.session() as session:
+                count_attempt(session, job.id, snapshot.id, len(snapshot.prs), policy)
+    except PipelineError as exc:
+        return RolloutOutcome.failed(chain_id, policy, str(exc)).to_json()
+    finally:
+        runtime.close()
     if not (here / ".git").exists() and not (here / "HEAD").exists():
-        runtime = Runtime(settings)
         try:
-            snapshot = _snapshot(runtime, chain_id)
             here = bring_commits(settings, snapshot.repository, snapshot.commits)
-        except (PipelineError, OSError) as exc:
+        except (PipelineError, MirrorError, OSError) as exc:
             return RolloutOutcome.failed(chain_id, policy, str(exc)).to_json()
-        finally:
-            runtime.close()
     return roll_out_one(settings, here, chain_id, policy,
                         job.id if job is not None else None).to_json()
 

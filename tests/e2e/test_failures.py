@@ -4,6 +4,8 @@ its PR comment say what happened."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -17,7 +19,6 @@ from handlers import JobSpec
 from rollout.store import RolloutRunRow
 from tests.e2e.loop import REPO, deliver, install, merged_pr, work
 from tests.github_sim import GitHubSimulator
-from tests.services import free_port
 
 ROLLOUT_FUNC = "bot.jobs.rollouts.rollout_chain"
 
@@ -43,9 +44,9 @@ def _run(env: dict[str, str], job_id: str) -> RolloutRunRow:
         database.dispose()
 
 
-def test_a_missing_engine_is_retried_later_and_the_comment_says_so(
+def test_a_fetch_that_fails_is_retried_later_and_the_comment_says_so(
         world: tuple[GitHubSimulator, SampleRepository], env: dict[str, str],
-        web: str) -> None:
+        web: str, tmp_path: Path) -> None:
     sim, sample = world
     install(web)
     work(env)
@@ -54,17 +55,19 @@ def test_a_missing_engine_is_retried_later_and_the_comment_says_so(
     queue = Queue(ROLLOUT_QUEUE, connection=redis)
     [job_id] = queue.get_job_ids()
     assert _run(env, job_id).state == "queued"
-    # This worker's machine has no Docker engine answering: infrastructure, worth a retry.
-    away = {**env, "DAVINCI_SANDBOX": "docker", "DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"}
-    work(away, ROLLOUT_QUEUE)
+    # A machine with a disk of its own must fetch the repository, and the git server is away
+    # for a while: infrastructure, worth a retry.
+    sim.repos[REPO.lower()].clone_url = str(tmp_path / "git-server-away" / "textkit.git")
+    elsewhere = {**env, "DAVINCI_DATA_DIR": str(tmp_path / "other-machine")}
+    work(elsewhere, ROLLOUT_QUEUE)
     assert job_id in ScheduledJobRegistry(queue=queue).get_job_ids(), "retried later"
     assert job_id not in FailedJobRegistry(queue=queue).get_job_ids()
     run = _run(env, job_id)
     assert run.state == "retrying" and run.retry_at is not None and run.attempts == 1
-    assert "no Docker engine answered" in run.reason
+    assert run.reason.startswith("fetching the repository failed (MirrorError")
     [comment] = sim.comments_on(REPO, 2)
     assert "**Rollout:** failed, retrying at " in comment.body
-    assert "UTC: no Docker engine answered" in comment.body
+    assert "UTC: fetching the repository failed" in comment.body
     assert Job.fetch(job_id, connection=redis).retries_left == 2
 
 

@@ -12,6 +12,10 @@ prompt-side messages become one (tool results first, then the text that followed
 model turn's text is kept as its thought before its calls, and the trailing prompt-side slot
 (the last tool result, which no model turn answers) is dropped. :func:`check_sharegpt` and
 :func:`check_openai` implement the loaders' rules; every exported record passes them.
+
+:func:`line` is a record as one export writes it: shaped, checked and serialised. The corpus
+stores these lines when a record is appended (one per :func:`variant`), so an export streams
+stored bytes instead of shaping every record again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+SHAPING_VERSION = 1
+"""Bump when a change here changes the bytes of an export line: lines stored under an older
+version are then shaped again by the next export."""
+VARIANTS = (("openai", "string"), ("openai", "object"), ("sharegpt", "string"), ("hf", "string"))
+"""(format, arguments) of every export line a record can have."""
 
 THOUGHT = ("<think>\n", "\n</think>\n\n")
 """How a model turn's text is kept before its calls in a `function_call` turn: the thought
@@ -217,3 +227,32 @@ def _check_calls(text: str, index: int) -> None:
         if not isinstance(call, dict) or not isinstance(call.get("name"), str) \
                 or not isinstance(call.get("arguments"), dict):
             raise FormatError(f"turn {index}: a call without a name or object arguments")
+
+
+def variant(fmt: str, arguments: str = "string") -> str:
+    """The name a record's export line is stored under: only `openai` has two arguments
+    settings (the hf rows hold arguments as JSON text)."""
+    return f"{fmt}-{arguments if fmt == 'openai' else 'string'}-v{SHAPING_VERSION}"
+
+
+def example(fmt: str, record: dict[str, Any], arguments: str = "string") -> dict[str, Any]:
+    """``record`` in format ``fmt``, checked against the loader's rules."""
+    if fmt == "sharegpt":
+        shaped = sharegpt(record)
+        check_sharegpt(shaped)
+    else:  # openai, and hf rows hold the openai shape
+        shaped = openai(record, arguments if fmt == "openai" else "string")
+        check_openai(shaped)
+    return shaped
+
+
+def line(fmt: str, record: dict[str, Any], arguments: str = "string") -> bytes:
+    """The bytes an export of ``fmt`` writes for ``record`` (checked first): a JSON line, or
+    for `hf` the record's Parquet row as an Arrow IPC stream (`corpus.hf.encoded_row`).
+    Raises FormatError (or the JSON, key and type errors of a malformed record)."""
+    shaped = example(fmt, record, arguments)
+    if fmt == "hf":
+        from corpus import hf  # pyarrow is loaded for this format only
+
+        return hf.encoded_row(record, shaped)
+    return orjson.dumps(shaped) + b"\n"

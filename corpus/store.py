@@ -122,15 +122,15 @@ def store_line(session: Session, record_id: str, variant: str, line: bytes) -> N
 
 
 def _store_lines(session: Session, record: dict[str, Any]) -> None:
-    """The record's line in every export variant. A record that a format's rules refuse
-    gets no line there: the export that needs it shapes it again and fails with the
-    reason, as it would have without stored lines."""
-    for fmt, arguments in formats.VARIANTS:
-        try:
-            line = formats.line(fmt, record, arguments)
-        except SHAPING_ERRORS:
-            continue
-        store_line(session, record["id"], formats.variant(fmt, arguments), line)
+    """The record's line in every export variant. A record a format's rules refuse gets
+    none: the export that needs it shapes it again and fails with the reason, as it would
+    have without stored lines."""
+    try:
+        encoded = formats.lines(record)
+    except SHAPING_ERRORS:
+        return
+    for variant, line in encoded.items():
+        store_line(session, record["id"], variant, line)
 
 
 def append(session: Session, record: dict[str, Any], excluded: Iterable[str] = ()) -> Appended:

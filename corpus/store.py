@@ -1,9 +1,9 @@
 """The corpus tables and appending to them: once per trajectory, whoever appends.
 
-Appending also stores the record's export lines (`corpus_export_lines`, one per
-`formats.variant`): what an export writes is shaped and checked once, here, and an export
-streams the stored bytes. Records stored before (or whose shaping changed since, see
-`formats.SHAPING_VERSION`) get theirs from the next export that needs them.
+A record's export lines (`corpus_export_lines`, one per `formats.variant`) are what an export
+writes, shaped and checked once: appending stores the default export's, and an export stores
+the ones its records lack (other variants, records appended before lines were stored, or
+shaped by an older `formats.SHAPING_VERSION`), so later exports only stream stored bytes.
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ class ExportLineRow(Base):
 
 SHAPING_ERRORS = (formats.FormatError, json.JSONDecodeError, KeyError, TypeError)
 """What shaping a malformed record raises."""
+STORED_AT_APPEND = (("openai", "string"),)
+"""The variants `append` stores: the default export's. Each line costs an append about as much
+again as storing the trajectory; the other variants are stored by the first export that
+needs them."""
 
 
 class RejectionRow(Base):
@@ -122,11 +126,11 @@ def store_line(session: Session, record_id: str, variant: str, line: bytes) -> N
 
 
 def _store_lines(session: Session, record: dict[str, Any]) -> None:
-    """The record's line in every export variant. A record a format's rules refuse gets
-    none: the export that needs it shapes it again and fails with the reason, as it would
+    """The record's lines in the variants of STORED_AT_APPEND. A record a format's rules
+    refuse gets none: the export that needs it shapes it again and fails with the reason, as it would
     have without stored lines."""
     try:
-        encoded = formats.lines(record)
+        encoded = formats.lines(record, STORED_AT_APPEND)
     except SHAPING_ERRORS:
         return
     for variant, line in encoded.items():
@@ -149,8 +153,8 @@ def append(session: Session, record: dict[str, Any], excluded: Iterable[str] = (
         "appended_at": utcnow(),
         "document": json.dumps({k: v for k, v in clean.items() if k not in ("messages", "tools")},
                                ensure_ascii=False, separators=(",", ":")),
-        "training_line": json.dumps({"messages": clean["messages"], "tools": clean["tools"]},
-                                    ensure_ascii=False)})
+        "training_line": orjson.dumps({"messages": clean["messages"], "tools": clean["tools"]},
+                                      option=orjson.OPT_NON_STR_KEYS).decode()})
     if stored:
         _store_lines(session, clean)
     return Appended(clean["id"], stored)

@@ -54,8 +54,8 @@ def _latest_manifest(out: Path) -> tuple[Path | None, dict[str, Any] | None]:
     return manifests[-1], json.loads(manifests[-1].read_text())
 
 
-def _selected(query: Select[Any], session: Session, after: tuple[str, str] | None,
-              since_id: str | None, policy: str) -> Select[Any]:
+def _selected(query: Any, session: Session, after: tuple[str, str] | None,
+              since_id: str | None, policy: str) -> Any:
     """``query`` narrowed to the records an export takes, oldest first."""
     query = query.order_by(TrajectoryRow.appended_at, TrajectoryRow.id)
     if policy != "all":

@@ -127,8 +127,8 @@ def store_line(session: Session, record_id: str, variant: str, line: bytes) -> N
 
 def _store_lines(session: Session, record: dict[str, Any]) -> None:
     """The record's lines in the variants of STORED_AT_APPEND. A record a format's rules
-    refuse gets none: the export that needs it shapes it again and fails with the reason, as it would
-    have without stored lines."""
+    refuse gets none: the export that needs it shapes it again and fails with the reason,
+    as it would have without stored lines."""
     try:
         encoded = formats.lines(record, STORED_AT_APPEND)
     except SHAPING_ERRORS:

@@ -3,7 +3,8 @@
 Each export writes `<format>-<version>-<shard>.jsonl` files and `manifest-<version>.json`
 (record count, sha256 and size per shard, schema version, the filter, the cursor it reached,
 and the previous manifest's name and sha256, so the versions form a chain). Every record is
-shaped and checked against its loader's rules (`corpus.formats`) before anything is visible:
+shaped and checked against its loader's rules (`corpus.formats.line`, stored when the record
+was appended, or here once for records without it) before anything is visible:
 shards are written as hidden `.partial` files and take their names only once every record
 passed, then the manifest is written in one rename. A failed export leaves the previous
 version as it was; shards a crash left without their manifest are removed by the next one.
@@ -22,12 +23,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Row, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from corpus import formats
 from corpus.record import SCHEMA_VERSION
-from corpus.store import TrajectoryRow
+from corpus.store import SHAPING_ERRORS, ExportLineRow, TrajectoryRow, store_line
 
 FORMATS = ("openai", "sharegpt", "hf")
 POLICIES = ("all", "llm", "replay")
@@ -46,20 +47,6 @@ class ExportResult:
     shards: tuple[Path, ...]
 
 
-def shaped(fmt: str, record: dict[str, Any], arguments: str = "string") -> dict[str, Any]:
-    """``record`` in format ``fmt``, checked against the loader's rules."""
-    try:
-        if fmt == "sharegpt":
-            example = formats.sharegpt(record)
-            formats.check_sharegpt(example)
-        else:  # openai, and hf rows hold the openai shape
-            example = formats.openai(record, arguments if fmt == "openai" else "string")
-            formats.check_openai(example)
-    except (formats.FormatError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ExportError(f"record {record.get('id', '?')}: {exc}") from exc
-    return example
-
-
 def _latest_manifest(out: Path) -> tuple[Path | None, dict[str, Any] | None]:
     manifests = sorted(out.glob("manifest-*.json"))
     if not manifests:
@@ -67,9 +54,10 @@ def _latest_manifest(out: Path) -> tuple[Path | None, dict[str, Any] | None]:
     return manifests[-1], json.loads(manifests[-1].read_text())
 
 
-def _rows(session: Session, after: tuple[str, str] | None, since_id: str | None,
-          policy: str = "all") -> Iterator[TrajectoryRow]:
-    query = select(TrajectoryRow).order_by(TrajectoryRow.appended_at, TrajectoryRow.id)
+def _selected(query: Any, session: Session, after: tuple[str, str] | None,
+              since_id: str | None, policy: str) -> Any:
+    """``query`` narrowed to the records an export takes, oldest first."""
+    query = query.order_by(TrajectoryRow.appended_at, TrajectoryRow.id)
     if policy != "all":
         query = query.where(TrajectoryRow.policy == policy)
     cursor = after
@@ -83,7 +71,41 @@ def _rows(session: Session, after: tuple[str, str] | None, since_id: str | None,
         query = query.where(or_(TrajectoryRow.appended_at > moment,
                                 and_(TrajectoryRow.appended_at == moment,
                                      TrajectoryRow.id > cursor[1])))
-    yield from session.scalars(query.execution_options(yield_per=200))
+    return query
+
+
+def _line_of(variant: str) -> Any:
+    return and_(ExportLineRow.id == TrajectoryRow.id, ExportLineRow.variant == variant)
+
+
+def _shape_missing(session: Session, selection: Select[Any], fmt: str, arguments: str) -> None:
+    """Shape, check and store the lines the selected records lack (appended before lines
+    were stored, or under an older shaping): once, so later exports only stream them."""
+    variant = formats.variant(fmt, arguments)
+    missing = session.scalars(selection.outerjoin(ExportLineRow, _line_of(variant))
+                              .where(ExportLineRow.id.is_(None))).all()
+    for record_id in missing:
+        row = session.get(TrajectoryRow, record_id)
+        assert row is not None  # selected in this transaction
+        try:
+            line = formats.line(fmt, {**row.record(), "id": row.id}, arguments)
+        except SHAPING_ERRORS as exc:
+            raise ExportError(f"record {row.id}: {exc}") from exc
+        store_line(session, row.id, variant, line)
+        session.expunge(row)  # its conversation is not needed again
+
+
+def _rows(session: Session, after: tuple[str, str] | None, since_id: str | None,
+          policy: str, fmt: str, arguments: str) -> Iterator[Row[Any]]:
+    """(id, appended_at, policy, repository, document, line) of each record to export."""
+    _shape_missing(session, _selected(select(TrajectoryRow.id), session, after, since_id,
+                                      policy), fmt, arguments)
+    query = _selected(select(TrajectoryRow.id, TrajectoryRow.appended_at, TrajectoryRow.policy,
+                             TrajectoryRow.repository, TrajectoryRow.document,
+                             ExportLineRow.line)
+                      .join(ExportLineRow, _line_of(formats.variant(fmt, arguments))),
+                      session, after, since_id, policy)
+    yield from session.execute(query.execution_options(yield_per=32))
 
 
 class _ShardWriter:
@@ -94,10 +116,7 @@ class _ShardWriter:
         self.digest = hashlib.sha256()
         self.size = self.count = 0
 
-    def add(self, example: dict[str, Any], record: dict[str, Any], stored: int) -> None:
-        self.write(orjson.dumps(example) + b"\n")
-
-    def write(self, line: bytes) -> None:
+    def add(self, line: bytes) -> None:
         if self.handle is None or (self.size and self.size + len(line) > self.limit):
             self.close()
             name = f"{self.prefix}-{len(self.shards) + 1:05d}.jsonl"
@@ -140,14 +159,14 @@ class _ParquetShards:
         self.out, self.prefix, self.limit = out, prefix, limit
         (out / "data").mkdir(exist_ok=True)
         self.shards: list[dict[str, Any]] = []
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[bytes] = []
         self.size = 0
 
-    def add(self, example: dict[str, Any], record: dict[str, Any], stored: int) -> None:
-        """``stored``: the size of the record's stored conversation, which the shard size
-        limit counts (the Parquet file is smaller)."""
-        self.rows.append(self.hf.row(record, example))
-        self.size += stored
+    def add(self, line: bytes) -> None:
+        """``line``: the record's encoded row, whose size the shard size limit counts (the
+        Parquet file is smaller)."""
+        self.rows.append(line)
+        self.size += len(line)
         if self.size >= self.limit:
             self.close()
 
@@ -225,12 +244,11 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
     sources: Counter[str] = Counter()
     licenses: dict[str, str] = {}
     try:
-        for row in _rows(session, after, since, policy):
-            record = {**row.record(), "id": row.id}
-            example = shaped(fmt, record, arguments)
+        for row in _rows(session, after, since, policy, fmt, arguments):
+            record = orjson.loads(row.document)  # the labels; the conversation is in the line
             test = is_test(record, test_after) if test_after else False
             split = "test" if test else "train"
-            writers[split].add(example, record, len(row.training_line))
+            writers[split].add(row.line)
             sources[row.repository] += 1
             licenses[row.repository] = record.get("license") or licenses.get(row.repository, "")
             records += 1

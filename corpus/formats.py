@@ -12,6 +12,10 @@ prompt-side messages become one (tool results first, then the text that followed
 model turn's text is kept as its thought before its calls, and the trailing prompt-side slot
 (the last tool result, which no model turn answers) is dropped. :func:`check_sharegpt` and
 :func:`check_openai` implement the loaders' rules; every exported record passes them.
+
+:func:`line` is a record as one export writes it: shaped, checked and serialised. The corpus
+stores these lines when a record is appended (one per :func:`variant`), so an export streams
+stored bytes instead of shaping every record again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+SHAPING_VERSION = 1
+"""Bump when a change here changes the bytes of an export line: lines stored under an older
+version are then shaped again by the next export."""
+VARIANTS = (("openai", "string"), ("openai", "object"), ("sharegpt", "string"), ("hf", "string"))
+"""(format, arguments) of every export line a record can have."""
 
 THOUGHT = ("<think>\n", "\n</think>\n\n")
 """How a model turn's text is kept before its calls in a `function_call` turn: the thought
@@ -105,7 +115,10 @@ def sharegpt(record: dict[str, Any]) -> dict[str, Any]:
     """`conversations` of `human`/`observation` and `gpt`/`function_call` turns; a
     `function_call` holds the list of calls (`name`, `arguments` as an object) after the
     turn's text as a thought; `tools` is the JSON text of the function schemas."""
-    system, slots = turns(record["messages"])
+    return _sharegpt(*turns(record["messages"]), record.get("tools", []))
+
+
+def _sharegpt(system: str, slots: list[Slot], tools: list[Any]) -> dict[str, Any]:
     conversation: list[dict[str, str]] = []
     if system:
         conversation.append({"from": "system", "value": system})
@@ -122,8 +135,8 @@ def sharegpt(record: dict[str, Any]) -> dict[str, Any]:
             conversation.append({"from": "function_call", "value": value})
         else:
             conversation.append({"from": "gpt", "value": "\n\n".join(slot.text)})
-    tools = [tool.get("function", tool) for tool in record.get("tools", [])]
-    return {"conversations": conversation, "tools": json.dumps(tools, ensure_ascii=False)}
+    functions = [tool.get("function", tool) for tool in tools]
+    return {"conversations": conversation, "tools": json.dumps(functions, ensure_ascii=False)}
 
 
 def openai(record: dict[str, Any], arguments: str = "string") -> dict[str, Any]:
@@ -131,7 +144,10 @@ def openai(record: dict[str, Any], arguments: str = "string") -> dict[str, Any]:
     keeps its text and all its calls; the results of parallel calls are one `tool` message.
     ``arguments``: `string` (OpenAI's JSON text) or `object` (chat templates that iterate
     the arguments, such as Qwen's and Llama's)."""
-    system, slots = turns(record["messages"])
+    return _openai(*turns(record["messages"]), record.get("tools", []), arguments)
+
+
+def _openai(system: str, slots: list[Slot], tools: list[Any], arguments: str) -> dict[str, Any]:
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for slot in slots:
         if slot.side == "prompt":
@@ -147,7 +163,7 @@ def openai(record: dict[str, Any], arguments: str = "string") -> dict[str, Any]:
                     else _text(c["arguments"])}}
                 for c in slot.calls]
         messages.append(message)
-    return {"messages": messages, "tools": record.get("tools", [])}
+    return {"messages": messages, "tools": tools}
 
 
 def check_sharegpt(example: dict[str, Any]) -> None:
@@ -217,3 +233,49 @@ def _check_calls(text: str, index: int) -> None:
         if not isinstance(call, dict) or not isinstance(call.get("name"), str) \
                 or not isinstance(call.get("arguments"), dict):
             raise FormatError(f"turn {index}: a call without a name or object arguments")
+
+
+def variant(fmt: str, arguments: str = "string") -> str:
+    """The name a record's export line is stored under: only `openai` has two arguments
+    settings (the hf rows hold arguments as JSON text)."""
+    return f"{fmt}-{arguments if fmt == 'openai' else 'string'}-v{SHAPING_VERSION}"
+
+
+def line(fmt: str, record: dict[str, Any], arguments: str = "string") -> bytes:
+    """The bytes an export of ``fmt`` writes for ``record``, checked first (see
+    :func:`lines`)."""
+    return lines(record, ((fmt, arguments),))[variant(fmt, arguments)]
+
+
+def lines(record: dict[str, Any],
+          wanted: tuple[tuple[str, str], ...] = VARIANTS) -> dict[str, bytes]:
+    """``record``'s export lines by :func:`variant`, each shaped and checked against its
+    loader's rules first: a JSON line, or for `hf` the record's Parquet row as an Arrow IPC
+    stream (`corpus.hf.encoded_row`) from the checked openai shape. The conversation is
+    regrouped once for all of them. Raises FormatError (or the JSON, key and type errors of
+    a malformed record)."""
+    system, slots = turns(record["messages"])
+    tools = record.get("tools", [])
+    checked: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def example(shape: str, arguments: str) -> dict[str, Any]:
+        if (shape, arguments) not in checked:
+            if shape == "sharegpt":
+                shaped = _sharegpt(system, slots, tools)
+                check_sharegpt(shaped)
+            else:
+                shaped = _openai(system, slots, tools, arguments)
+                check_openai(shaped)
+            checked[(shape, arguments)] = shaped
+        return checked[(shape, arguments)]
+
+    encoded: dict[str, bytes] = {}
+    for fmt, arguments in wanted:
+        if fmt == "hf":
+            from corpus import hf  # pyarrow is loaded for this format only
+
+            encoded[variant(fmt)] = hf.encoded_row(record, example("openai", "string"))
+        else:
+            shape = example(fmt, arguments if fmt == "openai" else "string")
+            encoded[variant(fmt, arguments)] = orjson.dumps(shape) + b"\n"
+    return encoded

@@ -1,4 +1,10 @@
-"""The corpus tables and appending to them: once per trajectory, whoever appends."""
+"""The corpus tables and appending to them: once per trajectory, whoever appends.
+
+A record's export lines (`corpus_export_lines`, one per `formats.variant`) are what an export
+writes, shaped and checked once: appending stores the default export's, and an export stores
+the ones its records lack (other variants, records appended before lines were stored, or
+shaped by an older `formats.SHAPING_VERSION`), so later exports only stream stored bytes.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Float, Index, String, Text, insert
+from sqlalchemy import BigInteger, DateTime, Float, Index, LargeBinary, String, Text, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from corpus import formats
 from corpus.record import ExcludedRepository, record_id, redacted, repaired, validate
 
 
@@ -49,6 +56,26 @@ class TrajectoryRow(Base):
     def record(self) -> dict[str, Any]:
         """The whole trajectory record."""
         return {**orjson.loads(self.document), **orjson.loads(self.training_line)}
+
+
+class ExportLineRow(Base):
+    """A record's bytes in one export variant, shaped and checked (`formats.line`)."""
+
+    __tablename__ = "corpus_export_lines"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The trajectory's id."""
+    variant: Mapped[str] = mapped_column(String(40), primary_key=True)
+    """`formats.variant(format, arguments)`."""
+    line: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+SHAPING_ERRORS = (formats.FormatError, json.JSONDecodeError, KeyError, TypeError)
+"""What shaping a malformed record raises."""
+STORED_AT_APPEND = (("openai", "string"),)
+"""The variants `append` stores: the default export's. Each line costs an append about as much
+again as storing the trajectory; the other variants are stored by the first export that
+needs them."""
 
 
 class RejectionRow(Base):
@@ -89,7 +116,25 @@ def _insert_ignoring_duplicates(session: Session, table: Any, values: dict[str, 
     else:
         statement = insert(table).values(**values)
     # RETURNING tells whether a row went in; rowcount is not reliable across drivers here.
-    return session.execute(statement.returning(table.c.id)).first() is not None
+    return session.execute(statement.returning(*table.primary_key.columns)).first() is not None
+
+
+def store_line(session: Session, record_id: str, variant: str, line: bytes) -> None:
+    """Keep ``line`` as the record's export line in ``variant`` (once)."""
+    _insert_ignoring_duplicates(session, ExportLineRow.__table__,
+                                {"id": record_id, "variant": variant, "line": line})
+
+
+def _store_lines(session: Session, record: dict[str, Any]) -> None:
+    """The record's lines in the variants of STORED_AT_APPEND. A record a format's rules
+    refuse gets none: the export that needs it shapes it again and fails with the reason,
+    as it would have without stored lines."""
+    try:
+        encoded = formats.lines(record, STORED_AT_APPEND)
+    except SHAPING_ERRORS:
+        return
+    for variant, line in encoded.items():
+        store_line(session, record["id"], variant, line)
 
 
 def append(session: Session, record: dict[str, Any], excluded: Iterable[str] = ()) -> Appended:
@@ -108,8 +153,10 @@ def append(session: Session, record: dict[str, Any], excluded: Iterable[str] = (
         "appended_at": utcnow(),
         "document": json.dumps({k: v for k, v in clean.items() if k not in ("messages", "tools")},
                                ensure_ascii=False, separators=(",", ":")),
-        "training_line": json.dumps({"messages": clean["messages"], "tools": clean["tools"]},
-                                    ensure_ascii=False)})
+        "training_line": orjson.dumps({"messages": clean["messages"], "tools": clean["tools"]},
+                                      option=orjson.OPT_NON_STR_KEYS).decode()})
+    if stored:
+        _store_lines(session, clean)
     return Appended(clean["id"], stored)
 
 

@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from bot.db import Database
-from corpus import formats
+from corpus import formats, hf
 from corpus.export import ExportError, export
-from corpus.store import TrajectoryRow, append
+from corpus.store import ExportLineRow, TrajectoryRow, append
 from tests.corpus.records import TOOLS, make_record
 
 
@@ -183,3 +184,66 @@ def test_the_hf_export_loads_as_a_dataset_with_its_card(sqlite_db: Database,
     card = (out / "README.md").read_text()
     assert "| textkit-dev/textkit | MIT | 4 |" in card
     assert "trajectories: 4 (2 test, 2 train)" in card and "1 llm, 3 replay" in card
+
+
+VARIANTS = [("openai", "string"), ("openai", "object"), ("sharegpt", "string"),
+            ("hf", "string")]
+
+
+def _old_row(session: Any, seed: int) -> str:
+    """A record stored before export lines were: its trajectory row and no line."""
+    record = make_record(seed)
+    record["id"] = f"old{seed}"
+    session.execute(insert(TrajectoryRow).values(
+        id=record["id"], repository=record["repository"], chain_id="c", policy="replay",
+        model=None, score=1.0, tokens=1, tool_calls=1, stages=2, created_at="x",
+        document=json.dumps({k: v for k, v in record.items() if k not in ("messages", "tools")}),
+        training_line=json.dumps({"messages": record["messages"], "tools": record["tools"]})))
+    return record["id"]
+
+
+@pytest.mark.parametrize(("fmt", "arguments"), VARIANTS)
+def test_exported_bytes_are_what_the_shaping_produces(database: Database, tmp_path: Path,
+                                                      fmt: str, arguments: str) -> None:
+    with database.session() as session:
+        fresh = append(session, make_record(1)).id
+        old = _old_row(session, 2)
+    with database.session() as session:
+        first = export(session, tmp_path / "first", fmt, arguments=arguments)
+        again = export(session, tmp_path / "again", fmt, arguments=arguments)
+        records = {row.id: {**row.record(), "id": row.id}
+                   for row in session.scalars(select(TrajectoryRow))}
+        stored = dict(session.execute(select(ExportLineRow.id, ExportLineRow.line).where(
+            ExportLineRow.variant == formats.variant(fmt, arguments))).all())
+    assert set(stored) == {fresh, old}  # the old record's line was stored by the export
+    for record_id, line in stored.items():
+        assert line == formats.line(fmt, records[record_id], arguments)
+    if fmt == "hf":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(first.shards[0])
+        expected = [hf.row(records[i], formats.openai(records[i])) for i in (fresh, old)]
+        assert table.to_pylist() == expected
+        return
+    written = [p.read_bytes() for p in (*first.shards, *again.shards)]
+    shaped = formats.sharegpt if fmt == "sharegpt" else (
+        lambda record: formats.openai(record, arguments))
+    expected_bytes = b"".join(orjson.dumps(shaped(records[i])) + b"\n" for i in (fresh, old))
+    assert written == [expected_bytes, expected_bytes]
+
+
+def test_an_export_streams_only_its_own_variants_stored_lines(sqlite_db: Database,
+                                                               tmp_path: Path) -> None:
+    """Stored bytes are written as they are; a line stored under another variant (such as
+    an older SHAPING_VERSION's) is not used."""
+    with sqlite_db.session() as session:
+        appended = append(session, make_record(3)).id
+        session.execute(insert(ExportLineRow).values(
+            id=appended, variant=formats.variant("sharegpt") + "-older", line=b"stale\n"))
+        session.execute(ExportLineRow.__table__.update().values(line=b"stale\n"))
+    with sqlite_db.session() as session:
+        result = export(session, tmp_path / "out", "openai")
+    assert b"stale" in result.shards[0].read_bytes()  # the current variant's stored bytes
+    with sqlite_db.session() as session:
+        result = export(session, tmp_path / "sharegpt", "sharegpt")
+    assert json.loads(result.shards[0].read_bytes())["conversations"][0]["from"] == "system"

@@ -5,8 +5,6 @@ Importing this package registers the status comment as a follow-up of mining.
 
 from __future__ import annotations
 
-import hashlib
-
 from github import Github
 
 from bot.jobs import mining
@@ -18,9 +16,6 @@ def _status_after_mining(runtime: Runtime, client: Github, outcome: mining.Minin
     if outcome.skipped:
         return
     problem = outcome.config_problem
-    if problem and not runtime.redis.set(_reported_key(outcome.repository, problem), "1",
-                                         nx=True, ex=30 * 24 * 3600):
-        problem = None  # reported once, on the PR that met it first
     refresh(runtime, client, outcome.repository, outcome.number, outcome.config,
             config_problem=problem)
     chain = outcome.chain
@@ -28,12 +23,7 @@ def _status_after_mining(runtime: Runtime, client: Github, outcome: mining.Minin
         # The chain grew: its earlier PRs' comments show the longer chain (and get one now
         # that they are in a chain).
         earlier = [n for n in chain.prs if n != outcome.number]
-        refresh_chain(runtime, client, outcome.repository, earlier, outcome.config)
-
-
-def _reported_key(repository: str, problem: str) -> str:
-    digest = hashlib.sha256(problem.encode()).hexdigest()[:16]
-    return f"davinci:config-problem-reported:{repository}:{digest}"
+        refresh_chain(runtime, client, outcome.repository, earlier, outcome.config, problem)
 
 
 if _status_after_mining not in mining.AFTER_MINING:

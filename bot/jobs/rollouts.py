@@ -110,16 +110,18 @@ def run(runtime: Runtime, chain_id: str, policy: str = "replay",
             count_attempt(session, run_id, snapshot.id, len(snapshot.prs), policy)
     client = _client(runtime, snapshot)
     path = _mirror(runtime, snapshot, client)
-    config = config_at(path, snapshot.commits[-1]).config if snapshot.commits else None
+    parsed = config_at(path, snapshot.commits[-1]) if snapshot.commits else None
+    config, problem = (parsed.config, parsed.problem) if parsed else (None, None)
 
     def on_progress(progress: Progress) -> None:
         if client is not None and progress.step in ("running", "stage"):
-            refresh_chain(runtime, client, snapshot.repository, snapshot.prs[-1:], config)
+            refresh_chain(runtime, client, snapshot.repository, snapshot.prs[-1:], config,
+                          problem)
 
     outcome = roll_out_chain(runtime, path, snapshot.id, policy, on_progress=on_progress,
                              run_id=run_id)
     if client is not None:
-        refresh_chain(runtime, client, snapshot.repository, snapshot.prs, config)
+        refresh_chain(runtime, client, snapshot.repository, snapshot.prs, config, problem)
     log.info("rollout.job_done", chain=snapshot.id, state=outcome.state)
     return outcome
 
@@ -192,9 +194,10 @@ def _rollout_failed(job: Job, failure: Failure) -> None:
         client = _client(runtime, snapshot)
         if client is not None:
             path = Mirror.at(runtime.settings.data_dir, snapshot.repository, "").path
-            config = (config_at(path, snapshot.commits[-1]).config
+            parsed = (config_at(path, snapshot.commits[-1])
                       if snapshot.commits and (path / "HEAD").exists() else None)
-            refresh_chain(runtime, client, snapshot.repository, snapshot.prs[-1:], config)
+            refresh_chain(runtime, client, snapshot.repository, snapshot.prs[-1:],
+                          parsed.config if parsed else None, parsed.problem if parsed else None)
     finally:
         runtime.close()
 

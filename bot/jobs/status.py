@@ -3,6 +3,7 @@ after rollouts, and on `/davinci status`)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,6 +86,7 @@ def refresh(runtime: Runtime, client: Github, repository: str, number: int,
     unless `comment_unchained: true`, and none with `comment: false`), and the check run when
     the repository asks for one (``config`` None: read from the repository)."""
     given, config = config, config or RepoConfig()
+    config_problem = _reported_here(runtime, repository, number, config_problem)
     with runtime.db.session() as session:
         status = build_status(session, repository, number, config, config_problem)
     limiter = ContentLimiter(runtime.redis, repository.split("/")[0])
@@ -99,15 +101,29 @@ def refresh(runtime: Runtime, client: Github, repository: str, number: int,
     return published
 
 
+def _reported_here(runtime: Runtime, repository: str, number: int,
+                   problem: str | None) -> str | None:
+    """A broken `.github/davinci.yml` is reported on one PR, the first that met it, and stays
+    on that PR's comment while it lasts (not on every PR mined meanwhile)."""
+    if not problem:
+        return None
+    digest = hashlib.sha256(problem.encode()).hexdigest()[:16]
+    key = f"davinci:config-problem-reported:{repository}:{digest}"
+    runtime.redis.set(key, str(number), nx=True, ex=30 * 24 * 3600)
+    first = runtime.redis.get(key)
+    return problem if first is not None and int(first) == number else None
+
+
 def refresh_chain(runtime: Runtime, client: Github, repository: str,
-                  numbers: Sequence[int], config: RepoConfig | None = None) -> int:
+                  numbers: Sequence[int], config: RepoConfig | None = None,
+                  config_problem: str | None = None) -> int:
     """Refresh the comments of ``numbers`` (a chain's PRs); how many were published. GitHub
     being away costs a stale comment, never the work that was done (the next refresh fixes
     it), so its errors are logged, not raised."""
     published = 0
     for number in numbers:
         try:
-            refresh(runtime, client, repository, number, config)
+            refresh(runtime, client, repository, number, config, config_problem)
             published += 1
         except (GithubException, RequestException, TimeoutError) as exc:
             log.warning("status.not_published", repo=repository, pr=number,

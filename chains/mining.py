@@ -472,7 +472,8 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
             paths_by_pr[owners[sha]] |= paths_by_commit[sha]
     known = _earlier(graph, pr, set(lines_by_pr))
     blamed = {n: c for n, c in lines_by_pr.items() if n in known}
-    total = sum(blamed.values())
+    # Lines of commits no PR owns (pushed straight to the branch) are someone's work too.
+    total = sum(blamed.values()) + sum(c for sha, c in lines_by_commit.items() if sha not in owners)
     for number, count in blamed.items():
         share = count / total
         if share < FIX_SHARE:

@@ -329,11 +329,15 @@ class GitBlame:
         self._scratch = tempfile.TemporaryDirectory(prefix="davinci-blame-")
 
     def lines(self, commit: str, path: str, ranges: tuple[LineRange, ...],
-              ignore: frozenset[str] = frozenset()) -> dict[int, tuple[str, str]]:
-        """Line number at ``commit`` -> (sha of the commit that last changed it, its text)."""
+              ignore: frozenset[str] = frozenset(),
+              follow: bool = True) -> dict[int, tuple[str, str]]:
+        """Line number at ``commit`` -> (sha of the commit that last changed it, its text);
+        ``follow=False``: the commit that put the line where it is, moved or copied."""
         if not ranges:
             return {}
-        args = ["git", "-C", str(self.path), "blame", "--porcelain", "-w", "-M", "-C"]
+        args = ["git", "-C", str(self.path), "blame", "--porcelain", "-w"]
+        if follow:
+            args += ["-M", "-C"]
         revs = self._ignored_at(commit) | ignore
         if revs:
             args += ["--ignore-revs-file", self._ignore_file(revs)]

@@ -52,9 +52,11 @@ class Blame(Protocol):
     """Who last changed given lines, and what a file held: the repository as git sees it."""
 
     def lines(self, commit: str, path: str, ranges: tuple[LineRange, ...],
-              ignore: frozenset[str] = frozenset()) -> dict[int, tuple[str, str]]:
+              ignore: frozenset[str] = frozenset(),
+              follow: bool = True) -> dict[int, tuple[str, str]]:
         """Line number -> (sha of the commit that last changed it, the line), looking
-        through ``ignore``d commits."""
+        through ``ignore``d commits; ``follow``: through lines moved or copied from
+        elsewhere to the commit that wrote them there."""
         ...
 
     def changed_lines(self, sha: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -401,8 +403,28 @@ def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange
         carriers |= set(moved.values())
         looked |= carriers
         lines.update(blame.lines(commit, path, diff.ranges(sorted(moved)), frozenset(looked)))
+    lines.update(_copied(blame, commit, path, ranges, frozenset(looked), lines))
     # A line blame cannot take past its carrier (moved to another file) credits no one.
     return dict(Counter(sha for sha, _ in lines.values() if sha not in carriers))
+
+
+def _copied(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
+            ignore: frozenset[str], lines: dict[int, tuple[str, str]]
+            ) -> dict[int, tuple[str, str]]:
+    """The lines blame followed to an origin they were copied from, credited to the commit
+    that copied them: a commit that moved a line removed it where it was (the line stays its
+    author's), one that copied it left the original in place and wrote the copy's use."""
+    here = blame.lines(commit, path, ranges, ignore, follow=False)
+    copies: dict[int, tuple[str, str]] = {}
+    for number, (sha, line) in lines.items():
+        placed = here.get(number)
+        code = substance.code_of(line)
+        if placed is None or placed[0] == sha or not code:
+            continue
+        removed, _ = blame.changed_lines(placed[0])
+        if not any(substance.code_of(old) == code for old in removed):
+            copies[number] = placed
+    return copies
 
 
 def _carried(blame: Blame, sha: str, line: str) -> bool:
@@ -450,7 +472,8 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
             paths_by_pr[owners[sha]] |= paths_by_commit[sha]
     known = _earlier(graph, pr, set(lines_by_pr))
     blamed = {n: c for n, c in lines_by_pr.items() if n in known}
-    total = sum(blamed.values())
+    # Lines of commits no PR owns (pushed straight to the branch) are someone's work too.
+    total = sum(blamed.values()) + sum(c for sha, c in lines_by_commit.items() if sha not in owners)
     for number, count in blamed.items():
         share = count / total
         if share < FIX_SHARE:

@@ -110,12 +110,18 @@ _SWEEP = re.compile(
     r"(?:black|ruff|isort|flake8|pyupgrade|pre-commit|autopep8|yapf|mypy|pyright)\b"
     r"|\b(?:add(?:s|ed|ing)?|improve[sd]?)\s+(?:type\s+(?:hints|annotations)|typing)\b"
     r"|\b(?:reformat(?:s|ted|ting)?|code style|readability (?:cleanup|pass|improvements?)"
-    r"|lint(?:ing)? (?:fixes|cleanup))\b", re.I)
+    r"|lint(?:ing)? (?:fixes|cleanup))\b"
+    r"|\b(?:fix(?:e[sd]|ing)?|silence[sd]?|address(?:e[sd])?)\s+(?:\w+\s+)?"
+    r"(?:flake8|lint(?:er|ing)?|ruff|pylint|pyflakes|pycodestyle|pep ?8|isort|black|pre-commit"
+    r"|mypy|pyright)"
+    r"(?:\s+(?:issues?|errors?|warnings?|violations?|complaints?|findings?))?\s*(?:$|[(.,;:!])",
+    re.I)
 
 
 def is_sweep(title: str) -> bool:
     """A title that says the PR restyles code across the project (a formatter or linter
-    adopted, type hints added, a readability pass): no one's work, blame looks through it."""
+    adopted, type hints added, a readability pass, what a linter reported fixed: "Fix flake8
+    issues" is a sweep, not a repair): no one's work, blame looks through it."""
     return bool(_SWEEP.search(title or ""))
 
 

@@ -391,3 +391,79 @@ def test_cli_names_the_repository_by_its_origin_and_lists_an_ambiguous_prefix(
     assert all(i in several.stderr for i in ids) and "Traceback" not in several.stderr
     listed = run_cli("chains", "list", "--repository", "octo-org/widgets", data_dir=tmp_path)
     assert listed.stdout.count("eligible: 1 of 2 PRs change tests") == 2
+
+
+SCALE = ("def scale(values, factor):\n"
+         "    adjusted = [value * factor for value in values if value is not None]\n"
+         "    clipped = [min(value, upper_limit_for(values)) for value in adjusted]\n"
+         "    return [round(value, precision_for(factor)) for value in clipped]\n")
+
+
+def test_a_copied_line_is_the_copiers_a_moved_line_stays_its_authors(sqlite_db: Database,
+                                                                       tmp_path: Path) -> None:
+    """#2 copies #1's block into a new function (the original stays); #3 fixes the copy, so
+    it repairs #2's work. #4 moves #1's block to another module (the original goes); #5 fixes
+    it there, so it repairs #1's."""
+    repo = GitRepo.init(tmp_path / "copies", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"README.md": "# kit\n"})
+    repo.pull_request(1, "Add scale", {"kit.py": SCALE}, squash=True)
+    copied = SCALE.replace("def scale(", "def scale_all(")
+    repo.pull_request(2, "Add scale_all", {"kit.py": SCALE + "\n\n" + copied}, squash=True)
+    fixed = copied.replace("* factor", "* factor if factor else value")
+    repo.pull_request(3, "Fix scale_all with no factor", {"kit.py": SCALE + "\n\n" + fixed},
+                      squash=True)
+    repo.pull_request(4, "Move scale to its own module",
+                      {"kit.py": "from scaling import scale\n\n\n" + fixed,
+                       "scaling.py": SCALE}, squash=True)
+    repo.pull_request(5, "Fix scale rounding", {"scaling.py": SCALE.replace(
+        "round(value, precision_for(factor))", "round(value, precision_for(factor) + 1)")},
+        squash=True)
+    mine(sqlite_db, repo.path)
+    assert fixes_into(sqlite_db, 3) == {2}
+    assert fixes_into(sqlite_db, 5) == {1}
+
+
+def test_a_title_saying_it_fixes_what_a_linter_reported_is_a_sweep(sqlite_db: Database,
+                                                                   tmp_path: Path) -> None:
+    """"Fix flake8 issues" restyles #1's lines: no link, and it is ignored; "Fix mypy tests"
+    is a fix like any other."""
+    repo = GitRepo.init(tmp_path / "lint", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"README.md": "# kit\n"})
+    repo.pull_request(1, "Add parse", {"kit.py": PARSE}, squash=True)
+    linted = PARSE.replace("if c]", "if c != None]")
+    repo.pull_request(2, "Fix flake8 issues", {"kit.py": linted}, squash=True)
+    repo.pull_request(3, "Fix mypy tests", {"kit.py": linted.replace("if c != None]",
+                                                                      "if c is not None]")},
+                      squash=True)
+    mine(sqlite_db, repo.path)
+    assert fixes_into(sqlite_db, 2) == set()
+    assert fixes_into(sqlite_db, 3) == {1}, "blame looks through the sweep to #1"
+    with sqlite_db.session() as session:
+        from chains.store import PullRequestRow
+        ignored = {row.number for row in session.query(PullRequestRow).filter_by(ignored=True)}
+    assert ignored == {2}
+
+
+def test_lines_pushed_without_a_pr_count_in_a_fixs_share(sqlite_db: Database,
+                                                         tmp_path: Path) -> None:
+    """#1 wrote one of the five lines #3 rewrites; the other four were pushed straight to the
+    branch: #1's share is a fifth, under a quarter, so no link. #4 rewrites #2's line and one
+    pushed line: half, a link."""
+    repo = GitRepo.init(tmp_path / "direct", owner="textkit-dev", name="textkit")
+    body = "".join(f"    v{n} = w{n} + {n}\n" for n in range(1, 5))
+    repo.commit("Add calc", {"calc.py": f"def calc(w1, w2, w3, w4):\n{body}"
+                             "    return v1 + v2 + v3 + v4\n",
+                             "other.py": "def other(a):\n    b = a * 2\n    return b\n"})
+    repo.pull_request(1, "Add calc total", {"calc.py": f"def calc(w1, w2, w3, w4):\n{body}"
+                                            "    return sum((v1, v2, v3, v4))\n"}, squash=True)
+    repo.pull_request(2, "Offset other", {"other.py": "def other(a):\n    b = a * 2\n"
+                                          "    return b + 1\n"}, squash=True)
+    repo.pull_request(3, "Fix calc overflow", {"calc.py": "def calc(w1, w2, w3, w4):\n"
+                                               + body.replace(" + ", " - ")
+                                               + "    return sum((v1, v2, v3, v4)) % 256\n"},
+                      squash=True)
+    repo.pull_request(4, "Fix other offset", {"other.py": "def other(a):\n    b = a * 3\n"
+                                              "    return b - 1\n"}, squash=True)
+    mine(sqlite_db, repo.path)
+    assert fixes_into(sqlite_db, 3) == set()
+    assert fixes_into(sqlite_db, 4) == {2}

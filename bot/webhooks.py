@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,20 +20,25 @@ import structlog
 from flask import Blueprint, current_app, request
 from redis.exceptions import RedisError
 from rq.job import Job
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot import metrics
+from bot.metrics import Recorder
 from bot.models import Delivery, utcnow
 from bot.queue import enqueue
 from bot.runtime import Runtime
-from handlers import Event, Outcome, PayloadError, Router, build_router
+from handlers import Event, JobSpec, Outcome, PayloadError, Router, build_router
 
 EPOCH_KEY = "davinci:epoch"
 LOST_WINDOW = timedelta(days=1)
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
+INBOX: Table = Delivery.__table__  # type: ignore[assignment]
+# Built once: SQLAlchemy then finds each compiled statement in its cache by the names of the
+# values given, instead of building and hashing a new statement per request.
+INSERT_DELIVERY = insert(INBOX)
+UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery"))
 log = structlog.get_logger()
 blueprint = Blueprint("webhooks", __name__)
 
@@ -58,14 +64,16 @@ def receive() -> tuple[dict[str, Any], int]:
     started = time.perf_counter()
     runtime: Runtime = current_app.extensions["davinci"]
     router: Router = current_app.extensions["davinci.router"]
+    recorder: Recorder = current_app.extensions["davinci.metrics"]
     try:
-        body, status = _receive(runtime, router)
+        body, status = _receive(runtime, router, recorder)
     finally:
-        metrics.observe_latency(runtime, time.perf_counter() - started)
+        recorder.observe_latency(time.perf_counter() - started)
     return body, status
 
 
-def _receive(runtime: Runtime, router: Router) -> tuple[dict[str, Any], int]:
+def _receive(runtime: Runtime, router: Router, recorder: Recorder,
+             ) -> tuple[dict[str, Any], int]:
     if (request.content_length or 0) > MAX_BODY:
         return _answer(413, error="payload larger than 25 MiB")
     raw = request.get_data(cache=False)
@@ -73,7 +81,7 @@ def _receive(runtime: Runtime, router: Router) -> tuple[dict[str, Any], int]:
         return _answer(413, error="payload larger than 25 MiB")
     if not verify_signature(raw, request.headers.get("X-Hub-Signature-256"),
                             runtime.settings.webhook_secrets):
-        metrics.count_rejected(runtime, "signature")
+        recorder.count_rejected("signature")
         return _answer(401, error="missing or wrong X-Hub-Signature-256")
     name = request.headers.get("X-GitHub-Event", "").strip()
     delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
@@ -96,101 +104,28 @@ def _receive(runtime: Runtime, router: Router) -> tuple[dict[str, Any], int]:
         return _answer(400, error=f"{name} payload: {exc}")
     bound = log.bind(delivery=delivery_id, github_event=name, action=event.action)
     try:
-        result = process(runtime, router, delivery_id, new=(_row(event, raw), event))
+        result = process(runtime, router, delivery_id, new=(event, raw))
     except DuplicateDelivery:
         if not _failed_before(runtime, delivery_id):
             bound.info("webhook.duplicate")
             return _answer(200, status="duplicate", delivery=delivery_id)
         result = process(runtime, router, delivery_id)
-    bound.info("webhook.accepted", status=result["status"], jobs=result["jobs"])
-    if result["status"] == "failed":
+    bound.info("webhook.accepted", status=result.status, jobs=list(result.jobs))
+    if result.status == "failed":
         # A 500 marks the delivery failed on GitHub, so it can be redelivered.
-        return _answer(500, delivery=delivery_id, **result)
-    return _answer(202, delivery=delivery_id, **result)
+        return _answer(500, delivery=delivery_id, **result.to_json())
+    return _answer(202, delivery=delivery_id, **result.to_json())
 
 
 def _failed_before(runtime: Runtime, delivery_id: str) -> bool:
     """A redelivery of a delivery we failed to route is worked again, not a duplicate."""
-    with runtime.db.session() as session:
-        row = session.get(Delivery, delivery_id)
-        return row is not None and row.status == "failed"
+    with runtime.db.engine.connect() as connection:
+        status = connection.scalar(select(INBOX.c.status).where(INBOX.c.id == delivery_id))
+    return status == "failed"
 
 
 class DuplicateDelivery(Exception):
     """The inbox already holds this delivery id."""
-
-
-def _row(event: Event, raw: bytes) -> Delivery:
-    installation = event.payload.get("installation")
-    repository = event.payload.get("repository")
-    return Delivery(
-        id=event.delivery, event=event.name, action=event.action, status="pending",
-        installation_id=installation.get("id") if isinstance(installation, dict) else None,
-        repository=repository.get("full_name") if isinstance(repository, dict) else None,
-        payload=raw.decode("utf-8"))
-
-
-def process(runtime: Runtime, router: Router, delivery_id: str,
-            new: tuple[Delivery, Event] | None = None) -> dict[str, Any]:
-    """Route a delivery and enqueue its jobs; safe to run again (the sweeper does).
-
-    With ``new``, the delivery is inserted into the inbox in the same transaction that routes
-    it (DuplicateDelivery when its id is already there). Routing is committed before anything
-    is enqueued, so a crash between the two leaves the delivery pending with its jobs named,
-    and the sweeper finishes the work.
-    """
-    try:
-        with runtime.db.session() as session:
-            finished, outcome = _route(router, session, delivery_id, new)
-    except IntegrityError as exc:
-        raise DuplicateDelivery(delivery_id) from exc
-    except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept as failed
-        finished = _record_failure(runtime, delivery_id, new, exc.note)
-        outcome = Outcome()
-    if finished is not None:
-        return finished
-    jobs = [job.job_id for job in outcome.jobs]
-    try:
-        for job in outcome.jobs:
-            enqueue(runtime.redis, job)
-    except RedisError as exc:
-        with runtime.db.session() as session:
-            row = session.get(Delivery, delivery_id)
-            assert row is not None
-            row.attempts += 1
-            row.outcome = f"enqueue failed ({type(exc).__name__}); the sweeper will retry"
-        log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
-        return {"status": "pending", "jobs": jobs}
-    with runtime.db.engine.begin() as connection:  # one statement, no unit of work
-        connection.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-            status="enqueued", outcome=outcome.note or None))
-    return {"status": "enqueued", "jobs": jobs, **({"note": outcome.note} if outcome.note else {})}
-
-
-def _route(router: Router, session: Session, delivery_id: str,
-           new: tuple[Delivery, Event] | None) -> tuple[dict[str, Any] | None, Outcome]:
-    """(a finished result, or None and the jobs to enqueue)."""
-    if new is not None:
-        delivery, event = new
-        session.add(delivery)
-        session.flush()
-    else:
-        found = session.get(Delivery, delivery_id)
-        if found is None:
-            raise LookupError(f"delivery {delivery_id} is not in the inbox")
-        delivery = found
-        event = Event(delivery.event, delivery.id, json.loads(delivery.payload))
-    if not router.knows(event.name):
-        return _finish(delivery, "ignored", [], f"event {event.name} is not handled"), Outcome()
-    try:
-        outcome = router.dispatch(event, session)
-    except Exception as exc:  # a handler's bug must not lose the delivery
-        log.exception("webhook.handler_failed", delivery=delivery_id)
-        raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
-    delivery.job_ids = [job.job_id for job in outcome.jobs]
-    if not outcome.jobs:
-        return _finish(delivery, "ignored", [], outcome.note), outcome
-    return None, outcome
 
 
 class HandlerFailed(Exception):
@@ -199,22 +134,122 @@ class HandlerFailed(Exception):
         self.note = note
 
 
-def _record_failure(runtime: Runtime, delivery_id: str, new: tuple[Delivery, Event] | None,
-                    note: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Processed:
+    """What became of a delivery: `enqueued`, `pending` (Redis was down), `ignored` or
+    `failed` (its handler raised), with the ids of the jobs it named."""
+
+    status: str
+    jobs: tuple[str, ...] = ()
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "jobs": list(self.jobs),
+                **({"note": self.note} if self.note else {})}
+
+
+def process(runtime: Runtime, router: Router, delivery_id: str,
+            new: tuple[Event, bytes] | None = None) -> Processed:
+    """Route a delivery, record it, enqueue its jobs, finish it; safe to run again (the
+    sweeper does).
+
+    With ``new`` (the event and its raw body), the delivery is inserted into the inbox in the
+    transaction that keeps its handler's writes (DuplicateDelivery when its id is already
+    there); without, it is read from the inbox. That transaction commits before anything is
+    enqueued, so a crash between the two leaves the delivery pending, and the sweeper routes
+    it again and finishes the work. One UPDATE finishes it once its jobs are enqueued.
+    """
+    try:
+        routed, specs = _route_and_record(runtime, router, delivery_id, new)
+    except IntegrityError as exc:
+        raise DuplicateDelivery(delivery_id) from exc
+    except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept as failed
+        return _record_failure(runtime, delivery_id, new, exc.note)
+    if routed.status != "pending":
+        return routed
+    try:
+        for spec in specs:
+            enqueue(runtime.redis, spec)
+    except RedisError as exc:
+        with runtime.db.engine.begin() as connection:
+            connection.execute(UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + 1), {
+                "delivery": delivery_id, "job_ids": list(routed.jobs),
+                "outcome": f"enqueue failed ({type(exc).__name__}); the sweeper will retry"})
+        log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
+        return routed
+    _update(runtime, delivery_id, status="enqueued", outcome=routed.note or None,
+            job_ids=list(routed.jobs))
+    return Processed("enqueued", routed.jobs, routed.note)
+
+
+def _route_and_record(runtime: Runtime, router: Router, delivery_id: str,
+                      new: tuple[Event, bytes] | None) -> tuple[Processed, list[JobSpec]]:
+    """One transaction: the delivery's row (inserted first, so a duplicate is not routed),
+    and its handler's writes. A delivery with jobs stays `pending` until they are enqueued;
+    one without is `ignored` at once."""
+    with runtime.db.engine.begin() as connection, Session(bind=connection) as session:
+        if new is not None:
+            connection.execute(INSERT_DELIVERY, {**_inbox_row(*new), "status": "pending"})
+        event = new[0] if new is not None else _stored_event(connection, delivery_id)
+        outcome = _route(router, event, session)
+        routed = Processed("pending" if outcome.jobs else "ignored",
+                           tuple(job.job_id for job in outcome.jobs), outcome.note)
+        if new is None or routed.status == "ignored":
+            connection.execute(UPDATE_DELIVERY, {
+                "delivery": delivery_id, "status": routed.status,
+                "outcome": routed.note or None, "job_ids": list(routed.jobs)})
+    return routed, outcome.jobs
+
+
+def _stored_event(connection: Connection, delivery_id: str) -> Event:
+    row = connection.execute(select(INBOX.c.event, INBOX.c.payload)
+                             .where(INBOX.c.id == delivery_id)).first()
+    if row is None:
+        raise LookupError(f"delivery {delivery_id} is not in the inbox")
+    return Event(row.event, delivery_id, json.loads(row.payload))
+
+
+def _route(router: Router, event: Event, session: Session) -> Outcome:
+    """The handlers' outcome, their writes flushed; HandlerFailed when one of them raised."""
+    if not router.knows(event.name):
+        return Outcome(note=f"event {event.name} is not handled")
+    try:
+        outcome = router.dispatch(event, session)
+        session.flush()
+    except Exception as exc:  # a handler's bug must not lose the delivery
+        log.exception("webhook.handler_failed", delivery=event.delivery)
+        raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
+    return outcome
+
+
+def _inbox_row(event: Event, raw: bytes) -> dict[str, Any]:
+    installation = event.payload.get("installation")
+    repository = event.payload.get("repository")
+    return {"id": event.delivery, "event": event.name, "action": event.action,
+            "installation_id": installation.get("id") if isinstance(installation, dict) else None,
+            "repository": repository.get("full_name") if isinstance(repository, dict) else None,
+            "payload": raw.decode("utf-8")}
+
+
+def _record_failure(runtime: Runtime, delivery_id: str, new: tuple[Event, bytes] | None,
+                    note: str) -> Processed:
     """Keep a delivery whose handler raised, as failed (its handler's writes are gone)."""
-    with runtime.db.session() as session:
-        row = session.get(Delivery, delivery_id)
-        if row is None:  # it was new: its insert went with the handler's writes
-            assert new is not None
-            row = _row(new[1], new[0].payload.encode("utf-8"))
-            session.add(row)
-        return _finish(row, "failed", [], note)
+    values = {"status": "failed", "outcome": note}
+    if new is None:
+        _update(runtime, delivery_id, **values)
+    else:  # it was new: its insert went with the handler's writes
+        try:
+            with runtime.db.engine.begin() as connection:
+                connection.execute(INSERT_DELIVERY, {**_inbox_row(*new), **values})
+        except IntegrityError as exc:  # another request recorded it meanwhile
+            raise DuplicateDelivery(delivery_id) from exc
+    return Processed("failed", (), note)
 
 
-def _finish(delivery: Delivery, status: str, jobs: list[str], note: str) -> dict[str, Any]:
-    delivery.status = status
-    delivery.outcome = note or None
-    return {"status": status, "jobs": jobs, **({"note": note} if note else {})}
+def _update(runtime: Runtime, delivery_id: str, **values: Any) -> None:
+    """One UPDATE of the delivery's row in its own transaction."""
+    with runtime.db.engine.begin() as connection:
+        connection.execute(UPDATE_DELIVERY, {"delivery": delivery_id, **values})
 
 
 def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
@@ -235,7 +270,7 @@ def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
     done = failed = 0
     for delivery_id in ids:
         result = process(runtime, router, delivery_id)
-        if result["status"] == "pending":
+        if result.status == "pending":
             failed += 1
             break  # Redis is still down; try again at the next sweep
         done += 1

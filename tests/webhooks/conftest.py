@@ -25,8 +25,11 @@ def runtime(tmp_path: Path, redis_url: str, sqlite_db: Database) -> Iterator[Run
 
 
 @pytest.fixture
-def app(runtime: Runtime) -> Flask:
-    return create_app(runtime=runtime)
+def app(runtime: Runtime) -> Iterator[Flask]:
+    app = create_app(runtime=runtime)
+    yield app
+    # Counts still in memory go to this test's Redis now, not to the next test's.
+    app.extensions["davinci.metrics"].flush()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ def enqueue(redis: Redis, spec: JobSpec) -> bool:
         spec.func, spec.args, job_id=spec.job_id, description=spec.description or None,
         timeout=JOB_TIMEOUTS.get(spec.queue, 1800), result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL, retry=Retry(max=3, interval=[10, 60, 300]))
-    with redis.pipeline() as pipe:
+    with redis.pipeline(transaction=False) as pipe:
         try:
             queue.enqueue_job(job, pipeline=pipe, unique=True)  # the script runs right away
         except DuplicateJobError:

@@ -157,44 +157,46 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
     transaction that keeps its handler's writes (DuplicateDelivery when its id is already
     there); without, it is read from the inbox. That transaction commits before anything is
     enqueued, so a crash between the two leaves the delivery pending, and the sweeper routes
-    it again and finishes the work. One UPDATE finishes it once its jobs are enqueued.
+    it again and finishes the work. One UPDATE finishes it once its jobs are enqueued. Both
+    transactions use one pooled connection.
     """
-    try:
-        routed, specs = _route_and_record(runtime, router, delivery_id, new)
-    except IntegrityError as exc:
-        raise DuplicateDelivery(delivery_id) from exc
-    except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept as failed
-        return _record_failure(runtime, delivery_id, new, exc.note)
-    if routed.status != "pending":
-        return routed
-    try:
-        for spec in specs:
-            enqueue(runtime.redis, spec)
-    except RedisError as exc:
-        with runtime.db.engine.begin() as connection:
-            connection.execute(UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + 1), {
-                "delivery": delivery_id, "job_ids": list(routed.jobs),
-                "outcome": f"enqueue failed ({type(exc).__name__}); the sweeper will retry"})
-        log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
-        return routed
-    _update(runtime, delivery_id, status="enqueued", outcome=routed.note or None,
-            job_ids=list(routed.jobs))
+    with runtime.db.engine.connect() as connection:
+        try:
+            routed, specs = _route_and_record(connection, router, delivery_id, new)
+        except IntegrityError as exc:
+            raise DuplicateDelivery(delivery_id) from exc
+        except HandlerFailed as exc:  # its writes were rolled back; it is kept as failed
+            return _record_failure(connection, delivery_id, new, exc.note)
+        if routed.status != "pending":
+            return routed
+        try:
+            for spec in specs:
+                enqueue(runtime.redis, spec)
+        except RedisError as exc:
+            _update(connection, delivery_id, attempts=INBOX.c.attempts + 1,
+                    job_ids=list(routed.jobs),
+                    outcome=f"enqueue failed ({type(exc).__name__}); the sweeper will retry")
+            log.warning("webhook.enqueue_failed", delivery=delivery_id,
+                        error=type(exc).__name__)
+            return routed
+        _update(connection, delivery_id, status="enqueued", outcome=routed.note or None,
+                job_ids=list(routed.jobs))
     return Processed("enqueued", routed.jobs, routed.note)
 
 
-def _route_and_record(runtime: Runtime, router: Router, delivery_id: str,
+def _route_and_record(connection: Connection, router: Router, delivery_id: str,
                       new: tuple[Event, bytes] | None) -> tuple[Processed, list[JobSpec]]:
     """One transaction: the delivery's row (inserted first, so a duplicate is not routed),
     and its handler's writes. A delivery with jobs stays `pending` until they are enqueued;
     one without is `ignored` at once."""
-    with runtime.db.engine.begin() as connection, Session(bind=connection) as session:
+    with connection.begin(), Session(bind=connection) as session:
         if new is not None:
             connection.execute(INSERT_DELIVERY, {**_inbox_row(*new), "status": "pending"})
         event = new[0] if new is not None else _stored_event(connection, delivery_id)
         outcome = _route(router, event, session)
         routed = Processed("pending" if outcome.jobs else "ignored",
                            tuple(job.job_id for job in outcome.jobs), outcome.note)
-        if new is None or routed.status == "ignored":
+        if new is None or routed.status == "ignored":  # a new pending row is finished later
             connection.execute(UPDATE_DELIVERY, {
                 "delivery": delivery_id, "status": routed.status,
                 "outcome": routed.note or None, "job_ids": list(routed.jobs)})
@@ -231,25 +233,28 @@ def _inbox_row(event: Event, raw: bytes) -> dict[str, Any]:
             "payload": raw.decode("utf-8")}
 
 
-def _record_failure(runtime: Runtime, delivery_id: str, new: tuple[Event, bytes] | None,
-                    note: str) -> Processed:
+def _record_failure(connection: Connection, delivery_id: str,
+                    new: tuple[Event, bytes] | None, note: str) -> Processed:
     """Keep a delivery whose handler raised, as failed (its handler's writes are gone)."""
     values = {"status": "failed", "outcome": note}
     if new is None:
-        _update(runtime, delivery_id, **values)
+        _update(connection, delivery_id, **values)
     else:  # it was new: its insert went with the handler's writes
         try:
-            with runtime.db.engine.begin() as connection:
+            with connection.begin():
                 connection.execute(INSERT_DELIVERY, {**_inbox_row(*new), **values})
         except IntegrityError as exc:  # another request recorded it meanwhile
             raise DuplicateDelivery(delivery_id) from exc
     return Processed("failed", (), note)
 
 
-def _update(runtime: Runtime, delivery_id: str, **values: Any) -> None:
+def _update(connection: Connection, delivery_id: str, **values: Any) -> None:
     """One UPDATE of the delivery's row in its own transaction."""
-    with runtime.db.engine.begin() as connection:
-        connection.execute(UPDATE_DELIVERY, {"delivery": delivery_id, **values})
+    statement = UPDATE_DELIVERY
+    if "attempts" in values:  # an expression, not a value
+        statement = statement.values(attempts=values.pop("attempts"))
+    with connection.begin():
+        connection.execute(statement, {"delivery": delivery_id, **values})
 
 
 def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:

@@ -14,7 +14,7 @@ done (answers by status, inbox rows, jobs queued). Targets: the app at >= 0.8x t
 throughput; the app's p99 under 25 ms at 100 requests/s. Traffic stays on 127.0.0.1 and every
 loop is bounded.
 
-    python bench/webhooks.py [--requests 2000] [--senders 2x4]
+    python bench/webhooks.py [--requests 1000] [--rounds 5] [--senders 2x4]
 """
 
 from __future__ import annotations
@@ -235,8 +235,9 @@ def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
-def work_done(endpoint: Endpoint, data: Path, redis: Redis, runs: list[Run]) -> str:
-    """Answers by status, rows in the inbox and jobs in the queue after every phase."""
+def work_done(endpoint: Endpoint, data: Path, redis: Redis, runs: list[Run], sent: int) -> str:
+    """Answers by status in the measured phases; rows in the inbox and jobs in the queue
+    after every phase (warm-up included)."""
     answers: dict[int, int] = {}
     for run in runs:
         for status in run.statuses:
@@ -248,40 +249,48 @@ def work_done(endpoint: Endpoint, data: Path, redis: Redis, runs: list[Run]) -> 
                          " inbox rows")
     if endpoint.queue is not None:
         parts.append(f"{redis.llen(f'rq:queue:{endpoint.queue}')} jobs queued")
-    return ", ".join(parts)
+    return ", ".join(parts) + f" of {sent} deliveries sent"
 
 
-def measure(endpoint: Endpoint, env: dict[str, str], scratch: Path, args: argparse.Namespace,
-            redis: Redis) -> tuple[Run, Run]:
+def start(endpoint: Endpoint, env: dict[str, str], scratch: Path,
+          ) -> tuple[subprocess.Popen[bytes], int, Path]:
     data = scratch / endpoint.name
     data.mkdir()
     process, port = serve(endpoint.target, {**env, "DAVINCI_DATA_DIR": str(data)}, str(scratch))
+    return process, port, data
+
+
+def rounds(servers: dict[str, tuple[subprocess.Popen[bytes], int, Path]],
+           args: argparse.Namespace) -> dict[str, list[Run]]:
+    """Bursts of ``args.requests`` new deliveries, the endpoints taking turns in every round,
+    so a neighbour's load on the machine falls on all of them alike."""
     processes, threads = (int(n) for n in args.senders.split("x"))
-    warm = prepare(port, range(10_000_000, 10_000_200))
-    loaded = prepare(port, range(args.requests))
-    calm = prepare(port, range(5_000_000, 5_000_000 + 100 * args.seconds))
-    try:
-        burst(port, warm, processes, threads)
-        load = burst(port, loaded, processes, threads)
-        paced = steady(port, calm, 100)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    print(f"{endpoint.name:>4}: {load.rate:7.0f} req/s  p50 {pct(load.latencies, .5):5.1f} ms  "
-          f"p99 {pct(load.latencies, .99):5.1f} ms  | at 100 req/s: p50 "
-          f"{statistics.median(paced.latencies) * 1000:5.1f} ms  p99 "
-          f"{pct(paced.latencies, .99):5.1f} ms  | work: "
-          f"{work_done(endpoint, data, redis, [load, paced])} "
-          f"(of {len(warm) + len(loaded) + len(calm)} sent)", flush=True)
-    print(f"      generator: {load.generator_cpu / len(load.latencies) * 1e6:.0f} us "
-          f"CPU per request under load ({load.generator_cpu / load.seconds:.2f} cores)",
-          flush=True)
-    return load, paced
+    runs: dict[str, list[Run]] = {name: [] for name in servers}
+    for name, (_, port, _) in servers.items():  # warm up
+        burst(port, prepare(port, range(10_000_000, 10_000_200)), processes, threads)
+    for index in range(args.rounds):
+        for name, (_, port, _) in servers.items():
+            requests = prepare(port, range(index * args.requests, (index + 1) * args.requests))
+            runs[name].append(burst(port, requests, processes, threads))
+    return runs
+
+
+def report(name: str, loads: list[Run], paced: Run, work: str) -> None:
+    rates = [run.rate for run in loads]
+    latencies = [x for run in loads for x in run.latencies]
+    cpu = sum(run.generator_cpu for run in loads) / len(latencies)
+    print(f"{name:>4}: {statistics.median(rates):7.0f} req/s (median of {len(rates)} rounds of "
+          f"{len(loads[0].latencies)}; {min(rates):.0f}-{max(rates):.0f})  p50 "
+          f"{pct(latencies, .5):5.1f} ms  p99 {pct(latencies, .99):5.1f} ms  | at 100 req/s: "
+          f"p50 {statistics.median(paced.latencies) * 1000:5.1f} ms  p99 "
+          f"{pct(paced.latencies, .99):5.1f} ms")
+    print(f"      work: {work}; generator {cpu * 1e6:.0f} us CPU per request", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=1000, help="per burst")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5, help="of steady 100 req/s load")
     parser.add_argument("--senders", default="2x4", help="generator processes x threads")
     args = parser.parse_args()
@@ -291,6 +300,7 @@ def main() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()).decode()
+    servers: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = {}
     try:
         with tempfile.TemporaryDirectory() as scratch:
             (Path(scratch) / "bare.py").write_text(BARE_APP)
@@ -299,15 +309,30 @@ def main() -> None:
                    "GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": redis_server.url,
                    "DAVINCI_LOG_LEVEL": "warning",
                    "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-            results = {e.name: measure(e, env, Path(scratch), args, redis) for e in ENDPOINTS}
+            servers = {e.name: start(e, env, Path(scratch)) for e in ENDPOINTS}
+            loads = rounds(servers, args)
+            paced = {name: steady(port, prepare(port, range(5_000_000,
+                                                            5_000_000 + 100 * args.seconds)), 100)
+                     for name, (_, port, _) in servers.items()}
+            for endpoint in ENDPOINTS:
+                runs = [*loads[endpoint.name], paced[endpoint.name]]
+                report(endpoint.name, loads[endpoint.name], paced[endpoint.name],
+                       work_done(endpoint, servers[endpoint.name][2], redis, runs,
+                                 sent=200 + args.rounds * args.requests + 100 * args.seconds))
     finally:
+        for process, _, _ in servers.values():
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
         redis.close()
         redis_server.cleanup()
-    bare, io, app = (results[name][0].rate for name in ("bare", "io", "app"))
-    print(f"throughput ratio app/io: {app / io:.2f} (target >= 0.80); app p99 at 100 req/s: "
-          f"{pct(results['app'][1].latencies, .99):.1f} ms (target < 25 ms)")
-    print(f"ceiling of this measurement (bare endpoint): {bare:.0f} req/s; io/bare "
-          f"{io / bare:.2f}, app/bare {app / bare:.2f}")
+    ratios = [app.rate / io.rate for app, io in zip(loads["app"], loads["io"], strict=True)]
+    bare = statistics.median(run.rate for run in loads["bare"])
+    io = statistics.median(run.rate for run in loads["io"])
+    print(f"throughput ratio app/io: {statistics.median(ratios):.2f} (median of the rounds' "
+          f"ratios {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.80); app p99 at 100 "
+          f"req/s: {pct(paced['app'].latencies, .99):.1f} ms (target < 25 ms)")
+    print(f"ceiling of this measurement (bare endpoint, same generator): {bare:.0f} req/s; the "
+          f"reference reaches {io / bare:.2f} of it, so the generator does not limit it")
 
 
 if __name__ == "__main__":

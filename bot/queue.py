@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
@@ -11,6 +13,8 @@ from handlers import JobSpec
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
 JOB_TIMEOUTS = {"davinci-mining": 30 * 60, "davinci-rollouts": 3 * 3600}
+_registered: WeakKeyDictionary[Redis, set[str]] = WeakKeyDictionary()
+"""Queues this process has listed in rq's `rq:queues` set, per Redis client."""
 
 
 def enqueue(redis: Redis, spec: JobSpec) -> bool:
@@ -32,5 +36,8 @@ def enqueue(redis: Redis, spec: JobSpec) -> bool:
             queue.enqueue_job(job, pipeline=pipe, unique=True)  # the script runs right away
         except DuplicateJobError:
             return False
-        pipe.execute()  # and the queue's name is registered in rq:queues (for `rq info`)
+        known = _registered.setdefault(redis, set())
+        if spec.queue not in known:  # `rq info` lists the queues of rq:queues; once will do
+            pipe.execute()
+            known.add(spec.queue)
     return True

@@ -150,23 +150,25 @@ class Processed:
 
 def process(runtime: Runtime, router: Router, delivery_id: str,
             new: tuple[Event, bytes] | None = None) -> Processed:
-    """Route a delivery, record it, enqueue its jobs, finish it; safe to run again (the
-    sweeper does).
+    """Record, route, enqueue, finish; safe to run again (the sweeper does).
 
-    With ``new`` (the event and its raw body), the delivery is inserted into the inbox in the
-    transaction that keeps its handler's writes (DuplicateDelivery when its id is already
-    there); without, it is read from the inbox. That transaction commits before anything is
-    enqueued, so a crash between the two leaves the delivery pending, and the sweeper routes
-    it again and finishes the work. One UPDATE finishes it once its jobs are enqueued. Both
-    transactions use one pooled connection.
+    With ``new`` (the event and its raw body), the delivery is first inserted into the inbox
+    as `pending`, alone in its transaction (DuplicateDelivery when its id is already there, so
+    a duplicate is never routed); without, it is read from the inbox. Routing commits the
+    handler's writes before anything is enqueued, so a crash at any point leaves the delivery
+    pending and the sweeper routes it again and finishes the work. One UPDATE finishes it.
+    Every step is its own short transaction on one pooled connection: SQLite's single writer
+    is never held across a handler or a Redis round trip.
     """
     with runtime.db.engine.connect() as connection:
+        if new is not None:
+            _record(connection, *new)
+        event = new[0] if new is not None else _stored_event(connection, delivery_id)
         try:
-            routed, specs = _route_and_record(connection, router, delivery_id, new)
-        except IntegrityError as exc:
-            raise DuplicateDelivery(delivery_id) from exc
+            routed, specs = _route(connection, router, event)
         except HandlerFailed as exc:  # its writes were rolled back; it is kept as failed
-            return _record_failure(connection, delivery_id, new, exc.note)
+            _update(connection, delivery_id, status="failed", outcome=exc.note)
+            return Processed("failed", (), exc.note)
         if routed.status != "pending":
             return routed
         try:
@@ -184,68 +186,53 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
     return Processed("enqueued", routed.jobs, routed.note)
 
 
-def _route_and_record(connection: Connection, router: Router, delivery_id: str,
-                      new: tuple[Event, bytes] | None) -> tuple[Processed, list[JobSpec]]:
-    """One transaction: the delivery's row (inserted first, so a duplicate is not routed),
-    and its handler's writes. A delivery with jobs stays `pending` until they are enqueued;
-    one without is `ignored` at once."""
+def _record(connection: Connection, event: Event, raw: bytes) -> None:
+    """The inbox row of a new delivery, `pending`; DuplicateDelivery when its id is there."""
+    installation = event.payload.get("installation")
+    repository = event.payload.get("repository")
+    try:
+        with connection.begin():
+            connection.execute(INSERT_DELIVERY, {
+                "id": event.delivery, "event": event.name, "action": event.action,
+                "installation_id": (installation.get("id") if isinstance(installation, dict)
+                                    else None),
+                "repository": (repository.get("full_name") if isinstance(repository, dict)
+                               else None),
+                "payload": raw.decode("utf-8"), "status": "pending"})
+    except IntegrityError as exc:
+        raise DuplicateDelivery(event.delivery) from exc
+
+
+def _route(connection: Connection, router: Router,
+           event: Event) -> tuple[Processed, list[JobSpec]]:
+    """The handlers' outcome, their writes committed; a delivery without jobs is finished
+    (`ignored`) in the same transaction. HandlerFailed when a handler raised."""
     with connection.begin(), Session(bind=connection) as session:
-        if new is not None:
-            connection.execute(INSERT_DELIVERY, {**_inbox_row(*new), "status": "pending"})
-        event = new[0] if new is not None else _stored_event(connection, delivery_id)
-        outcome = _route(router, event, session)
+        if not router.knows(event.name):
+            outcome = Outcome(note=f"event {event.name} is not handled")
+        else:
+            try:
+                outcome = router.dispatch(event, session)
+                session.flush()
+            except Exception as exc:  # a handler's bug must not lose the delivery
+                log.exception("webhook.handler_failed", delivery=event.delivery)
+                raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
         routed = Processed("pending" if outcome.jobs else "ignored",
                            tuple(job.job_id for job in outcome.jobs), outcome.note)
-        if new is None or routed.status == "ignored":  # a new pending row is finished later
-            connection.execute(UPDATE_DELIVERY, {
-                "delivery": delivery_id, "status": routed.status,
-                "outcome": routed.note or None, "job_ids": list(routed.jobs)})
+        if routed.status == "ignored":
+            connection.execute(UPDATE_DELIVERY, {"delivery": event.delivery,
+                                                 "status": "ignored", "job_ids": [],
+                                                 "outcome": routed.note or None})
     return routed, outcome.jobs
 
 
 def _stored_event(connection: Connection, delivery_id: str) -> Event:
-    row = connection.execute(select(INBOX.c.event, INBOX.c.payload)
-                             .where(INBOX.c.id == delivery_id)).first()
+    with connection.begin():
+        row = connection.execute(select(INBOX.c.event, INBOX.c.payload)
+                                 .where(INBOX.c.id == delivery_id)).first()
     if row is None:
         raise LookupError(f"delivery {delivery_id} is not in the inbox")
     return Event(row.event, delivery_id, json.loads(row.payload))
-
-
-def _route(router: Router, event: Event, session: Session) -> Outcome:
-    """The handlers' outcome, their writes flushed; HandlerFailed when one of them raised."""
-    if not router.knows(event.name):
-        return Outcome(note=f"event {event.name} is not handled")
-    try:
-        outcome = router.dispatch(event, session)
-        session.flush()
-    except Exception as exc:  # a handler's bug must not lose the delivery
-        log.exception("webhook.handler_failed", delivery=event.delivery)
-        raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
-    return outcome
-
-
-def _inbox_row(event: Event, raw: bytes) -> dict[str, Any]:
-    installation = event.payload.get("installation")
-    repository = event.payload.get("repository")
-    return {"id": event.delivery, "event": event.name, "action": event.action,
-            "installation_id": installation.get("id") if isinstance(installation, dict) else None,
-            "repository": repository.get("full_name") if isinstance(repository, dict) else None,
-            "payload": raw.decode("utf-8")}
-
-
-def _record_failure(connection: Connection, delivery_id: str,
-                    new: tuple[Event, bytes] | None, note: str) -> Processed:
-    """Keep a delivery whose handler raised, as failed (its handler's writes are gone)."""
-    values = {"status": "failed", "outcome": note}
-    if new is None:
-        _update(connection, delivery_id, **values)
-    else:  # it was new: its insert went with the handler's writes
-        try:
-            with connection.begin():
-                connection.execute(INSERT_DELIVERY, {**_inbox_row(*new), **values})
-        except IntegrityError as exc:  # another request recorded it meanwhile
-            raise DuplicateDelivery(delivery_id) from exc
-    return Processed("failed", (), note)
 
 
 def _update(connection: Connection, delivery_id: str, **values: Any) -> None:

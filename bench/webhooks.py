@@ -266,7 +266,7 @@ def rounds(servers: dict[str, tuple[subprocess.Popen[bytes], int, Path]],
     so a neighbour's load on the machine falls on all of them alike."""
     processes, threads = (int(n) for n in args.senders.split("x"))
     runs: dict[str, list[Run]] = {name: [] for name in servers}
-    for name, (_, port, _) in servers.items():  # warm up
+    for _, port, _ in servers.values():  # warm up
         burst(port, prepare(port, range(10_000_000, 10_000_200)), processes, threads)
     for index in range(args.rounds):
         for name, (_, port, _) in servers.items():

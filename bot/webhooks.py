@@ -39,6 +39,8 @@ INBOX: Table = Delivery.__table__  # type: ignore[assignment]
 # values given, instead of building and hashing a new statement per request.
 INSERT_DELIVERY = insert(INBOX)
 UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery"))
+FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload, INBOX.c.status).where(
+    INBOX.c.id == bindparam("delivery"))
 log = structlog.get_logger()
 blueprint = Blueprint("webhooks", __name__)
 
@@ -106,22 +108,13 @@ def _receive(runtime: Runtime, router: Router, recorder: Recorder,
     try:
         result = process(runtime, router, delivery_id, new=(event, raw))
     except DuplicateDelivery:
-        if not _failed_before(runtime, delivery_id):
-            bound.info("webhook.duplicate")
-            return _answer(200, status="duplicate", delivery=delivery_id)
-        result = process(runtime, router, delivery_id)
+        bound.info("webhook.duplicate")
+        return _answer(200, status="duplicate", delivery=delivery_id)
     bound.info("webhook.accepted", status=result.status, jobs=list(result.jobs))
     if result.status == "failed":
         # A 500 marks the delivery failed on GitHub, so it can be redelivered.
         return _answer(500, delivery=delivery_id, **result.to_json())
     return _answer(202, delivery=delivery_id, **result.to_json())
-
-
-def _failed_before(runtime: Runtime, delivery_id: str) -> bool:
-    """A redelivery of a delivery we failed to route is worked again, not a duplicate."""
-    with runtime.db.engine.connect() as connection:
-        status = connection.scalar(select(INBOX.c.status).where(INBOX.c.id == delivery_id))
-    return status == "failed"
 
 
 class DuplicateDelivery(Exception):
@@ -142,6 +135,9 @@ class Processed:
     status: str
     jobs: tuple[str, ...] = ()
     note: str = ""
+    """Said in the answer and kept in the inbox."""
+    stored_note: str = ""
+    """Kept in the inbox instead of ``note``, not said (why an enqueue failed)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "jobs": list(self.jobs),
@@ -150,98 +146,127 @@ class Processed:
 
 def process(runtime: Runtime, router: Router, delivery_id: str,
             new: tuple[Event, bytes] | None = None) -> Processed:
-    """Record, route, enqueue, finish; safe to run again (the sweeper does).
+    """Route a delivery, enqueue its jobs and record it; safe to run again (the sweeper does).
 
-    With ``new`` (the event and its raw body), the delivery is first inserted into the inbox
-    as `pending`, alone in its transaction (DuplicateDelivery when its id is already there, so
-    a duplicate is never routed); without, it is read from the inbox. Routing commits the
-    handler's writes before anything is enqueued, so a crash at any point leaves the delivery
-    pending and the sweeper routes it again and finishes the work. One UPDATE finishes it.
-    Every step is its own short transaction on one pooled connection: SQLite's single writer
-    is never held across a handler or a Redis round trip.
+    With ``new`` (the event and its raw body) the delivery comes from GitHub: an id already
+    in the inbox is a DuplicateDelivery and is not routed, unless it failed before (then it
+    is worked again). Without, it is read from the inbox (the sweeper).
+
+    Nothing is answered before the inbox row is committed. A handler that only reads (a
+    merged PR) has its jobs enqueued first and the row written once, with its final status:
+    one write per delivery, and a crash before the commit leaves no row, so GitHub sees the
+    delivery failed and its redelivery finds the jobs already known. A handler that writes
+    (an installation) commits its rows with the delivery's, `pending`, before its jobs are
+    enqueued, since the jobs read those rows; then one UPDATE finishes it, and a crash in
+    between leaves it to the sweeper. When Redis is down the row stays `pending` for the
+    sweeper either way.
     """
     with runtime.db.engine.connect() as connection:
+        stored = _stored(connection, delivery_id)
+        if new is not None and stored is not None and stored[1] != "failed":
+            raise DuplicateDelivery(delivery_id)
         if new is not None:
-            _record(connection, *new)
-        event = new[0] if new is not None else _stored_event(connection, delivery_id)
+            event = new[0]
+        elif stored is not None:
+            event = stored[0]
+        else:
+            raise LookupError(f"delivery {delivery_id} is not in the inbox")
+        row = InboxRow(connection, delivery_id, new if stored is None else None)
         try:
-            routed, specs = _route(connection, router, event)
-        except HandlerFailed as exc:  # its writes were rolled back; it is kept as failed
-            _update(connection, delivery_id, status="failed", outcome=exc.note)
-            return Processed("failed", (), exc.note)
-        if routed.status != "pending":
+            with connection.begin(), Session(bind=connection) as session:
+                outcome, wrote = _route(router, event, session)
+                routed = Processed("pending" if outcome.jobs else "ignored",
+                                   tuple(job.job_id for job in outcome.jobs), outcome.note)
+                if not wrote and outcome.jobs:
+                    finished = _enqueue(runtime, delivery_id, routed, outcome.jobs)
+                    row.save(finished)
+                    return finished
+                row.save(routed)  # the handler's writes first, then its jobs
+        except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept
+            failed = Processed("failed", (), exc.note)
+            with connection.begin():
+                row.save(failed)
+            return failed
+        if not outcome.jobs:
             return routed
-        try:
-            for spec in specs:
-                enqueue(runtime.redis, spec)
-        except RedisError as exc:
-            _update(connection, delivery_id, attempts=INBOX.c.attempts + 1,
-                    job_ids=list(routed.jobs),
-                    outcome=f"enqueue failed ({type(exc).__name__}); the sweeper will retry")
-            log.warning("webhook.enqueue_failed", delivery=delivery_id,
-                        error=type(exc).__name__)
-            return routed
-        _update(connection, delivery_id, status="enqueued", outcome=routed.note or None,
-                job_ids=list(routed.jobs))
+        finished = _enqueue(runtime, delivery_id, routed, outcome.jobs)
+        with connection.begin():
+            row.save(finished)
+        return finished
+
+
+def _stored(connection: Connection, delivery_id: str) -> tuple[Event, str] | None:
+    """The delivery's event and status when the inbox holds it (a read: no lock taken)."""
+    with connection.begin():
+        found = connection.execute(FIND_DELIVERY, {"delivery": delivery_id}).first()
+    if found is None:
+        return None
+    return Event(found.event, delivery_id, json.loads(found.payload)), found.status
+
+
+def _route(router: Router, event: Event, session: Session) -> tuple[Outcome, bool]:
+    """The handlers' outcome, and whether they wrote anything (flushed into the transaction).
+    HandlerFailed when one of them raised."""
+    if not router.knows(event.name):
+        return Outcome(note=f"event {event.name} is not handled"), False
+    try:
+        outcome = router.dispatch(event, session)
+        wrote = bool(session.new or session.dirty or session.deleted)
+        session.flush()
+    except Exception as exc:  # a handler's bug must not lose the delivery
+        log.exception("webhook.handler_failed", delivery=event.delivery)
+        raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
+    return outcome, wrote
+
+
+def _enqueue(runtime: Runtime, delivery_id: str, routed: Processed,
+             specs: list[JobSpec]) -> Processed:
+    """`enqueued`, or `pending` when Redis cannot be reached (the sweeper tries again)."""
+    try:
+        for spec in specs:
+            enqueue(runtime.redis, spec)
+    except RedisError as exc:
+        log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
+        return Processed("pending", routed.jobs, stored_note=(
+            f"enqueue failed ({type(exc).__name__}); the sweeper will retry"))
     return Processed("enqueued", routed.jobs, routed.note)
 
 
-def _record(connection: Connection, event: Event, raw: bytes) -> None:
-    """The inbox row of a new delivery, `pending`; DuplicateDelivery when its id is there."""
+class InboxRow:
+    """The inbox row of one delivery: inserted on its first save when it is new (a
+    DuplicateDelivery when another request inserted it first), updated otherwise."""
+
+    def __init__(self, connection: Connection, delivery_id: str,
+                 new: tuple[Event, bytes] | None) -> None:
+        self.connection = connection
+        self.delivery_id = delivery_id
+        self.new = new
+
+    def save(self, processed: Processed) -> None:
+        """One INSERT or UPDATE; an enqueue that failed counts as an attempt."""
+        attempts = int(processed.status == "pending" and bool(processed.stored_note))
+        values = {"status": processed.status,
+                  "outcome": processed.stored_note or processed.note or None,
+                  "job_ids": list(processed.jobs)}
+        if self.new is None:
+            statement = UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + attempts)
+            self.connection.execute(statement, {"delivery": self.delivery_id, **values})
+            return
+        try:
+            self.connection.execute(INSERT_DELIVERY, {**_columns(*self.new), **values,
+                                                      "attempts": attempts})
+        except IntegrityError as exc:
+            raise DuplicateDelivery(self.delivery_id) from exc
+        self.new = None
+
+
+def _columns(event: Event, raw: bytes) -> dict[str, Any]:
     installation = event.payload.get("installation")
     repository = event.payload.get("repository")
-    try:
-        with connection.begin():
-            connection.execute(INSERT_DELIVERY, {
-                "id": event.delivery, "event": event.name, "action": event.action,
-                "installation_id": (installation.get("id") if isinstance(installation, dict)
-                                    else None),
-                "repository": (repository.get("full_name") if isinstance(repository, dict)
-                               else None),
-                "payload": raw.decode("utf-8"), "status": "pending"})
-    except IntegrityError as exc:
-        raise DuplicateDelivery(event.delivery) from exc
-
-
-def _route(connection: Connection, router: Router,
-           event: Event) -> tuple[Processed, list[JobSpec]]:
-    """The handlers' outcome, their writes committed; a delivery without jobs is finished
-    (`ignored`) in the same transaction. HandlerFailed when a handler raised."""
-    with connection.begin(), Session(bind=connection) as session:
-        if not router.knows(event.name):
-            outcome = Outcome(note=f"event {event.name} is not handled")
-        else:
-            try:
-                outcome = router.dispatch(event, session)
-                session.flush()
-            except Exception as exc:  # a handler's bug must not lose the delivery
-                log.exception("webhook.handler_failed", delivery=event.delivery)
-                raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
-        routed = Processed("pending" if outcome.jobs else "ignored",
-                           tuple(job.job_id for job in outcome.jobs), outcome.note)
-        if routed.status == "ignored":
-            connection.execute(UPDATE_DELIVERY, {"delivery": event.delivery,
-                                                 "status": "ignored", "job_ids": [],
-                                                 "outcome": routed.note or None})
-    return routed, outcome.jobs
-
-
-def _stored_event(connection: Connection, delivery_id: str) -> Event:
-    with connection.begin():
-        row = connection.execute(select(INBOX.c.event, INBOX.c.payload)
-                                 .where(INBOX.c.id == delivery_id)).first()
-    if row is None:
-        raise LookupError(f"delivery {delivery_id} is not in the inbox")
-    return Event(row.event, delivery_id, json.loads(row.payload))
-
-
-def _update(connection: Connection, delivery_id: str, **values: Any) -> None:
-    """One UPDATE of the delivery's row in its own transaction."""
-    statement = UPDATE_DELIVERY
-    if "attempts" in values:  # an expression, not a value
-        statement = statement.values(attempts=values.pop("attempts"))
-    with connection.begin():
-        connection.execute(statement, {"delivery": delivery_id, **values})
+    return {"id": event.delivery, "event": event.name, "action": event.action,
+            "installation_id": installation.get("id") if isinstance(installation, dict) else None,
+            "repository": repository.get("full_name") if isinstance(repository, dict) else None,
+            "payload": raw.decode("utf-8")}
 
 
 def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:

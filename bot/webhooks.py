@@ -162,18 +162,18 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
     sweeper either way.
     """
     with runtime.db.engine.connect() as connection:
-        stored = _stored(connection, delivery_id)
-        if new is not None and stored is not None and stored[1] != "failed":
-            raise DuplicateDelivery(delivery_id)
-        if new is not None:
-            event = new[0]
-        elif stored is not None:
-            event = stored[0]
-        else:
-            raise LookupError(f"delivery {delivery_id} is not in the inbox")
-        row = InboxRow(connection, delivery_id, new if stored is None else None)
         try:
             with connection.begin(), Session(bind=connection) as session:
+                stored = _stored(connection, delivery_id)
+                if new is not None and stored is not None and stored[1] != "failed":
+                    raise DuplicateDelivery(delivery_id)
+                if new is not None:
+                    event = new[0]
+                elif stored is not None:
+                    event = stored[0]
+                else:
+                    raise LookupError(f"delivery {delivery_id} is not in the inbox")
+                row = InboxRow(connection, delivery_id, new if stored is None else None)
                 outcome, wrote = _route(router, event, session)
                 routed = Processed("pending" if outcome.jobs else "ignored",
                                    tuple(job.job_id for job in outcome.jobs), outcome.note)
@@ -197,8 +197,7 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
 
 def _stored(connection: Connection, delivery_id: str) -> tuple[Event, str] | None:
     """The delivery's event and status when the inbox holds it (a read: no lock taken)."""
-    with connection.begin():
-        found = connection.execute(FIND_DELIVERY, {"delivery": delivery_id}).first()
+    found = connection.execute(FIND_DELIVERY, {"delivery": delivery_id}).first()
     if found is None:
         return None
     return Event(found.event, delivery_id, json.loads(found.payload)), found.status

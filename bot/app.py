@@ -24,7 +24,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime = Runtime(settings.require_github_app())
     app = Flask("bot")
     app.extensions["davinci"] = runtime
-    recorder = app.extensions["davinci.metrics"] = metrics.Recorder(runtime)
     webhooks.install(app, runtime)
     dashboard.install(app, runtime)
 
@@ -49,6 +48,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/metrics")
     def metrics_text() -> Response:
-        return Response(metrics.render(runtime, recorder), mimetype="text/plain; version=0.0.4")
+        webhooks.flush(app)  # this process's latest deliveries and counts are in the figures
+        return Response(metrics.render(runtime), mimetype="text/plain; version=0.0.4")
 
     return app

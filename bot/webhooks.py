@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.flusher import Flusher
 from bot.metrics import Recorder
 from bot.models import Delivery, utcnow
 from bot.queue import enqueue
@@ -34,11 +35,16 @@ EPOCH_KEY = "davinci:epoch"
 LOST_WINDOW = timedelta(days=1)
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
+FINISH_EVERY = 0.25
+"""Seconds between the background writes that mark requests' deliveries `enqueued`."""
 INBOX: Table = Delivery.__table__  # type: ignore[assignment]
 # Built once: SQLAlchemy then finds each compiled statement in its cache by the names of the
 # values given, instead of building and hashing a new statement per request.
 INSERT_DELIVERY = insert(INBOX)
 UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery"))
+MARK_ENQUEUED = update(INBOX).where(
+    INBOX.c.id.in_(bindparam("ids", expanding=True)), INBOX.c.status == "pending").values(
+    status="enqueued")
 FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload, INBOX.c.status).where(
     INBOX.c.id == bindparam("delivery"))
 log = structlog.get_logger()
@@ -67,14 +73,15 @@ def receive() -> tuple[dict[str, Any], int]:
     runtime: Runtime = current_app.extensions["davinci"]
     router: Router = current_app.extensions["davinci.router"]
     recorder: Recorder = current_app.extensions["davinci.metrics"]
+    finished: Flusher[str] = current_app.extensions["davinci.finished"]
     try:
-        body, status = _receive(runtime, router, recorder)
+        body, status = _receive(runtime, router, recorder, finished)
     finally:
         recorder.observe_latency(time.perf_counter() - started)
     return body, status
 
 
-def _receive(runtime: Runtime, router: Router, recorder: Recorder,
+def _receive(runtime: Runtime, router: Router, recorder: Recorder, finished: Flusher[str],
              ) -> tuple[dict[str, Any], int]:
     if (request.content_length or 0) > MAX_BODY:
         return _answer(413, error="payload larger than 25 MiB")
@@ -106,7 +113,7 @@ def _receive(runtime: Runtime, router: Router, recorder: Recorder,
         return _answer(400, error=f"{name} payload: {exc}")
     bound = log.bind(delivery=delivery_id, github_event=name, action=event.action)
     try:
-        result = process(runtime, router, delivery_id, new=(event, raw))
+        result = process(runtime, router, delivery_id, new=(event, raw), finished=finished)
     except DuplicateDelivery:
         bound.info("webhook.duplicate")
         return _answer(200, status="duplicate", delivery=delivery_id)
@@ -145,21 +152,21 @@ class Processed:
 
 
 def process(runtime: Runtime, router: Router, delivery_id: str,
-            new: tuple[Event, bytes] | None = None) -> Processed:
-    """Route a delivery, enqueue its jobs and record it; safe to run again (the sweeper does).
+            new: tuple[Event, bytes] | None = None,
+            finished: Flusher[str] | None = None) -> Processed:
+    """Route a delivery, record it, enqueue its jobs; safe to run again (the sweeper does).
 
     With ``new`` (the event and its raw body) the delivery comes from GitHub: an id already
     in the inbox is a DuplicateDelivery and is not routed, unless it failed before (then it
     is worked again). Without, it is read from the inbox (the sweeper).
 
-    Nothing is answered before the inbox row is committed. A handler that only reads (a
-    merged PR) has its jobs enqueued first and the row written once, with its final status:
-    one write per delivery, and a crash before the commit leaves no row, so GitHub sees the
-    delivery failed and its redelivery finds the jobs already known. A handler that writes
-    (an installation) commits its rows with the delivery's, `pending`, before its jobs are
-    enqueued, since the jobs read those rows; then one UPDATE finishes it, and a crash in
-    between leaves it to the sweeper. When Redis is down the row stays `pending` for the
-    sweeper either way.
+    The handler's writes and the delivery's row, `pending` with the jobs it named, commit
+    together before anything is enqueued (jobs read both), and in one short write: the reads
+    come first, so SQLite's single writer is never held across a handler or a Redis round trip.
+    A crash after it leaves the delivery pending, and the sweeper routes it again. Once its
+    jobs are enqueued, the row becomes `enqueued`: through ``finished`` (the requests' status
+    changes, written together by a background thread) or at once. Until then it reads
+    `pending`, which is harmless: a sweeper that works it again finds its jobs known.
     """
     with runtime.db.engine.connect() as connection:
         try:
@@ -174,14 +181,10 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
                 else:
                     raise LookupError(f"delivery {delivery_id} is not in the inbox")
                 row = InboxRow(connection, delivery_id, new if stored is None else None)
-                outcome, wrote = _route(router, event, session)
+                outcome = _route(router, event, session)
                 routed = Processed("pending" if outcome.jobs else "ignored",
                                    tuple(job.job_id for job in outcome.jobs), outcome.note)
-                if not wrote and outcome.jobs:
-                    finished = _enqueue(runtime, delivery_id, routed, outcome.jobs)
-                    row.save(finished)
-                    return finished
-                row.save(routed)  # the handler's writes first, then its jobs
+                row.save(routed)
         except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept
             failed = Processed("failed", (), exc.note)
             with connection.begin():
@@ -189,10 +192,25 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
             return failed
         if not outcome.jobs:
             return routed
-        finished = _enqueue(runtime, delivery_id, routed, outcome.jobs)
-        with connection.begin():
-            row.save(finished)
-        return finished
+        result = _enqueue(runtime, delivery_id, routed, outcome.jobs)
+        if result.status == "pending" or finished is None:
+            with connection.begin():
+                row.save(result)
+        else:
+            finished.add(delivery_id)
+        return result
+
+
+def _mark_enqueued(runtime: Runtime, delivery_ids: list[str]) -> None:
+    """One UPDATE for the deliveries whose jobs requests enqueued (still `pending` only)."""
+    with runtime.db.engine.begin() as connection:
+        connection.execute(MARK_ENQUEUED, {"ids": delivery_ids})
+
+
+def flush(app: Any) -> None:
+    """Write this process's pending status changes and metrics now."""
+    app.extensions["davinci.finished"].flush()
+    app.extensions["davinci.metrics"].flush()
 
 
 def _stored(connection: Connection, delivery_id: str) -> tuple[Event, str] | None:
@@ -203,19 +221,18 @@ def _stored(connection: Connection, delivery_id: str) -> tuple[Event, str] | Non
     return Event(found.event, delivery_id, json.loads(found.payload)), found.status
 
 
-def _route(router: Router, event: Event, session: Session) -> tuple[Outcome, bool]:
-    """The handlers' outcome, and whether they wrote anything (flushed into the transaction).
-    HandlerFailed when one of them raised."""
+def _route(router: Router, event: Event, session: Session) -> Outcome:
+    """The handlers' outcome, their writes flushed into the transaction; HandlerFailed when
+    one of them raised."""
     if not router.knows(event.name):
-        return Outcome(note=f"event {event.name} is not handled"), False
+        return Outcome(note=f"event {event.name} is not handled")
     try:
         outcome = router.dispatch(event, session)
-        wrote = bool(session.new or session.dirty or session.deleted)
         session.flush()
     except Exception as exc:  # a handler's bug must not lose the delivery
         log.exception("webhook.handler_failed", delivery=event.delivery)
         raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
-    return outcome, wrote
+    return outcome
 
 
 def _enqueue(runtime: Runtime, delivery_id: str, routed: Processed,
@@ -333,4 +350,7 @@ def _pending(session: Session, limit: int) -> list[str]:
 def install(app: Any, runtime: Runtime) -> None:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["davinci.router"] = build_router()
+    app.extensions["davinci.metrics"] = Recorder(runtime)
+    app.extensions["davinci.finished"] = Flusher(
+        lambda ids: _mark_enqueued(runtime, ids), every=FINISH_EVERY)
     app.register_blueprint(blueprint)

@@ -11,6 +11,7 @@ from bot.app import create_app
 from bot.db import Database
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.webhooks import flush
 
 SECRET = "current-webhook-secret"
 OLD_SECRET = "previous-webhook-secret"
@@ -28,8 +29,8 @@ def runtime(tmp_path: Path, redis_url: str, sqlite_db: Database) -> Iterator[Run
 def app(runtime: Runtime) -> Iterator[Flask]:
     app = create_app(runtime=runtime)
     yield app
-    # Counts still in memory go to this test's Redis now, not to the next test's.
-    app.extensions["davinci.metrics"].flush()
+    # What is still in memory goes to this test's Redis and database now, not the next test's.
+    flush(app)
 
 
 @pytest.fixture

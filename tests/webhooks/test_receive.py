@@ -6,12 +6,14 @@ import time
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.models import Delivery, Installation, Repository
 from bot.runtime import Runtime
+from bot.webhooks import flush
 from handlers import build_router
 from tests.services import RedisServer
 from tests.webhooks import payloads
@@ -313,3 +315,33 @@ def test_the_sweeper_survives_what_it_did_not_expect(runtime: Runtime) -> None:
     assert alive and len(failed) >= 3
     assert failed[0]["error"] == "AttributeError" and failed[0]["log_level"] == "error"
     assert not thread.is_alive(), "a set stop ends the sweeper"
+
+
+def test_a_delivery_is_recorded_with_its_jobs_before_they_run_and_marked_enqueued_after(
+        client: FlaskClient, app: Flask, runtime: Runtime) -> None:
+    answer = post(client, "pull_request", payloads.pull_request(), delivery="d-order")
+    [job_id] = answer.get_json()["jobs"]
+    with runtime.db.session() as session:  # what a mining job reads when it starts
+        row = session.get(Delivery, "d-order")
+        assert row is not None and row.job_ids == [job_id]
+        assert row.repository == "textkit-dev/textkit" and row.status in ("pending", "enqueued")
+    flush(app)
+    with runtime.db.session() as session:
+        row = session.get(Delivery, "d-order")
+        assert row is not None and (row.status, row.attempts) == ("enqueued", 0)
+
+
+def test_the_sweeper_working_a_delivery_not_yet_marked_enqueued_adds_no_job(
+        client: FlaskClient, app: Flask, runtime: Runtime) -> None:
+    from bot.webhooks import sweep
+
+    post(client, "pull_request", payloads.pull_request(), delivery="d-early")
+    with runtime.db.engine.begin() as connection:  # as read before the background write
+        connection.execute(update(Delivery).where(Delivery.id == "d-early").values(
+            status="pending"))
+    assert sweep(runtime, build_router())["processed"] == 1
+    assert len(jobs(runtime)) == 1
+    flush(app)
+    with runtime.db.session() as session:
+        row = session.get(Delivery, "d-early")
+        assert row is not None and row.status == "enqueued"

@@ -177,11 +177,12 @@ def main() -> None:
                 database = fresh_database(server, f"bench_{workers}")
                 result = run(workers, sample, args.repos, env, database, scratch)
                 results.append(result)
-                print(f"  {workers} worker(s): mined {result['prs_mined']} PRs in "
-                      f"{result['mining_seconds']:.1f} s, ran {result['rollouts_run']} "
-                      f"rollouts ({result['trajectories']} trajectories stored, chains of "
-                      f"{result['chains']} PRs) in {result['rollout_seconds']:.1f} s",
-                      file=sys.stderr)
+                print(f"  {workers} worker(s): mined {result['prs_mined']} PRs "
+                      f"({result['mining_failed']} failed) in {result['mining_seconds']:.1f} s, "
+                      f"ran {result['rollouts_run']} of {result['rollouts_queued']} rollouts "
+                      f"queued ({result['rollouts_failed']} failed; {result['trajectories']} "
+                      f"trajectories stored, chains of {result['chains']} PRs) in "
+                      f"{result['rollout_seconds']:.1f} s", file=sys.stderr)
         base = results[0]
         work = ("prs_mined", "rollouts_run", "trajectories")
         for result in results:

@@ -142,9 +142,6 @@ class Processed:
     status: str
     jobs: tuple[str, ...] = ()
     note: str = ""
-    """Said in the answer and kept in the inbox."""
-    stored_note: str = ""
-    """Kept in the inbox instead of ``note``, not said (why an enqueue failed)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "jobs": list(self.jobs),
@@ -192,13 +189,18 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
             return failed
         if not outcome.jobs:
             return routed
-        result = _enqueue(runtime, delivery_id, routed, outcome.jobs)
-        if result.status == "pending" or finished is None:
+        failure = _enqueue(runtime, delivery_id, outcome.jobs)
+        if failure is not None:  # Redis is down: the sweeper tries again
             with connection.begin():
-                row.save(result)
+                row.save(routed, attempts=1, outcome=failure)
+            return Processed("pending", routed.jobs)
+        enqueued = Processed("enqueued", routed.jobs, routed.note)
+        if finished is None:
+            with connection.begin():
+                row.save(enqueued)
         else:
             finished.add(delivery_id)
-        return result
+        return enqueued
 
 
 def _mark_enqueued(runtime: Runtime, delivery_ids: list[str]) -> None:
@@ -235,17 +237,15 @@ def _route(router: Router, event: Event, session: Session) -> Outcome:
     return outcome
 
 
-def _enqueue(runtime: Runtime, delivery_id: str, routed: Processed,
-             specs: list[JobSpec]) -> Processed:
-    """`enqueued`, or `pending` when Redis cannot be reached (the sweeper tries again)."""
+def _enqueue(runtime: Runtime, delivery_id: str, specs: list[JobSpec]) -> str | None:
+    """Enqueue every job; None, or why not when Redis cannot be reached."""
     try:
         for spec in specs:
             enqueue(runtime.redis, spec)
     except RedisError as exc:
         log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
-        return Processed("pending", routed.jobs, stored_note=(
-            f"enqueue failed ({type(exc).__name__}); the sweeper will retry"))
-    return Processed("enqueued", routed.jobs, routed.note)
+        return f"enqueue failed ({type(exc).__name__}); the sweeper will retry"
+    return None
 
 
 class InboxRow:
@@ -258,11 +258,11 @@ class InboxRow:
         self.delivery_id = delivery_id
         self.new = new
 
-    def save(self, processed: Processed) -> None:
-        """One INSERT or UPDATE; an enqueue that failed counts as an attempt."""
-        attempts = int(processed.status == "pending" and bool(processed.stored_note))
-        values = {"status": processed.status,
-                  "outcome": processed.stored_note or processed.note or None,
+    def save(self, processed: Processed, attempts: int = 0, outcome: str | None = None,
+             ) -> None:
+        """One INSERT or UPDATE. ``attempts``: enqueue attempts that failed, to add;
+        ``outcome``: kept instead of the processed note."""
+        values = {"status": processed.status, "outcome": outcome or processed.note or None,
                   "job_ids": list(processed.jobs)}
         if self.new is None:
             statement = UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + attempts)

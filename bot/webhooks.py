@@ -43,10 +43,9 @@ INBOX: Table = Delivery.__table__  # type: ignore[assignment]
 INSERT_DELIVERY = insert(INBOX)
 UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery"))
 MARK_ENQUEUED = update(INBOX).where(
-    INBOX.c.id.in_(bindparam("ids", expanding=True)), INBOX.c.status == "pending").values(
-    status="enqueued")
-FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload, INBOX.c.status).where(
-    INBOX.c.id == bindparam("delivery"))
+    INBOX.c.id == bindparam("delivery"), INBOX.c.status == "pending").values(status="enqueued")
+FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload).where(INBOX.c.id == bindparam("delivery"))
+FIND_STATUS = select(INBOX.c.status).where(INBOX.c.id == bindparam("delivery"))
 log = structlog.get_logger()
 blueprint = Blueprint("webhooks", __name__)
 
@@ -73,7 +72,7 @@ def receive() -> tuple[dict[str, Any], int]:
     runtime: Runtime = current_app.extensions["davinci"]
     router: Router = current_app.extensions["davinci.router"]
     recorder: Recorder = current_app.extensions["davinci.metrics"]
-    finished: Flusher[str] = current_app.extensions["davinci.finished"]
+    finished: Flusher[tuple[str, Processed]] = current_app.extensions["davinci.finished"]
     try:
         body, status = _receive(runtime, router, recorder, finished)
     finally:
@@ -81,8 +80,8 @@ def receive() -> tuple[dict[str, Any], int]:
     return body, status
 
 
-def _receive(runtime: Runtime, router: Router, recorder: Recorder, finished: Flusher[str],
-             ) -> tuple[dict[str, Any], int]:
+def _receive(runtime: Runtime, router: Router, recorder: Recorder,
+             finished: Flusher[tuple[str, Processed]]) -> tuple[dict[str, Any], int]:
     if (request.content_length or 0) > MAX_BODY:
         return _answer(413, error="payload larger than 25 MiB")
     raw = request.get_data(cache=False)
@@ -150,77 +149,71 @@ class Processed:
 
 def process(runtime: Runtime, router: Router, delivery_id: str,
             new: tuple[Event, bytes] | None = None,
-            finished: Flusher[str] | None = None) -> Processed:
-    """Route a delivery, record it, enqueue its jobs; safe to run again (the sweeper does).
+            finished: Flusher[tuple[str, Processed]] | None = None) -> Processed:
+    """Record, route, enqueue, finish; safe to run again (the sweeper does).
 
-    With ``new`` (the event and its raw body) the delivery comes from GitHub: an id already
-    in the inbox is a DuplicateDelivery and is not routed, unless it failed before (then it
-    is worked again). Without, it is read from the inbox (the sweeper).
-
-    The handler's writes and the delivery's row, `pending` with the jobs it named, commit
-    together before anything is enqueued (jobs read both), and in one short write: the reads
-    come first, so SQLite's single writer is never held across a handler or a Redis round trip.
-    A crash after it leaves the delivery pending, and the sweeper routes it again. Once its
-    jobs are enqueued, the row becomes `enqueued`: through ``finished`` (the requests' status
+    With ``new`` (the event and its raw body) the delivery comes from GitHub and is inserted
+    into the inbox as `pending`, alone in its transaction: an id already there is a
+    DuplicateDelivery and is not routed, unless it failed before (then it is worked again).
+    Without, it is read from the inbox (the sweeper). The handler's writes commit before its
+    jobs are enqueued (the jobs read them, and the delivery's row), and each write is short:
+    SQLite's single writer is never held across a handler or a Redis round trip. A crash at
+    any point leaves the delivery pending, and the sweeper routes it again. Once its jobs are
+    enqueued the row becomes `enqueued` with their ids, through ``finished`` (the requests'
     changes, written together by a background thread) or at once. Until then it reads
     `pending`, which is harmless: a sweeper that works it again finds its jobs known.
     """
     with runtime.db.engine.connect() as connection:
+        event = _record(connection, new) if new is not None else _stored(connection, delivery_id)
         try:
             with connection.begin(), Session(bind=connection) as session:
-                stored = _stored(connection, delivery_id)
-                if new is not None and stored is not None and stored[1] != "failed":
-                    raise DuplicateDelivery(delivery_id)
-                if new is not None:
-                    event = new[0]
-                elif stored is not None:
-                    event = stored[0]
-                else:
-                    raise LookupError(f"delivery {delivery_id} is not in the inbox")
-                row = InboxRow(connection, delivery_id, new if stored is None else None)
                 outcome = _route(router, event, session)
                 routed = Processed("pending" if outcome.jobs else "ignored",
                                    tuple(job.job_id for job in outcome.jobs), outcome.note)
-                row.save(routed)
+                if not outcome.jobs:  # finished with the handler's writes
+                    _update(connection, delivery_id, routed)
         except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept
             failed = Processed("failed", (), exc.note)
             with connection.begin():
-                row.save(failed)
+                _update(connection, delivery_id, failed)
             return failed
         if not outcome.jobs:
             return routed
         failure = _enqueue(runtime, delivery_id, outcome.jobs)
         if failure is not None:  # Redis is down: the sweeper tries again
             with connection.begin():
-                row.save(routed, attempts=1, outcome=failure)
+                _update(connection, delivery_id, routed, attempts=1, outcome=failure)
             return Processed("pending", routed.jobs)
         enqueued = Processed("enqueued", routed.jobs, routed.note)
         if finished is None:
             with connection.begin():
-                row.save(enqueued)
+                _update(connection, delivery_id, enqueued)
         else:
-            finished.add(delivery_id)
+            finished.add((delivery_id, enqueued))
         return enqueued
 
 
-def _mark_enqueued(runtime: Runtime, delivery_ids: list[str]) -> None:
-    """One UPDATE for the deliveries whose jobs requests enqueued (still `pending` only)."""
-    with runtime.db.engine.begin() as connection:
-        connection.execute(MARK_ENQUEUED, {"ids": delivery_ids})
+def _record(connection: Connection, new: tuple[Event, bytes]) -> Event:
+    """Insert a new delivery, `pending`; a failed one already there is worked again, any
+    other is a DuplicateDelivery."""
+    event, raw = new
+    try:
+        with connection.begin():
+            connection.execute(INSERT_DELIVERY, {**_columns(event, raw), "status": "pending"})
+    except IntegrityError as exc:
+        with connection.begin():
+            status = connection.scalar(FIND_STATUS, {"delivery": event.delivery})
+        if status != "failed":
+            raise DuplicateDelivery(event.delivery) from exc
+    return event
 
 
-def flush(app: Any) -> None:
-    """Write this process's pending status changes and metrics now."""
-    app.extensions["davinci.finished"].flush()
-    app.extensions["davinci.metrics"].flush()
-
-
-def _stored(connection: Connection, delivery_id: str) -> tuple[Event, str] | None:
-    """The delivery's event and status when the inbox holds it (a read: no lock taken)."""
-    found = connection.execute(FIND_DELIVERY, {"delivery": delivery_id}).first()
+def _stored(connection: Connection, delivery_id: str) -> Event:
+    with connection.begin():
+        found = connection.execute(FIND_DELIVERY, {"delivery": delivery_id}).first()
     if found is None:
-        return None
-    return Event(found.event, delivery_id, json.loads(found.payload)), found.status
+        raise LookupError(f"delivery {delivery_id} is not in the inbox")
+    return Event(found.event, delivery_id, json.loads(found.payload))
 
 
 def _route(router: Router, event: Event, session: Session) -> Outcome:
@@ -248,32 +241,29 @@ def _enqueue(runtime: Runtime, delivery_id: str, specs: list[JobSpec]) -> str | 
     return None
 
 
-class InboxRow:
-    """The inbox row of one delivery: inserted on its first save when it is new (a
-    DuplicateDelivery when another request inserted it first), updated otherwise."""
+def _update(connection: Connection, delivery_id: str, processed: Processed, attempts: int = 0,
+            outcome: str | None = None) -> None:
+    """The delivery's row as ``processed`` says; ``attempts``: failed enqueues to add;
+    ``outcome``: kept instead of the processed note."""
+    statement = UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + attempts)
+    connection.execute(statement, {"delivery": delivery_id, "status": processed.status,
+                                   "outcome": outcome or processed.note or None,
+                                   "job_ids": list(processed.jobs)})
 
-    def __init__(self, connection: Connection, delivery_id: str,
-                 new: tuple[Event, bytes] | None) -> None:
-        self.connection = connection
-        self.delivery_id = delivery_id
-        self.new = new
 
-    def save(self, processed: Processed, attempts: int = 0, outcome: str | None = None,
-             ) -> None:
-        """One INSERT or UPDATE. ``attempts``: enqueue attempts that failed, to add;
-        ``outcome``: kept instead of the processed note."""
-        values = {"status": processed.status, "outcome": outcome or processed.note or None,
-                  "job_ids": list(processed.jobs)}
-        if self.new is None:
-            statement = UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + attempts)
-            self.connection.execute(statement, {"delivery": self.delivery_id, **values})
-            return
-        try:
-            self.connection.execute(INSERT_DELIVERY, {**_columns(*self.new), **values,
-                                                      "attempts": attempts})
-        except IntegrityError as exc:
-            raise DuplicateDelivery(self.delivery_id) from exc
-        self.new = None
+def _mark_enqueued(runtime: Runtime, finished: list[tuple[str, Processed]]) -> None:
+    """One transaction for the deliveries whose jobs requests enqueued; a row no longer
+    `pending` (the sweeper was quicker) is left as it is."""
+    with runtime.db.engine.begin() as connection:
+        connection.execute(MARK_ENQUEUED, [
+            {"delivery": delivery_id, "job_ids": list(processed.jobs),
+             "outcome": processed.note or None} for delivery_id, processed in finished])
+
+
+def flush(app: Any) -> None:
+    """Write this process's pending status changes and metrics now."""
+    app.extensions["davinci.finished"].flush()
+    app.extensions["davinci.metrics"].flush()
 
 
 def _columns(event: Event, raw: bytes) -> dict[str, Any]:
@@ -352,5 +342,5 @@ def install(app: Any, runtime: Runtime) -> None:
     app.extensions["davinci.router"] = build_router()
     app.extensions["davinci.metrics"] = Recorder(runtime)
     app.extensions["davinci.finished"] = Flusher(
-        lambda ids: _mark_enqueued(runtime, ids), every=FINISH_EVERY)
+        lambda finished: _mark_enqueued(runtime, finished), every=FINISH_EVERY)
     app.register_blueprint(blueprint)

@@ -317,18 +317,19 @@ def test_the_sweeper_survives_what_it_did_not_expect(runtime: Runtime) -> None:
     assert not thread.is_alive(), "a set stop ends the sweeper"
 
 
-def test_a_delivery_is_recorded_with_its_jobs_before_they_run_and_marked_enqueued_after(
+def test_a_delivery_is_recorded_before_its_job_runs_and_marked_enqueued_with_it_after(
         client: FlaskClient, app: Flask, runtime: Runtime) -> None:
     answer = post(client, "pull_request", payloads.pull_request(), delivery="d-order")
     [job_id] = answer.get_json()["jobs"]
     with runtime.db.session() as session:  # what a mining job reads when it starts
         row = session.get(Delivery, "d-order")
-        assert row is not None and row.job_ids == [job_id]
+        assert row is not None and (row.event, row.action) == ("pull_request", "closed")
         assert row.repository == "textkit-dev/textkit" and row.status in ("pending", "enqueued")
     flush(app)
     with runtime.db.session() as session:
         row = session.get(Delivery, "d-order")
-        assert row is not None and (row.status, row.attempts) == ("enqueued", 0)
+        assert row is not None and (row.status, row.job_ids, row.attempts) == (
+            "enqueued", [job_id], 0)
 
 
 def test_the_sweeper_working_a_delivery_not_yet_marked_enqueued_adds_no_job(

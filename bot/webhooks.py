@@ -24,7 +24,6 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.flusher import Flusher
 from bot.metrics import Recorder
 from bot.models import Delivery, utcnow
 from bot.queue import enqueue
@@ -35,15 +34,11 @@ EPOCH_KEY = "davinci:epoch"
 LOST_WINDOW = timedelta(days=1)
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
-FINISH_EVERY = 0.25
-"""Seconds between the background writes that mark requests' deliveries `enqueued`."""
 INBOX: Table = Delivery.__table__  # type: ignore[assignment]
 # Built once: SQLAlchemy then finds each compiled statement in its cache by the names of the
 # values given, instead of building and hashing a new statement per request.
 INSERT_DELIVERY = insert(INBOX)
 UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery"))
-MARK_ENQUEUED = update(INBOX).where(
-    INBOX.c.id == bindparam("delivery"), INBOX.c.status == "pending").values(status="enqueued")
 FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload).where(INBOX.c.id == bindparam("delivery"))
 FIND_STATUS = select(INBOX.c.status).where(INBOX.c.id == bindparam("delivery"))
 log = structlog.get_logger()
@@ -72,16 +67,15 @@ def receive() -> tuple[dict[str, Any], int]:
     runtime: Runtime = current_app.extensions["davinci"]
     router: Router = current_app.extensions["davinci.router"]
     recorder: Recorder = current_app.extensions["davinci.metrics"]
-    finished: Flusher[tuple[str, Processed]] = current_app.extensions["davinci.finished"]
     try:
-        body, status = _receive(runtime, router, recorder, finished)
+        body, status = _receive(runtime, router, recorder)
     finally:
         recorder.observe_latency(time.perf_counter() - started)
     return body, status
 
 
 def _receive(runtime: Runtime, router: Router, recorder: Recorder,
-             finished: Flusher[tuple[str, Processed]]) -> tuple[dict[str, Any], int]:
+             ) -> tuple[dict[str, Any], int]:
     if (request.content_length or 0) > MAX_BODY:
         return _answer(413, error="payload larger than 25 MiB")
     raw = request.get_data(cache=False)
@@ -112,7 +106,7 @@ def _receive(runtime: Runtime, router: Router, recorder: Recorder,
         return _answer(400, error=f"{name} payload: {exc}")
     bound = log.bind(delivery=delivery_id, github_event=name, action=event.action)
     try:
-        result = process(runtime, router, delivery_id, new=(event, raw), finished=finished)
+        result = process(runtime, router, delivery_id, new=(event, raw))
     except DuplicateDelivery:
         bound.info("webhook.duplicate")
         return _answer(200, status="duplicate", delivery=delivery_id)
@@ -148,8 +142,7 @@ class Processed:
 
 
 def process(runtime: Runtime, router: Router, delivery_id: str,
-            new: tuple[Event, bytes] | None = None,
-            finished: Flusher[tuple[str, Processed]] | None = None) -> Processed:
+            new: tuple[Event, bytes] | None = None) -> Processed:
     """Record, route, enqueue, finish; safe to run again (the sweeper does).
 
     With ``new`` (the event and its raw body) the delivery comes from GitHub and is inserted
@@ -158,10 +151,9 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
     Without, it is read from the inbox (the sweeper). The handler's writes commit before its
     jobs are enqueued (the jobs read them, and the delivery's row), and each write is short:
     SQLite's single writer is never held across a handler or a Redis round trip. A crash at
-    any point leaves the delivery pending, and the sweeper routes it again. Once its jobs are
-    enqueued the row becomes `enqueued` with their ids, through ``finished`` (the requests'
-    changes, written together by a background thread) or at once. Until then it reads
-    `pending`, which is harmless: a sweeper that works it again finds its jobs known.
+    any point leaves the delivery pending, and the sweeper routes it again (a job already
+    enqueued is known and not pushed twice). One UPDATE finishes it: `enqueued`, with the ids
+    of its jobs, before it is answered.
     """
     with runtime.db.engine.connect() as connection:
         event = _record(connection, new) if new is not None else _stored(connection, delivery_id)
@@ -185,11 +177,8 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
                 _update(connection, delivery_id, routed, attempts=1, outcome=failure)
             return Processed("pending", routed.jobs)
         enqueued = Processed("enqueued", routed.jobs, routed.note)
-        if finished is None:
-            with connection.begin():
-                _update(connection, delivery_id, enqueued)
-        else:
-            finished.add((delivery_id, enqueued))
+        with connection.begin():
+            _update(connection, delivery_id, enqueued)
         return enqueued
 
 
@@ -251,18 +240,8 @@ def _update(connection: Connection, delivery_id: str, processed: Processed, atte
                                    "job_ids": list(processed.jobs)})
 
 
-def _mark_enqueued(runtime: Runtime, finished: list[tuple[str, Processed]]) -> None:
-    """One transaction for the deliveries whose jobs requests enqueued; a row no longer
-    `pending` (the sweeper was quicker) is left as it is."""
-    with runtime.db.engine.begin() as connection:
-        connection.execute(MARK_ENQUEUED, [
-            {"delivery": delivery_id, "job_ids": list(processed.jobs),
-             "outcome": processed.note or None} for delivery_id, processed in finished])
-
-
 def flush(app: Any) -> None:
-    """Write this process's pending status changes and metrics now."""
-    app.extensions["davinci.finished"].flush()
+    """Write this process's counts for /metrics now."""
     app.extensions["davinci.metrics"].flush()
 
 
@@ -341,6 +320,4 @@ def install(app: Any, runtime: Runtime) -> None:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["davinci.router"] = build_router()
     app.extensions["davinci.metrics"] = Recorder(runtime)
-    app.extensions["davinci.finished"] = Flusher(
-        lambda finished: _mark_enqueued(runtime, finished), every=FINISH_EVERY)
     app.register_blueprint(blueprint)

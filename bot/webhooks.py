@@ -39,6 +39,7 @@ INBOX: Table = Delivery.__table__  # type: ignore[assignment]
 # values given, instead of building and hashing a new statement per request.
 INSERT_DELIVERY = insert(INBOX)
 UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery"))
+COUNT_ATTEMPT = UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + 1)
 FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload).where(INBOX.c.id == bindparam("delivery"))
 FIND_STATUS = select(INBOX.c.status).where(INBOX.c.id == bindparam("delivery"))
 log = structlog.get_logger()
@@ -174,7 +175,7 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
         failure = _enqueue(runtime, delivery_id, outcome.jobs)
         if failure is not None:  # Redis is down: the sweeper tries again
             with connection.begin():
-                _update(connection, delivery_id, routed, attempts=1, outcome=failure)
+                _update(connection, delivery_id, routed, failed_enqueue=True, outcome=failure)
             return Processed("pending", routed.jobs)
         enqueued = Processed("enqueued", routed.jobs, routed.note)
         with connection.begin():
@@ -230,11 +231,11 @@ def _enqueue(runtime: Runtime, delivery_id: str, specs: list[JobSpec]) -> str | 
     return None
 
 
-def _update(connection: Connection, delivery_id: str, processed: Processed, attempts: int = 0,
-            outcome: str | None = None) -> None:
-    """The delivery's row as ``processed`` says; ``attempts``: failed enqueues to add;
+def _update(connection: Connection, delivery_id: str, processed: Processed,
+            failed_enqueue: bool = False, outcome: str | None = None) -> None:
+    """The delivery's row as ``processed`` says; ``failed_enqueue`` counts an attempt;
     ``outcome``: kept instead of the processed note."""
-    statement = UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + attempts)
+    statement = COUNT_ATTEMPT if failed_enqueue else UPDATE_DELIVERY
     connection.execute(statement, {"delivery": delivery_id, "status": processed.status,
                                    "outcome": outcome or processed.note or None,
                                    "job_ids": list(processed.jobs)})

@@ -1,8 +1,9 @@
 """Corpus append and export throughput for trajectories of the paper's size.
 
 Prints appends per second (SQLite) for trajectories of about 85k tokens and 116 tool calls,
-and export throughput in MB/s next to plain file writing of the same bytes in the same run.
-Targets: export within 2x of the plain write; appends above 50 per second.
+and, for every export format (openai, sharegpt, hf), the records and bytes exported and the
+export's throughput next to plain file writing of the same bytes in the same run.
+Targets: every format's export within 2x of the plain write; appends above 50 per second.
 
     python bench/corpus.py [--records 200]
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.db import Database  # noqa: E402
-from corpus.export import export  # noqa: E402
+from corpus.export import FORMATS, ExportResult, export  # noqa: E402
 from corpus.store import append  # noqa: E402
 from tests.corpus.records import make_record  # noqa: E402
 
@@ -47,37 +48,50 @@ def main() -> None:
                 append(session, record)
             timings.append(time.perf_counter() - t)
         total = time.perf_counter() - started
-        print(f"append: {args.records / total:.1f} per second "
+        print(f"append: {args.records} records in {total:.2f} s, "
+              f"{args.records / total:.1f} per second "
               f"(median {statistics.median(timings) * 1000:.1f} ms each; target > 50/s)")
-        runs_export, runs_plain = [], []
-        with db.session() as session:  # the bytes an export writes, for the plain baseline
-            first = export(session, root / "export-warm", "openai")
-        data = b"".join(p.read_bytes() for p in first.shards)
+        print(f"{'format':>9} {'records':>8} {'MB':>7} {'export s':>9} {'MB/s':>7} "
+              f"{'plain s':>8} {'MB/s':>7} {'ratio':>6}")
+        for fmt in FORMATS:
+            export_s, plain_s, result, size = measure(db, root, fmt)
+            print(f"{fmt:>9} {result.records:>8} {size / 1e6:>7.1f} {export_s:>9.3f} "
+                  f"{size / 1e6 / export_s:>7.1f} {plain_s:>8.3f} {size / 1e6 / plain_s:>7.1f} "
+                  f"{export_s / plain_s:>5.1f}x", flush=True)
+        print("export s and plain s: medians of 6, taking turns; plain = writing the bytes that "
+              "format's export wrote, as a stream; ratio = export/plain time (target within 2x "
+              "for every format)")
 
-        def timed_export(attempt: int) -> None:
-            os.sync()  # neither side pays for the other's dirty pages
-            t = time.perf_counter()
-            with db.session() as session:
-                export(session, root / f"export-{attempt}", "openai")
-            runs_export.append(time.perf_counter() - t)
 
-        def timed_plain(attempt: int) -> None:
-            os.sync()
-            t = time.perf_counter()
-            with (root / f"plain-{attempt}.jsonl").open("wb") as handle:
-                for start in range(0, len(data), 1 << 20):  # written as a stream, as export does
-                    handle.write(data[start:start + (1 << 20)])
-            runs_plain.append(time.perf_counter() - t)
+def measure(db: Database, root: Path, fmt: str) -> tuple[float, float, ExportResult, int]:
+    """Median seconds of exporting every record in ``fmt`` and of writing the same bytes."""
+    with db.session() as session:  # the bytes an export writes, for the plain baseline
+        first = export(session, root / f"{fmt}-warm", fmt)
+    data = b"".join(p.read_bytes() for p in first.shards)
+    runs_export, runs_plain = [], []
 
-        for attempt in range(6):  # alternate which goes first
-            order = (timed_export, timed_plain) if attempt % 2 else (timed_plain, timed_export)
-            for step in order:
-                step(attempt)
-        size_mb = len(data) / 1e6
-        export_s, plain_s = statistics.median(runs_export), statistics.median(runs_plain)
-        print(f"export: {size_mb / export_s:.1f} MB/s ({size_mb:.1f} MB, median of 6)")
-        print(f"plain write of the same bytes: {size_mb / plain_s:.1f} MB/s")
-        print(f"ratio export/plain time: {export_s / plain_s:.1f}x (target within 2x)")
+    def timed_export(attempt: int) -> None:
+        os.sync()  # neither side pays for the other's dirty pages
+        t = time.perf_counter()
+        with db.session() as session:
+            result = export(session, root / f"{fmt}-{attempt}", fmt)
+        runs_export.append(time.perf_counter() - t)
+        if result.records != first.records:
+            raise SystemExit(f"{fmt}: exported {result.records} records, not {first.records}")
+
+    def timed_plain(attempt: int) -> None:
+        os.sync()
+        t = time.perf_counter()
+        with (root / f"plain-{fmt}-{attempt}").open("wb") as handle:
+            for start in range(0, len(data), 1 << 20):  # written as a stream, as export does
+                handle.write(data[start:start + (1 << 20)])
+        runs_plain.append(time.perf_counter() - t)
+
+    for attempt in range(6):  # alternate which goes first
+        order = (timed_export, timed_plain) if attempt % 2 else (timed_plain, timed_export)
+        for step in order:
+            step(attempt)
+    return statistics.median(runs_export), statistics.median(runs_plain), first, len(data)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ the database (in memory, written in batches) without blame and with it, PRs per 
 memory, the time `git log` alone needs to read the same history (the floor) and the ratio of
 mining without blame to it; the same history mined PR by PR, one transaction each, as the live
 path does; and the cost of attaching one more PR on the live path, which must stay flat (within
-1.5x from the smallest to the largest history), with the number of links that PR gets: its cost
-follows its own links (in the tiny shape it gets one at 100 PRs and 19 from 1,000 on, once its
-file has 20 recent touches, the per-file cap), not the history. Every tenth PR is a fix of an
-earlier one, so blame runs as it would on a real repository.
+1.5x from the smallest to the largest history), with the number of links that PR gets. That
+PR is the same probe at every size, so the sizes compare like with like: a fix titled as a
+follow-up of a PR three before it, changing only the lines three earlier PRs wrote in a file
+no other PR touches (blame finds all three), so it gets the same links from 100 PRs to
+10,000 and its cost can only follow the history. Every tenth PR is a fix of an earlier one,
+so blame runs as it would on a real repository.
 
     python bench/mining.py [--sizes 100,1000,10000] [--shape realistic|tiny|both] [--git CLONE]
 """
@@ -35,6 +37,10 @@ from chains.mining import attach_pull_request, mine_history  # noqa: E402
 from chains.model import PullRequest  # noqa: E402
 
 SHAPES = ("realistic", "tiny")
+PROBE_FILE = "src/probe/records.py"
+PROBE_AUTHORS = (3, 6, 9)
+"""The probe (the last PR) fixes lines these PRs before it wrote in PROBE_FILE, which no
+other PR touches: its links are the same at every size."""
 
 
 def generate(path: Path, prs: int, shape: str = "realistic") -> None:
@@ -44,7 +50,7 @@ def generate(path: Path, prs: int, shape: str = "realistic") -> None:
     on average; a few files are hot, most are touched rarely; 40% of PRs touch tests; a dozen
     PRs a day). ``tiny``: every PR changes one line of one of 50 files, a minute apart, so
     `git log` has almost nothing to read and every PR overlaps the 20 before it (the worst
-    case for mining relative to the floor).
+    case for mining relative to the floor). In both, the last PR is the probe (see PROBE).
     """
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
     rng = random.Random(prs)
@@ -57,8 +63,21 @@ def generate(path: Path, prs: int, shape: str = "realistic") -> None:
     written: dict[int, tuple[str, int, int]] = {}
     """PR -> (file, first line, last line) of its first change, for fixes to aim at."""
     lines: list[str] = []
+    probe = [""] * (len(PROBE_AUTHORS) * 10)
     for number in range(1, prs + 1):
         changes: dict[str, str] = {}
+        if number == prs:  # the probe: it repairs what its three predecessors wrote
+            for line in range(len(probe)):
+                probe[line] = f"PROBE_{line} = 0  # repaired by #{number}"
+            title = f"fix: follow-up to #{number - PROBE_AUTHORS[0]} (#{number})"
+            stamp = 1_700_000_000 + number * (60 if tiny else 7200)
+            lines += _commit(number, title + "\n", stamp, {PROBE_FILE: "\n".join(probe) + "\n"})
+            continue
+        if prs - number in PROBE_AUTHORS:  # ten lines of the probe's file each
+            first = PROBE_AUTHORS.index(prs - number) * 10
+            for line in range(first, first + 10):
+                probe[line] = f"PROBE_{line} = {number}  # written by #{number}"
+            changes[PROBE_FILE] = "\n".join(probe) + "\n"
         if tiny:
             picks = [(_module(number % modules, tiny), (number * 7) % length, 1)]
         else:

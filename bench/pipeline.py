@@ -2,11 +2,16 @@
 
 Several copies of the sample repository sit behind the GitHub simulator. For 1, 2 and 4
 worker processes (sharing one Redis and one PostgreSQL, as on several machines), every merged
-PR of every copy is delivered to the app under gunicorn, and the clock runs until the workers
-have mined every PR and stored every trajectory (replay policy, Docker sandbox when an engine
-answers). Prints seconds, PRs and trajectories per minute per worker count, and the speed-up
-over one worker measured in the same run. Mining is serialised per repository, so the
-copies are what several workers can share; rollouts run in parallel.
+PR of every copy is delivered to the app under gunicorn, in two timed phases that do the same
+work for every worker count: first the workers mine (they listen to the mining queue only,
+and the clock runs until every PR is mined); then they roll out what mining enqueued (the
+clock runs until the rollout queue is empty). Were both to run at once, how many
+intermediate chains (1 → 2 before 1 → 2 → 4) are rolled out would depend on how fast mining
+outran the rollouts, and the worker counts would compare unequal work. Prints, per worker
+count and phase, seconds and the work done (PRs mined, rollouts run, trajectories stored),
+the rates, and the speed-up over one worker measured in the same run; a worker count that did
+other work than one worker is flagged. Replay policy; Docker sandbox when an engine answers.
+Mining is serialised per repository, so the copies are what several workers can share.
 
     python3 bench/pipeline.py [--repos 4] [--workers 1,2,4]
 """
@@ -28,15 +33,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis import Redis  # noqa: E402
+from rq import Queue  # noqa: E402
+from rq.registry import (  # noqa: E402
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from bot.runtime import MINING_QUEUE, ROLLOUT_QUEUE  # noqa: E402
 from bot.sample import SampleRepository, build_sample_repository  # noqa: E402
 from sandbox.factory import docker_available  # noqa: E402
 from tests.e2e.loop import (  # noqa: E402
     INSTALLATION,
     SECRET,
     deliver,
-    idle,
     merged_pr,
     start_worker,
     stop_worker,
@@ -64,8 +76,21 @@ def fresh_database(server_url: str, name: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+def quiet(redis: Redis, name: str) -> bool:
+    """No job of queue ``name`` waiting, running or scheduled for a retry."""
+    queue = Queue(name, connection=redis)
+    return not (queue.count or StartedJobRegistry(queue=queue).get_job_ids()
+                or ScheduledJobRegistry(queue=queue).get_job_ids())
+
+
+def done(redis: Redis, name: str) -> tuple[int, int]:
+    """(jobs finished, jobs failed) of queue ``name``."""
+    queue = Queue(name, connection=redis)
+    return (FinishedJobRegistry(queue=queue).count, FailedJobRegistry(queue=queue).count)
+
+
 def run(workers: int, sample: SampleRepository, repos: int, base_env: dict[str, str],
-        database_url: str, scratch: Path) -> dict[str, float]:
+        database_url: str, scratch: Path) -> dict[str, Any]:
     data = scratch / f"data-{workers}"
     env = {**base_env, "DATABASE_URL": database_url, "DAVINCI_DATA_DIR": str(data)}
     redis = Redis.from_url(env["REDIS_URL"])
@@ -76,8 +101,8 @@ def run(workers: int, sample: SampleRepository, repos: int, base_env: dict[str, 
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, timeout=30)
     url = f"http://127.0.0.1:{port}"
-    processes = [start_worker(env, scratch / f"worker-{workers}-{i}.log")
-                 for i in range(workers)]
+    log = scratch / f"worker-{workers}.log"
+    processes = [start_worker(env, log, MINING_QUEUE) for _ in range(workers)]
     try:
         time.sleep(2.0)  # let the workers register before the clock starts
         started = time.perf_counter()
@@ -86,23 +111,32 @@ def run(workers: int, sample: SampleRepository, repos: int, base_env: dict[str, 
                 payload = merged_pr(sample, pr.number)
                 payload["repository"] = repository(index)
                 deliver(url, "pull_request", payload, f"d-{workers}-{index}-{pr.number}")
-        expected = 2 * repos  # chains 1 → 2 → 4 and 3 → 5 → 6 in every copy
-
-        def finished() -> bool:
-            stored = {t for t in trajectories(database_url) if len(t) == 3}
-            return len(stored) >= 2 and len(trajectories(database_url)) >= expected \
-                and idle(redis)
-        wait_for(finished, 1800, f"{workers} worker(s) to finish", every=0.5)
-        elapsed = time.perf_counter() - started
+        wait_for(lambda: quiet(redis, MINING_QUEUE), 1800, f"{workers} worker(s) to mine",
+                 every=0.2)
+        mining = time.perf_counter() - started
+        for process in processes:
+            stop_worker(process)
+        queued = Queue(ROLLOUT_QUEUE, connection=redis).count
+        processes = [start_worker(env, log, ROLLOUT_QUEUE) for _ in range(workers)]
+        time.sleep(2.0)
+        started = time.perf_counter()
+        wait_for(lambda: quiet(redis, ROLLOUT_QUEUE), 1800, f"{workers} worker(s) to roll out",
+                 every=0.5)
+        rollouts = time.perf_counter() - started
     finally:
         for process in processes:
             stop_worker(process)
         web.send_signal(signal.SIGTERM)
         web.wait(timeout=30)
-    stored = len(trajectories(database_url))
-    return {"workers": workers, "seconds": elapsed, "trajectories": stored,
-            "prs_per_minute": 60 * len(sample.prs) * repos / elapsed,
-            "trajectories_per_minute": 60 * stored / elapsed}
+    mined, mining_failed = done(redis, MINING_QUEUE)
+    rolled, rollout_failed = done(redis, ROLLOUT_QUEUE)
+    stored = trajectories(database_url)
+    return {"workers": workers, "mining_seconds": mining, "rollout_seconds": rollouts,
+            "seconds": mining + rollouts, "prs_mined": mined, "mining_failed": mining_failed,
+            "rollouts_queued": queued, "rollouts_run": rolled, "rollouts_failed": rollout_failed,
+            "trajectories": len(stored), "chains": sorted({len(t) for t in stored}),
+            "prs_per_minute": 60 * mined / mining, "rollouts_per_minute": 60 * rolled / rollouts,
+            "trajectories_per_minute": 60 * len(stored) / rollouts}
 
 
 def main() -> None:
@@ -143,20 +177,32 @@ def main() -> None:
                 database = fresh_database(server, f"bench_{workers}")
                 result = run(workers, sample, args.repos, env, database, scratch)
                 results.append(result)
-                print(f"  {workers} worker(s): {result['seconds']:.1f} s, "
-                      f"{result['prs_per_minute']:.1f} PRs/min, "
-                      f"{result['trajectories_per_minute']:.1f} trajectories/min",
-                      file=sys.stderr)
-        base = results[0]["seconds"]
+                print(f"  {workers} worker(s): mined {result['prs_mined']} PRs "
+                      f"({result['mining_failed']} failed) in {result['mining_seconds']:.1f} s, "
+                      f"ran {result['rollouts_run']} of {result['rollouts_queued']} rollouts "
+                      f"queued ({result['rollouts_failed']} failed; {result['trajectories']} "
+                      f"trajectories stored, chains of {result['chains']} PRs) in "
+                      f"{result['rollout_seconds']:.1f} s", file=sys.stderr)
+        base = results[0]
+        work = ("prs_mined", "rollouts_run", "trajectories")
         for result in results:
-            result["speedup"] = base / result["seconds"]
+            for phase in ("mining_seconds", "rollout_seconds", "seconds"):
+                result[f"speedup_{phase}"] = base[phase] / result[phase]
+            result["same_work"] = all(result[k] == base[k] for k in work)
         if args.json:
             print(json.dumps(results))
         else:
-            print(f"{'workers':>8} {'seconds':>9} {'PRs/min':>9} {'traj/min':>9} {'speed-up':>9}")
+            print(f"{'workers':>8} {'mined':>6} {'mine s':>7} {'PRs/min':>8} {'x':>6} "
+                  f"{'rollouts':>9} {'stored':>7} {'roll s':>7} {'traj/min':>9} {'x':>6} "
+                  f"{'total s':>8} {'x':>6}  work")
             for r in results:
-                print(f"{r['workers']:>8} {r['seconds']:>9.1f} {r['prs_per_minute']:>9.1f} "
-                      f"{r['trajectories_per_minute']:>9.1f} {r['speedup']:>8.2f}x")
+                print(f"{r['workers']:>8} {r['prs_mined']:>6} {r['mining_seconds']:>7.1f} "
+                      f"{r['prs_per_minute']:>8.1f} {r['speedup_mining_seconds']:>5.2f}x "
+                      f"{r['rollouts_run']:>9} {r['trajectories']:>7} "
+                      f"{r['rollout_seconds']:>7.1f} {r['trajectories_per_minute']:>9.1f} "
+                      f"{r['speedup_rollout_seconds']:>5.2f}x {r['seconds']:>8.1f} "
+                      f"{r['speedup_seconds']:>5.2f}x  "
+                      f"{'same as 1 worker' if r['same_work'] else 'DIFFERS from 1 worker'}")
     finally:
         sim.stop()
         redis_server.cleanup()

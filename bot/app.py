@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/metrics")
     def metrics_text() -> Response:
+        webhooks.flush(app)  # this process's latest deliveries and counts are in the figures
         return Response(metrics.render(runtime), mimetype="text/plain; version=0.0.4")
 
     return app

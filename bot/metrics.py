@@ -1,17 +1,19 @@
 """Prometheus metrics, consistent across gunicorn's worker processes.
 
 Delivery counts come from the inbox table itself (the source of truth, shared by every process);
-request latency and rejected requests are counted in Redis, best effort: a metric is never a
-reason for a webhook to fail.
+request latency and rejected requests are counted in memory and added to Redis by a Flusher at
+most once a second (one round trip for all of them), best effort: a metric is never a reason for
+a webhook to fail, and never costs a request a round trip of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections import Counter
 
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
+from bot.flusher import Flusher
 from bot.models import Delivery
 from bot.runtime import Runtime
 
@@ -20,21 +22,37 @@ LATENCY_KEY = "davinci:metrics:webhook_latency:buckets"
 REJECTED_KEY = "davinci:metrics:webhook_rejected"
 
 
-def observe_latency(runtime: Runtime, seconds: float) -> None:
-    """Count the request in its own bucket only (one write); /metrics sums them up."""
-    bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
-    try:
-        pipe = runtime.redis.pipeline(transaction=False)
-        pipe.hincrby(LATENCY_KEY, bucket, 1)
-        pipe.hincrbyfloat(LATENCY_KEY, "sum", seconds)
-        pipe.execute()
-    except RedisError:
-        pass
+class Recorder:
+    """This process's latency observations and rejections, added to Redis by a Flusher."""
 
+    def __init__(self, runtime: Runtime, every: float = 1.0) -> None:
+        self.runtime = runtime
+        self.pending: Flusher[tuple[str, str, float]] = Flusher(self._write, every)
 
-def count_rejected(runtime: Runtime, reason: str) -> None:
-    with contextlib.suppress(RedisError):
-        runtime.redis.hincrby(REJECTED_KEY, reason, 1)
+    def observe_latency(self, seconds: float) -> None:
+        """Counted in its own bucket only; /metrics sums them up."""
+        bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
+        self.pending.add((LATENCY_KEY, bucket, seconds))
+
+    def count_rejected(self, reason: str) -> None:
+        self.pending.add((REJECTED_KEY, reason, 0.0))
+
+    def flush(self) -> None:
+        self.pending.flush()
+
+    def _write(self, items: list[tuple[str, str, float]]) -> None:
+        """One pipeline: a count per bucket and reason, and the latencies' sum."""
+        counts = Counter((key, field) for key, field, _ in items)
+        seconds = sum(value for key, _, value in items if key == LATENCY_KEY)
+        try:
+            pipe = self.runtime.redis.pipeline(transaction=False)
+            for (key, field), count in counts.items():
+                pipe.hincrby(key, field, count)
+            if seconds:
+                pipe.hincrbyfloat(LATENCY_KEY, "sum", seconds)
+            pipe.execute()
+        except RedisError:
+            pass  # best effort: these counts are dropped, the webhooks are not
 
 
 def _escape(value: str) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,20 +20,28 @@ import structlog
 from flask import Blueprint, current_app, request
 from redis.exceptions import RedisError
 from rq.job import Job
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot import metrics
+from bot.metrics import Recorder
 from bot.models import Delivery, utcnow
 from bot.queue import enqueue
 from bot.runtime import Runtime
-from handlers import Event, Outcome, PayloadError, Router, build_router
+from handlers import Event, JobSpec, Outcome, PayloadError, Router, build_router
 
 EPOCH_KEY = "davinci:epoch"
 LOST_WINDOW = timedelta(days=1)
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
+INBOX: Table = Delivery.__table__  # type: ignore[assignment]
+# Built once: SQLAlchemy then finds each compiled statement in its cache by the names of the
+# values given, instead of building and hashing a new statement per request.
+INSERT_DELIVERY = insert(INBOX)
+UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery"))
+COUNT_ATTEMPT = UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + 1)
+FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload).where(INBOX.c.id == bindparam("delivery"))
+FIND_STATUS = select(INBOX.c.status).where(INBOX.c.id == bindparam("delivery"))
 log = structlog.get_logger()
 blueprint = Blueprint("webhooks", __name__)
 
@@ -58,14 +67,16 @@ def receive() -> tuple[dict[str, Any], int]:
     started = time.perf_counter()
     runtime: Runtime = current_app.extensions["davinci"]
     router: Router = current_app.extensions["davinci.router"]
+    recorder: Recorder = current_app.extensions["davinci.metrics"]
     try:
-        body, status = _receive(runtime, router)
+        body, status = _receive(runtime, router, recorder)
     finally:
-        metrics.observe_latency(runtime, time.perf_counter() - started)
+        recorder.observe_latency(time.perf_counter() - started)
     return body, status
 
 
-def _receive(runtime: Runtime, router: Router) -> tuple[dict[str, Any], int]:
+def _receive(runtime: Runtime, router: Router, recorder: Recorder,
+             ) -> tuple[dict[str, Any], int]:
     if (request.content_length or 0) > MAX_BODY:
         return _answer(413, error="payload larger than 25 MiB")
     raw = request.get_data(cache=False)
@@ -73,7 +84,7 @@ def _receive(runtime: Runtime, router: Router) -> tuple[dict[str, Any], int]:
         return _answer(413, error="payload larger than 25 MiB")
     if not verify_signature(raw, request.headers.get("X-Hub-Signature-256"),
                             runtime.settings.webhook_secrets):
-        metrics.count_rejected(runtime, "signature")
+        recorder.count_rejected("signature")
         return _answer(401, error="missing or wrong X-Hub-Signature-256")
     name = request.headers.get("X-GitHub-Event", "").strip()
     delivery_id = request.headers.get("X-GitHub-Delivery", "").strip()
@@ -96,101 +107,19 @@ def _receive(runtime: Runtime, router: Router) -> tuple[dict[str, Any], int]:
         return _answer(400, error=f"{name} payload: {exc}")
     bound = log.bind(delivery=delivery_id, github_event=name, action=event.action)
     try:
-        result = process(runtime, router, delivery_id, new=(_row(event, raw), event))
+        result = process(runtime, router, delivery_id, new=(event, raw))
     except DuplicateDelivery:
-        if not _failed_before(runtime, delivery_id):
-            bound.info("webhook.duplicate")
-            return _answer(200, status="duplicate", delivery=delivery_id)
-        result = process(runtime, router, delivery_id)
-    bound.info("webhook.accepted", status=result["status"], jobs=result["jobs"])
-    if result["status"] == "failed":
+        bound.info("webhook.duplicate")
+        return _answer(200, status="duplicate", delivery=delivery_id)
+    bound.info("webhook.accepted", status=result.status, jobs=list(result.jobs))
+    if result.status == "failed":
         # A 500 marks the delivery failed on GitHub, so it can be redelivered.
-        return _answer(500, delivery=delivery_id, **result)
-    return _answer(202, delivery=delivery_id, **result)
-
-
-def _failed_before(runtime: Runtime, delivery_id: str) -> bool:
-    """A redelivery of a delivery we failed to route is worked again, not a duplicate."""
-    with runtime.db.session() as session:
-        row = session.get(Delivery, delivery_id)
-        return row is not None and row.status == "failed"
+        return _answer(500, delivery=delivery_id, **result.to_json())
+    return _answer(202, delivery=delivery_id, **result.to_json())
 
 
 class DuplicateDelivery(Exception):
     """The inbox already holds this delivery id."""
-
-
-def _row(event: Event, raw: bytes) -> Delivery:
-    installation = event.payload.get("installation")
-    repository = event.payload.get("repository")
-    return Delivery(
-        id=event.delivery, event=event.name, action=event.action, status="pending",
-        installation_id=installation.get("id") if isinstance(installation, dict) else None,
-        repository=repository.get("full_name") if isinstance(repository, dict) else None,
-        payload=raw.decode("utf-8"))
-
-
-def process(runtime: Runtime, router: Router, delivery_id: str,
-            new: tuple[Delivery, Event] | None = None) -> dict[str, Any]:
-    """Route a delivery and enqueue its jobs; safe to run again (the sweeper does).
-
-    With ``new``, the delivery is inserted into the inbox in the same transaction that routes
-    it (DuplicateDelivery when its id is already there). Routing is committed before anything
-    is enqueued, so a crash between the two leaves the delivery pending with its jobs named,
-    and the sweeper finishes the work.
-    """
-    try:
-        with runtime.db.session() as session:
-            finished, outcome = _route(router, session, delivery_id, new)
-    except IntegrityError as exc:
-        raise DuplicateDelivery(delivery_id) from exc
-    except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept as failed
-        finished = _record_failure(runtime, delivery_id, new, exc.note)
-        outcome = Outcome()
-    if finished is not None:
-        return finished
-    jobs = [job.job_id for job in outcome.jobs]
-    try:
-        for job in outcome.jobs:
-            enqueue(runtime.redis, job)
-    except RedisError as exc:
-        with runtime.db.session() as session:
-            row = session.get(Delivery, delivery_id)
-            assert row is not None
-            row.attempts += 1
-            row.outcome = f"enqueue failed ({type(exc).__name__}); the sweeper will retry"
-        log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
-        return {"status": "pending", "jobs": jobs}
-    with runtime.db.engine.begin() as connection:  # one statement, no unit of work
-        connection.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-            status="enqueued", outcome=outcome.note or None))
-    return {"status": "enqueued", "jobs": jobs, **({"note": outcome.note} if outcome.note else {})}
-
-
-def _route(router: Router, session: Session, delivery_id: str,
-           new: tuple[Delivery, Event] | None) -> tuple[dict[str, Any] | None, Outcome]:
-    """(a finished result, or None and the jobs to enqueue)."""
-    if new is not None:
-        delivery, event = new
-        session.add(delivery)
-        session.flush()
-    else:
-        found = session.get(Delivery, delivery_id)
-        if found is None:
-            raise LookupError(f"delivery {delivery_id} is not in the inbox")
-        delivery = found
-        event = Event(delivery.event, delivery.id, json.loads(delivery.payload))
-    if not router.knows(event.name):
-        return _finish(delivery, "ignored", [], f"event {event.name} is not handled"), Outcome()
-    try:
-        outcome = router.dispatch(event, session)
-    except Exception as exc:  # a handler's bug must not lose the delivery
-        log.exception("webhook.handler_failed", delivery=delivery_id)
-        raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
-    delivery.job_ids = [job.job_id for job in outcome.jobs]
-    if not outcome.jobs:
-        return _finish(delivery, "ignored", [], outcome.note), outcome
-    return None, outcome
 
 
 class HandlerFailed(Exception):
@@ -199,22 +128,131 @@ class HandlerFailed(Exception):
         self.note = note
 
 
-def _record_failure(runtime: Runtime, delivery_id: str, new: tuple[Delivery, Event] | None,
-                    note: str) -> dict[str, Any]:
-    """Keep a delivery whose handler raised, as failed (its handler's writes are gone)."""
-    with runtime.db.session() as session:
-        row = session.get(Delivery, delivery_id)
-        if row is None:  # it was new: its insert went with the handler's writes
-            assert new is not None
-            row = _row(new[1], new[0].payload.encode("utf-8"))
-            session.add(row)
-        return _finish(row, "failed", [], note)
+@dataclass(frozen=True)
+class Processed:
+    """What became of a delivery: `enqueued`, `pending` (Redis was down), `ignored` or
+    `failed` (its handler raised), with the ids of the jobs it named."""
+
+    status: str
+    jobs: tuple[str, ...] = ()
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "jobs": list(self.jobs),
+                **({"note": self.note} if self.note else {})}
 
 
-def _finish(delivery: Delivery, status: str, jobs: list[str], note: str) -> dict[str, Any]:
-    delivery.status = status
-    delivery.outcome = note or None
-    return {"status": status, "jobs": jobs, **({"note": note} if note else {})}
+def process(runtime: Runtime, router: Router, delivery_id: str,
+            new: tuple[Event, bytes] | None = None) -> Processed:
+    """Record, route, enqueue, finish; safe to run again (the sweeper does).
+
+    With ``new`` (the event and its raw body) the delivery comes from GitHub and is inserted
+    into the inbox as `pending`, alone in its transaction: an id already there is a
+    DuplicateDelivery and is not routed, unless it failed before (then it is worked again).
+    Without, it is read from the inbox (the sweeper). The handler's writes commit before its
+    jobs are enqueued (the jobs read them, and the delivery's row), and each write is short:
+    SQLite's single writer is never held across a handler or a Redis round trip. A crash at
+    any point leaves the delivery pending, and the sweeper routes it again (a job already
+    enqueued is known and not pushed twice). One UPDATE finishes it: `enqueued`, with the ids
+    of its jobs, before it is answered.
+    """
+    with runtime.db.engine.connect() as connection:
+        event = _record(connection, new) if new is not None else _stored(connection, delivery_id)
+        try:
+            with connection.begin(), Session(bind=connection) as session:
+                outcome = _route(router, event, session)
+                routed = Processed("pending" if outcome.jobs else "ignored",
+                                   tuple(job.job_id for job in outcome.jobs), outcome.note)
+                if not outcome.jobs:  # finished with the handler's writes
+                    _update(connection, delivery_id, routed)
+        except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept
+            failed = Processed("failed", (), exc.note)
+            with connection.begin():
+                _update(connection, delivery_id, failed)
+            return failed
+        if not outcome.jobs:
+            return routed
+        failure = _enqueue(runtime, delivery_id, outcome.jobs)
+        if failure is not None:  # Redis is down: the sweeper tries again
+            with connection.begin():
+                _update(connection, delivery_id, routed, failed_enqueue=True, outcome=failure)
+            return Processed("pending", routed.jobs)
+        enqueued = Processed("enqueued", routed.jobs, routed.note)
+        with connection.begin():
+            _update(connection, delivery_id, enqueued)
+        return enqueued
+
+
+def _record(connection: Connection, new: tuple[Event, bytes]) -> Event:
+    """Insert a new delivery, `pending`; a failed one already there is worked again, any
+    other is a DuplicateDelivery."""
+    event, raw = new
+    try:
+        with connection.begin():
+            connection.execute(INSERT_DELIVERY, {**_columns(event, raw), "status": "pending"})
+    except IntegrityError as exc:
+        with connection.begin():
+            status = connection.scalar(FIND_STATUS, {"delivery": event.delivery})
+        if status != "failed":
+            raise DuplicateDelivery(event.delivery) from exc
+    return event
+
+
+def _stored(connection: Connection, delivery_id: str) -> Event:
+    with connection.begin():
+        found = connection.execute(FIND_DELIVERY, {"delivery": delivery_id}).first()
+    if found is None:
+        raise LookupError(f"delivery {delivery_id} is not in the inbox")
+    return Event(found.event, delivery_id, json.loads(found.payload))
+
+
+def _route(router: Router, event: Event, session: Session) -> Outcome:
+    """The handlers' outcome, their writes flushed into the transaction; HandlerFailed when
+    one of them raised."""
+    if not router.knows(event.name):
+        return Outcome(note=f"event {event.name} is not handled")
+    try:
+        outcome = router.dispatch(event, session)
+        session.flush()
+    except Exception as exc:  # a handler's bug must not lose the delivery
+        log.exception("webhook.handler_failed", delivery=event.delivery)
+        raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
+    return outcome
+
+
+def _enqueue(runtime: Runtime, delivery_id: str, specs: list[JobSpec]) -> str | None:
+    """Enqueue every job; None, or why not when Redis cannot be reached."""
+    try:
+        for spec in specs:
+            enqueue(runtime.redis, spec)
+    except RedisError as exc:
+        log.warning("webhook.enqueue_failed", delivery=delivery_id, error=type(exc).__name__)
+        return f"enqueue failed ({type(exc).__name__}); the sweeper will retry"
+    return None
+
+
+def _update(connection: Connection, delivery_id: str, processed: Processed,
+            failed_enqueue: bool = False, outcome: str | None = None) -> None:
+    """The delivery's row as ``processed`` says; ``failed_enqueue`` counts an attempt;
+    ``outcome``: kept instead of the processed note."""
+    statement = COUNT_ATTEMPT if failed_enqueue else UPDATE_DELIVERY
+    connection.execute(statement, {"delivery": delivery_id, "status": processed.status,
+                                   "outcome": outcome or processed.note or None,
+                                   "job_ids": list(processed.jobs)})
+
+
+def flush(app: Any) -> None:
+    """Write this process's counts for /metrics now."""
+    app.extensions["davinci.metrics"].flush()
+
+
+def _columns(event: Event, raw: bytes) -> dict[str, Any]:
+    installation = event.payload.get("installation")
+    repository = event.payload.get("repository")
+    return {"id": event.delivery, "event": event.name, "action": event.action,
+            "installation_id": installation.get("id") if isinstance(installation, dict) else None,
+            "repository": repository.get("full_name") if isinstance(repository, dict) else None,
+            "payload": raw.decode("utf-8")}
 
 
 def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
@@ -235,7 +273,7 @@ def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
     done = failed = 0
     for delivery_id in ids:
         result = process(runtime, router, delivery_id)
-        if result["status"] == "pending":
+        if result.status == "pending":
             failed += 1
             break  # Redis is still down; try again at the next sweep
         done += 1
@@ -282,4 +320,5 @@ def _pending(session: Session, limit: int) -> list[str]:
 def install(app: Any, runtime: Runtime) -> None:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["davinci.router"] = build_router()
+    app.extensions["davinci.metrics"] = Recorder(runtime)
     app.register_blueprint(blueprint)

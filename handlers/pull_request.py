@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from bot.models import Repository
 from handlers import MINING_QUEUE, Event, JobSpec, Outcome, Router, job_id, require
+
+REPOSITORY_STATE = select(Repository.enabled, Repository.removed).where(
+    Repository.id == bindparam("id"))
+"""Built once and run on the session's connection: no ORM object per delivery."""
 
 
 def register(router: Router) -> None:
@@ -30,7 +35,8 @@ def register(router: Router) -> None:
         if not payload["pull_request"]["merged"]:
             return Outcome(note="closed without merge")
         full_name = payload["repository"]["full_name"]
-        repo = session.get(Repository, payload["repository"]["id"])
+        repo = session.connection().execute(
+            REPOSITORY_STATE, {"id": payload["repository"]["id"]}).first()
         if repo is not None and (not repo.enabled or repo.removed):
             return Outcome(note=f"{full_name} is disabled")
         number = payload["number"]

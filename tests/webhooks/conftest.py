@@ -11,6 +11,7 @@ from bot.app import create_app
 from bot.db import Database
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.webhooks import flush
 
 SECRET = "current-webhook-secret"
 OLD_SECRET = "previous-webhook-secret"
@@ -25,8 +26,11 @@ def runtime(tmp_path: Path, redis_url: str, sqlite_db: Database) -> Iterator[Run
 
 
 @pytest.fixture
-def app(runtime: Runtime) -> Flask:
-    return create_app(runtime=runtime)
+def app(runtime: Runtime) -> Iterator[Flask]:
+    app = create_app(runtime=runtime)
+    yield app
+    # What is still in memory goes to this test's Redis and database now, not the next test's.
+    flush(app)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from rq import Queue
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.models import Delivery, Installation, Repository
 from bot.runtime import Runtime
@@ -313,3 +313,32 @@ def test_the_sweeper_survives_what_it_did_not_expect(runtime: Runtime) -> None:
     assert alive and len(failed) >= 3
     assert failed[0]["error"] == "AttributeError" and failed[0]["log_level"] == "error"
     assert not thread.is_alive(), "a set stop ends the sweeper"
+
+
+def test_an_enqueued_delivery_is_recorded_with_its_jobs_when_it_is_answered(
+        client: FlaskClient, runtime: Runtime) -> None:
+    answer = post(client, "pull_request", payloads.pull_request(), delivery="d-order")
+    [job_id] = answer.get_json()["jobs"]
+    with runtime.db.session() as session:  # what a mining job reads when it starts
+        row = session.get(Delivery, "d-order")
+        assert row is not None and (row.event, row.action) == ("pull_request", "closed")
+        assert row.repository == "textkit-dev/textkit"
+        row = session.get(Delivery, "d-order")
+        assert row is not None and (row.status, row.job_ids, row.attempts) == (
+            "enqueued", [job_id], 0)
+
+
+def test_the_sweeper_finishing_a_delivery_whose_jobs_were_enqueued_adds_no_job(
+        client: FlaskClient, runtime: Runtime) -> None:
+    """A process that died after enqueueing, before it marked the row, leaves it pending."""
+    from bot.webhooks import sweep
+
+    post(client, "pull_request", payloads.pull_request(), delivery="d-early")
+    with runtime.db.engine.begin() as connection:
+        connection.execute(update(Delivery).where(Delivery.id == "d-early").values(
+            status="pending", job_ids=[]))
+    assert sweep(runtime, build_router())["processed"] == 1
+    assert len(jobs(runtime)) == 1
+    with runtime.db.session() as session:
+        row = session.get(Delivery, "d-early")
+        assert row is not None and row.status == "enqueued" and row.job_ids == jobs(runtime)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 
@@ -89,10 +90,7 @@ def test_served_by_gunicorn(tmp_path: Path, redis_url: str) -> None:
 
 
 def test_a_handler_that_fails_marks_the_delivery_failed_and_a_redelivery_retries(
-        runtime: Runtime) -> None:
-    from flask import Flask
-
-    from bot.app import create_app
+        runtime: Runtime, app: Flask) -> None:
     from bot.models import Delivery
     from handlers import Event, Outcome, Router
 
@@ -106,7 +104,6 @@ def test_a_handler_that_fails_marks_the_delivery_failed_and_a_redelivery_retries
             raise RuntimeError("a bug in a handler")
         return Outcome(note="pong")
 
-    app: Flask = create_app(runtime=runtime)
     app.extensions["davinci.router"] = router
     client = app.test_client()
     first = post(client, "ping", payloads.ping(), delivery="d-fail")

@@ -7,6 +7,7 @@ from github import Github, GithubException
 
 import bot.jobs  # noqa: F401 - registers the status comment after mining
 from bot.checks import CHECK_NAME, check_view
+from bot.db import Database
 from bot.github import installation_client
 from bot.jobs.mining import mine
 from bot.jobs.status import chain_for, refresh
@@ -20,6 +21,13 @@ from tests.gitrepo import GitRepo
 
 REPO = "octo-org/widgets"
 
+
+
+@pytest.fixture
+def database(sqlite_db: Database) -> Database:
+    """Check runs are GitHub's side of the status; the store they read is tested on
+    PostgreSQL with the rest of the mining and status tests."""
+    return sqlite_db
 
 def merged(sim: GitHubSimulator, repo: GitRepo, number: int, title: str) -> str:
     sha = repo.pull_request(number, title, {f"src/m{number}.py": f"X = {number}\n",

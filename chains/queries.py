@@ -23,25 +23,37 @@ def chain_rows(session: Session, repository: str | None = None,
     return [row for row in session.scalars(query) if len(row.prs) >= min_length]
 
 
-class AmbiguousChain(LookupError):
-    """A prefix names more than one chain; ``matches`` holds their ids (up to 20)."""
+class AmbiguousPrefix(LookupError):
+    """A prefix names more than one row; ``matches`` holds their ids (up to 20)."""
 
     def __init__(self, prefix: str, matches: list[str]) -> None:
         super().__init__(prefix)
         self.prefix, self.matches = prefix, matches
 
 
+class AmbiguousChain(AmbiguousPrefix):
+    """A prefix names more than one chain."""
+
+
+def by_prefix(session: Session, model: Any, key: str,
+              ambiguous: type[AmbiguousPrefix] = AmbiguousPrefix) -> Any | None:
+    """The row of ``model`` (keyed by a string `id`) with this id or id prefix; None when
+    there is none; ``ambiguous`` when the prefix names several."""
+    row = session.get(model, key)
+    if row is not None:
+        return row
+    matches = session.scalars(select(model).where(model.id.startswith(key, autoescape=True))
+                              .order_by(model.id).limit(21)).all()
+    if len(matches) > 1:
+        raise ambiguous(key, [m.id for m in matches[:20]])
+    return matches[0] if matches else None
+
+
 def find_chain(session: Session, chain_id: str) -> ChainRow | None:
     """The chain with this id or id prefix; None when there is none; AmbiguousChain when
     the prefix names several."""
-    row = session.get(ChainRow, chain_id)
-    if row is not None:
-        return row
-    matches = session.scalars(select(ChainRow).where(ChainRow.id.startswith(chain_id))
-                              .order_by(ChainRow.id).limit(21)).all()
-    if len(matches) > 1:
-        raise AmbiguousChain(chain_id, [m.id for m in matches[:20]])
-    return matches[0] if matches else None
+    found: ChainRow | None = by_prefix(session, ChainRow, chain_id, AmbiguousChain)
+    return found
 
 
 def chain_links(session: Session, row: ChainRow) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from chains.queries import AmbiguousPrefix, by_prefix
 from rollout.agent import RolloutResult
 from rollout.record import audit, trajectory_record, verdict_summary
 from rollout.validation import TaskValidation
@@ -159,26 +160,15 @@ def recent_runs(session: Session, limit: int = 50,
     return list(session.scalars(query))
 
 
-class AmbiguousRun(LookupError):
-    """A prefix names more than one run; ``matches`` holds their ids (up to 20)."""
-
-    def __init__(self, prefix: str, matches: list[str]) -> None:
-        super().__init__(prefix)
-        self.prefix, self.matches = prefix, matches
+class AmbiguousRun(AmbiguousPrefix):
+    """A prefix names more than one run."""
 
 
 def find_run(session: Session, run_id: str) -> RolloutRunRow | None:
     """The run with this id or id prefix; None when there is none; AmbiguousRun when the
     prefix names several."""
-    row = session.get(RolloutRunRow, run_id)
-    if row is not None:
-        return row
-    matches = session.scalars(select(RolloutRunRow).where(
-        RolloutRunRow.id.startswith(run_id, autoescape=True))
-        .order_by(RolloutRunRow.id).limit(21)).all()
-    if len(matches) > 1:
-        raise AmbiguousRun(run_id, [m.id for m in matches[:20]])
-    return matches[0] if matches else None
+    found: RolloutRunRow | None = by_prefix(session, RolloutRunRow, run_id, AmbiguousRun)
+    return found
 
 
 def save_validation(session: Session, validation: TaskValidation) -> int:

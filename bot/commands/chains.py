@@ -11,6 +11,7 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
+from bot.commands import ambiguous
 from bot.runtime import Runtime
 from chains.config import CONFIG_PATH, parse_config
 from chains.gitsource import GitBlame, GitHistory, GitSourceError, git
@@ -147,10 +148,7 @@ def show_chain(runtime: Runtime, chain_id: str, as_json: bool) -> None:
         try:
             row = find_chain(session, chain_id)
         except AmbiguousChain as many:
-            more = "" if len(many.matches) < 20 else "\n  …"
-            raise click.ClickException(
-                f"{chain_id!r} names {len(many.matches)}{'+' if more else ''} chains; give "
-                "more of the id:\n  " + "\n  ".join(many.matches) + more) from None
+            raise ambiguous(many, "chains") from None
         if row is None:
             raise click.ClickException(f"no chain {chain_id!r} (see `davinci chains list`)")
         [doc] = _with_states(session, [row])

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from bot.commands import ambiguous
 from bot.runs import RunView, run_views
 from bot.runtime import Runtime
 from rollout.state import minute
@@ -51,10 +52,7 @@ def show_run(runtime: Runtime, run_id: str, as_json: bool) -> None:
         try:
             row = find_run(session, run_id)
         except AmbiguousRun as many:
-            more = "" if len(many.matches) < 20 else "\n  …"
-            raise click.ClickException(
-                f"{run_id!r} names {len(many.matches)}{'+' if more else ''} runs; give more "
-                "of the id:\n  " + "\n  ".join(many.matches) + more) from None
+            raise ambiguous(many, "runs") from None
         if row is None:
             raise click.ClickException(f"no rollout run {run_id!r} (see `davinci rollouts list`)")
         [view] = run_views(session, [row])

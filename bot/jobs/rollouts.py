@@ -29,7 +29,7 @@ from bot.pipeline import PipelineError, Progress, RolloutOutcome, roll_out_chain
 from bot.queue import enqueue
 from bot.runtime import ROLLOUT_QUEUE, Runtime
 from bot.settings import Settings
-from chains.config import config_at
+from chains.config import RepoConfig, config_at
 from chains.github_source import GitHubSource, installation_token
 from chains.mining import aware, to_chain
 from chains.mirror import Mirror, MirrorError
@@ -110,8 +110,7 @@ def run(runtime: Runtime, chain_id: str, policy: str = "replay",
             count_attempt(session, run_id, snapshot.id, len(snapshot.prs), policy)
     client = _client(runtime, snapshot)
     path = _mirror(runtime, snapshot, client)
-    parsed = config_at(path, snapshot.commits[-1]) if snapshot.commits else None
-    config, problem = (parsed.config, parsed.problem) if parsed else (None, None)
+    config, problem = _repo_config(runtime.settings, snapshot)
 
     def on_progress(progress: Progress) -> None:
         if client is not None and progress.step in ("running", "stage"):
@@ -144,6 +143,17 @@ def _client(runtime: Runtime, snapshot: _Snapshot) -> Github | None:
     if snapshot.installation is None or not runtime.settings.github_app_id:
         return None
     return installation_client(runtime.settings, runtime.redis, snapshot.installation)
+
+
+def _repo_config(settings: Settings, snapshot: _Snapshot
+                 ) -> tuple[RepoConfig | None, str | None]:
+    """`.github/davinci.yml` at the chain's last merge, read from this machine's mirror, and
+    what is wrong with it; (None, None) when the mirror does not hold it (read it from GitHub)."""
+    path = Mirror.at(settings.data_dir, snapshot.repository, "").path
+    if not snapshot.commits or not (path / "HEAD").exists():
+        return None, None
+    parsed = config_at(path, snapshot.commits[-1])
+    return parsed.config, parsed.problem
 
 
 def _mirror(runtime: Runtime, snapshot: _Snapshot, client: Github | None) -> Path:
@@ -193,11 +203,8 @@ def _rollout_failed(job: Job, failure: Failure) -> None:
         snapshot = _snapshot(runtime, chain_id)
         client = _client(runtime, snapshot)
         if client is not None:
-            path = Mirror.at(runtime.settings.data_dir, snapshot.repository, "").path
-            parsed = (config_at(path, snapshot.commits[-1])
-                      if snapshot.commits and (path / "HEAD").exists() else None)
             refresh_chain(runtime, client, snapshot.repository, snapshot.prs[-1:],
-                          parsed.config if parsed else None, parsed.problem if parsed else None)
+                          *_repo_config(runtime.settings, snapshot))
     finally:
         runtime.close()
 

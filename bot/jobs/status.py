@@ -20,7 +20,7 @@ from bot.status import ContentLimiter, LinkView, PRStatus, Published, Trajectory
 from chains.config import RepoConfig
 from chains.queries import chain_document
 from chains.store import ChainRow, LinkRow, MemberRow, PullRequestRow
-from rollout.state import ChainState, chain_states
+from rollout.state import ChainState, chain_states, mining_reasons
 from rollout.store import RolloutRow
 
 log = structlog.get_logger(__name__)
@@ -61,8 +61,8 @@ def build_status(session: Session, repository: str, number: int,
     for earlier, later, kind in zip(chain.prs, chain.prs[1:], chain.kinds, strict=False):
         row = session.get(LinkRow, (repository, earlier, later, kind))
         links.append(LinkView(earlier, later, kind, row.evidence if row else ""))
-    why = chain_document(session, chain, config.min_chain_length)["why"]
-    state = chain_states(session, [chain], {chain.id: why.removeprefix("not eligible: ")})
+    document = chain_document(session, chain, config.min_chain_length)
+    state = chain_states(session, [chain], mining_reasons([document]))
     return PRStatus(repository=repository, number=number, chain_id=chain.id,
                     chain_prs=tuple(chain.prs), links=tuple(links), state=state[chain.id],
                     trajectory=_trajectory(session, state[chain.id]), ignored=pr.ignored,

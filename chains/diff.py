@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from chains.model import FileChange, LineRange
+from chains.model import FileChange, Hunk, LineRange
 
 _HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
@@ -27,6 +27,8 @@ class Hunks:
     """Lines of the new version added or modified."""
     removed: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
+    spans: tuple[Hunk, ...] = ()
+    """Each hunk's extent on both sides."""
 
 
 def read_hunks(lines: list[str], start: int = 0, with_lines: bool = False) -> tuple[Hunks, int]:
@@ -35,6 +37,7 @@ def read_hunks(lines: list[str], start: int = 0, with_lines: bool = False) -> tu
     new: list[int] = []
     removed: list[str] = []
     added: list[str] = []
+    spans: list[Hunk] = []
     i = start
     while i < len(lines):
         header = _HUNK.match(lines[i])
@@ -42,6 +45,8 @@ def read_hunks(lines: list[str], start: int = 0, with_lines: bool = False) -> tu
             break
         old_no, old_left = int(header.group(1)), int(header.group(2) or 1)
         new_no, new_left = int(header.group(3)), int(header.group(4) or 1)
+        spans.append(Hunk(LineRange(old_no, old_no + old_left - 1) if old_left else None,
+                          LineRange(new_no, new_no + new_left - 1) if new_left else None))
         i += 1
         while (old_left or new_left) and i < len(lines):
             line = lines[i]
@@ -64,7 +69,7 @@ def read_hunks(lines: list[str], start: int = 0, with_lines: bool = False) -> tu
             i += 1
         while i < len(lines) and lines[i].startswith("\\"):
             i += 1
-    return Hunks(ranges(old), ranges(new), tuple(removed), tuple(added)), i
+    return Hunks(ranges(old), ranges(new), tuple(removed), tuple(added), tuple(spans)), i
 
 
 def patch_hunks(patch: str, with_lines: bool = False) -> Hunks:
@@ -108,7 +113,7 @@ def _file(lines: list[str], i: int, with_lines: bool) -> tuple[FileChange, int]:
         path=new_path, status=status, old_path=old_path if old_path != new_path else None,
         binary=binary, additions=_count(hunks.new_ranges), deletions=_count(hunks.old_ranges),
         old_ranges=hunks.old_ranges, new_ranges=hunks.new_ranges,
-        added_lines=hunks.added, removed_lines=hunks.removed), i
+        added_lines=hunks.added, removed_lines=hunks.removed, hunks=hunks.spans), i
 
 
 def _header_paths(header: str) -> tuple[str, str]:

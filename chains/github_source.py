@@ -160,7 +160,8 @@ class GitHubSource:
             yield FileChange(path=item.filename, status=item.status,
                              old_path=item.previous_filename, binary=binary,
                              additions=item.additions, deletions=item.deletions,
-                             old_ranges=hunks.old_ranges, new_ranges=hunks.new_ranges)
+                             old_ranges=hunks.old_ranges, new_ranges=hunks.new_ranges,
+                             hunks=hunks.spans)
 
     def linked_issues(self, number: int) -> LinkedIssues | None:
         """GitHub's closing references for PR `number`, or None when GraphQL cannot answer."""

@@ -1,7 +1,9 @@
 """Pull requests from a local git clone, without network.
 
-GitHub leaves two kinds of traces on the default branch: merge commits ("Merge pull request
-#N from owner/branch", the PR title on the following line) and squash merges ("Title (#N)").
+GitHub leaves these traces on the default branch: merge commits ("Merge pull request #N from
+owner/branch", the PR title on the following line, or "Title (#N)" when the repository's
+merge message is set to the pull request's title) and squash merges ("Title (#N)", one
+parent).
 The whole first-parent history is read in one `git log` stream with each commit's diff against
 its first parent, so mining costs one process however long the history is; `git blame` runs
 only for fixes.
@@ -14,7 +16,7 @@ import re
 import subprocess
 import tempfile
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -53,6 +55,8 @@ class _Raw:
 
 
 YEAR = 365 * 24 * 3600
+IMPORTED_REUSES = 3
+"""Numbers named twice that make the older merges an imported history, not a stray title."""
 
 
 @dataclass
@@ -183,23 +187,38 @@ class GitHistory:
         ordered = sorted([*((history.position[r.sha], 1, i, r) for i, r in enumerate(kept)),
                           *((at, 0, i, r) for i, (at, r) in enumerate(side))],
                          key=lambda item: item[:3])
-        seen = Counter(_pr_number(raw) for _, _, _, raw in ordered)
-        reused = sorted(n for n, times in seen.items() if n is not None and times > 1)
-        if reused:
-            self.skipped.append(
-                f"PRs {', '.join(f'#{n}' for n in reused[:12])}{' …' if len(reused) > 12 else ''}"
-                ": each number names two merged PRs (a project's history imported with its own "
-                "numbering), so none of them is mined")
         prs = []
-        for _, _, _, raw in ordered:
-            if _pr_number(raw) in reused:
-                continue
+        for raw in self._own_numbering([raw for _, _, _, raw in ordered]):
             commits = history.brought(raw.sha) if raw.sha in history.position \
                 else self._branch_commits(history, raw)
             pr = self._pull_request(raw, commits)
             if pr is not None:
                 prs.append(pr)
         return prs[-limit:] if limit is not None else prs
+
+    def _own_numbering(self, ordered: list[_Raw]) -> list[_Raw]:
+        """The PRs numbered by this repository, oldest first. A number named by two merges
+        is the latest one's (a project's history imported with its own numbering comes
+        first, and numbers start again after it); when IMPORTED_REUSES or more numbers are
+        named twice, every PR merged before the first of the latest ones is of that imported
+        history, and none of them is mined (its numbers name other PRs and issues here)."""
+        newest = {_pr_number(raw): raw.sha for raw in ordered}
+        displaced = [at for at, raw in enumerate(ordered) if newest[_pr_number(raw)] != raw.sha]
+        if not displaced:
+            return ordered
+        reused = sorted({n for at in displaced if (n := _pr_number(ordered[at])) is not None})
+        named = f"{', '.join(f'#{n}' for n in reused[:12])}{' …' if len(reused) > 12 else ''}"
+        if len(reused) < IMPORTED_REUSES:
+            self.skipped.append(f"PRs {named}: each number names two merged PRs; only the "
+                                "latest of each is mined")
+            return [raw for raw in ordered if newest[_pr_number(raw)] == raw.sha]
+        start = min(at for at, raw in enumerate(ordered)
+                    if _pr_number(raw) in reused and newest[_pr_number(raw)] == raw.sha)
+        until = datetime.fromtimestamp(ordered[start - 1].timestamp, UTC).date()
+        self.skipped.append(f"{start} PRs merged up to {until}: an imported history with its "
+                            f"own numbering ({len(reused)} of its numbers, {named}, name later "
+                            "PRs of this repository), so none of them is mined")
+        return ordered[start:]
 
     def _log(self, revisions: list[str], since: datetime | None = None,
              stdin: str | None = None) -> Iterator[_Raw]:
@@ -280,7 +299,7 @@ class GitHistory:
             match = _SQUASH.match(subject)
             title = match.group("title") if match else subject
             body = rest
-            commits = (Commit(raw.sha, raw.message, raw.author),)
+            commits = side or (Commit(raw.sha, raw.message, raw.author),)
         authors = [c.author for c in commits if c.author]
         return PullRequest(
             repository=self.repository, number=number, title=title.strip(),
@@ -291,12 +310,14 @@ class GitHistory:
 
 
 def _pr_number(raw: _Raw) -> int | None:
+    """The PR a commit merged: a merge commit with GitHub's message (either shape), or a
+    squash; None for anything else (a merge of another branch, a plain commit)."""
     subject = raw.message.partition("\n")[0]
     match = _MERGE.match(subject)
     if match and len(raw.parents) > 1:
         return int(match.group("number"))
     match = _SQUASH.match(subject)
-    if match and len(raw.parents) == 1:
+    if match and raw.parents:
         return int(match.group("number"))
     return None
 

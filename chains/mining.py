@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -37,6 +38,8 @@ FIX_SHARE = 0.25
 changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
 
 
+_RESULT = re.compile(r"^(?:return|yield|await)\s+")
+"""What a function body line says before the expression it hands back."""
 RESTORE_MIN_LENGTH = 12
 """Put-back lines shorter than this ("return x") are too common to say who removed them."""
 RESTORE_PROBES = 4
@@ -331,10 +334,12 @@ def _layout_only(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) -
 
 
 def _substantive(change: FileChange, text: str | None,
-                 carried: Counter[str] | None = None) -> tuple[LineRange, ...]:
+                 carried: Counter[str] | None = None,
+                 wrapped: frozenset[int] = frozenset()) -> tuple[LineRange, ...]:
     """The lines of ``change.old_ranges`` that are code in the base version ``text``, less
     those the PR only carried elsewhere: a line whose code (comments and spacing aside)
-    the PR adds again, moved, re-indented or re-commented, is not one it changed."""
+    the PR adds again, moved, re-indented or re-commented, is not one it changed, unless it
+    is one of the ``wrapped`` lines (put back in place inside new code)."""
     if text is None:
         return ()
     keep = substance.substantive_lines(text, change.old_path or change.path)
@@ -347,12 +352,43 @@ def _substantive(change: FileChange, text: str | None,
             code = substance.code_of(lines[line - 1]) if line <= len(lines) else ""
             if carried is not None and code and carried[code] > 0:
                 carried[code] -= 1
-                continue
+                if line not in wrapped:
+                    continue
             if spans and spans[-1][1] == line - 1:
                 spans[-1] = (spans[-1][0], line)
             else:
                 spans.append((line, line))
     return tuple(LineRange(a, b) for a, b in spans)
+
+
+def _wrapped(change: FileChange, old: str | None, new: str | None) -> frozenset[int]:
+    """Base lines the PR put back in their own hunk, indented deeper, among new code of its
+    own (`x()` becoming `try: x() except E: ...`): the fix works on that line, so it is one
+    the PR changed, not one it carried elsewhere."""
+    if old is None or new is None:
+        return frozenset()
+    old_lines, new_lines = old.split("\n"), new.split("\n")
+    found: set[int] = set()
+    for hunk in change.hunks:
+        if hunk.old is None or hunk.new is None:
+            continue
+        removed = {n: old_lines[n - 1] for n in range(hunk.old.start, hunk.old.end + 1)
+                   if n <= len(old_lines)}
+        added = [new_lines[n - 1] for n in range(hunk.new.start, hunk.new.end + 1)
+                 if n <= len(new_lines)]
+        kept = {substance.code_of(line) for line in removed.values()}
+        if not any(code and code not in kept for code in map(substance.code_of, added)):
+            continue  # nothing new around it: a re-indent or a move
+        for number, line in removed.items():
+            code = substance.code_of(line)
+            if code and any(substance.code_of(a) == code and _indent(a) > _indent(line)
+                            for a in added):
+                found.add(number)
+    return frozenset(found)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _added_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame) -> Counter[str]:
@@ -429,13 +465,22 @@ def _copied(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
 
 def _carried(blame: Blame, sha: str, line: str) -> bool:
     """Whether commit ``sha`` only carried ``line`` over: it removed at least as many lines
-    of the line's shape (names blanked) as it added, so it renamed or moved them."""
+    of the line's shape (names blanked) as it added, so it renamed or moved them; or it
+    removed a line holding the expression the line returns (`lambda m, f: x.y()` made into a
+    function that does `return x.y()`)."""
     removed, added = blame.changed_lines(sha)
     wanted = substance.shape(line)
     if not wanted:
         return False
     gone = sum(1 for old in removed if substance.shape(old) == wanted)
-    return gone > 0 and gone >= sum(1 for new in added if substance.shape(new) == wanted)
+    if gone > 0 and gone >= sum(1 for new in added if substance.shape(new) == wanted):
+        return True
+    code = substance.code_of(line)
+    value = _RESULT.sub("", code)
+    if value == code or len(value) < RESTORE_MIN_LENGTH:
+        return False
+    held = sum(1 for old in removed if value in substance.code_of(old))
+    return held > 0 and held >= sum(1 for new in added if value in substance.code_of(new))
 
 
 def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,
@@ -452,12 +497,7 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
     ignore = graph.ignored_commits()
-    carried = _added_code(pr, files, blame)
-    for change in files:
-        if not _blamable(change):
-            continue
-        path = change.old_path or change.path
-        ranges = _substantive(change, blame.show(pr.base_commit, path), carried)
+    for path, ranges in _changed_code(pr, files, blame):
         for sha, count in _blame_through(blame, pr.base_commit, path, ranges, ignore).items():
             lines_by_commit[sha] += count
             paths_by_commit[sha].add(path)
@@ -484,6 +524,27 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
                      f"fix changes {count} code {noun} of #{number} ({share:.0%} of its code "
                      f"lines) in {where} (git blame)",
                      round(min(0.95, 0.6 + 0.25 * share + min(count, 40) / 400), 3)))
+
+
+def _changed_code(pr: PullRequest, files: tuple[FileChange, ...],
+                  blame: Blame) -> list[tuple[str, tuple[LineRange, ...]]]:
+    """The base's code lines the PR changed, per blamable file: those it did not carry
+    elsewhere; or, when it carried every one, those it wrapped in new code in place (a fix
+    that puts `try:` around a call works on that call)."""
+    blamable = [(change, change.old_path or change.path) for change in files
+                if _blamable(change)]
+    bases = {path: blame.show(pr.base_commit, path) for _, path in blamable}
+    added = _added_code(pr, files, blame)
+    carried = Counter(added)  # a line carried from one file to another counts once
+    found = [(path, ranges) for change, path in blamable
+             if (ranges := _substantive(change, bases[path], carried))]
+    if found or not blamable:
+        return found
+    carried = Counter(added)
+    return [(path, ranges) for change, path in blamable
+            if (ranges := _substantive(change, bases[path], carried,
+                                       _wrapped(change, bases[path],
+                                                blame.show(pr.merge_commit, change.path))))]
 
 
 def _restores(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,

@@ -26,6 +26,16 @@ class LineRange:
 
 
 @dataclass(frozen=True)
+class Hunk:
+    """One hunk's extent on each side, as its header gives it (context lines included)."""
+
+    old: LineRange | None
+    """The base version's lines it covers; None for lines inserted between two others."""
+    new: LineRange | None
+    """The merged version's lines it covers; None for lines deleted."""
+
+
+@dataclass(frozen=True)
 class FileChange:
     """One file a PR changed, with the line ranges it touched on each side."""
 
@@ -43,6 +53,9 @@ class FileChange:
     added_lines: tuple[str, ...] = ()
     removed_lines: tuple[str, ...] = ()
     """The lines themselves, when the reader asked for them (`chains.diff`)."""
+    hunks: tuple[Hunk, ...] = ()
+    """Where each hunk sits on both sides, so a removed line can be followed to what
+    replaced it."""
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ mining asks three questions here:
   with docstrings blanked; so comments, docstrings and layout are not code);
 - :func:`format_only`: is a change layout alone (for Python: the same syntax tree), like a
   formatter's run, whose commits blame should look through;
-- :func:`cosmetic`: does a change only rename, reword docstrings or re-lay out (the same tree
-  with names and docstrings blanked), so the lines it touched still belong to whoever wrote
-  them;
+- :func:`cosmetic`: does a change only rename, reword docstrings, add type hints or re-lay
+  out (the same tree with names, docstrings and annotations blanked), so the lines it
+  touched still belong to whoever wrote them;
 
 :func:`shape` is one line with its names blanked, so a line that was only renamed or moved
 by a commit is told from one it wrote; and :func:`never_blamed` names the files no fix is
@@ -25,6 +25,7 @@ import ast
 import itertools
 import keyword
 import re
+from collections import deque
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
@@ -34,10 +35,15 @@ NOT_CODE_SUFFIXES = (".lock", ".toml", ".ini", ".cfg", ".yml", ".yaml", ".json",
                      ".pot", ".lock.json", ".map")
 LOCK_NAMES = ("poetry.lock", "pipfile.lock", "package-lock.json", "yarn.lock", "uv.lock",
               "pnpm-lock.yaml", "cargo.lock", "composer.lock", "gemfile.lock")
+PACKAGING_NAMES = ("setup.py", "manifest.in")
+"""Packaging configuration written as code, like `pyproject.toml` (dot-files are
+configuration too)."""
 VENDORED = re.compile(r"(^|/)(vendor|vendored|_vendor|third_party|thirdparty|node_modules)/")
 GENERATED = re.compile(r"(_pb2(_grpc)?\.pyi?|\.min\.js|\.generated\.\w+)$|(^|/)generated/")
 COMMENT = re.compile(r"^\s*(#|//|/\*|\*|--|;)")
 NAME_FIELDS = ("id", "attr", "arg", "name", "asname", "module")
+TYPING_MODULES = frozenset({"__future__", "typing", "typing_extensions", "collections.abc"})
+"""Modules a type-hinting change imports from for its annotations."""
 """The fields of syntax nodes that hold identifiers."""
 _CHILD = object()
 """Marks a child node's place in :func:`_nodes` (the child follows in breadth-first order)."""
@@ -74,10 +80,12 @@ def code_of(line: str) -> str:
 
 def never_blamed(path: str) -> bool:
     """Files through which no `fixes` link is made: lock files, vendored and generated
-    code, and configuration or data (a shared tox command is not a shared goal)."""
+    code, and configuration or data, packaging and dot-files included (a shared tox command
+    is not a shared goal)."""
     lowered = path.lower()
     name = PurePosixPath(lowered).name
-    return (name in LOCK_NAMES or lowered.endswith(NOT_CODE_SUFFIXES)
+    return (name in LOCK_NAMES or name in PACKAGING_NAMES or name.startswith(".")
+            or lowered.endswith(NOT_CODE_SUFFIXES)
             or bool(VENDORED.search(lowered)) or bool(GENERATED.search(lowered)))
 
 
@@ -124,27 +132,56 @@ def format_only(old: str | None, new: str | None, path: str) -> bool:
 
 
 def cosmetic(old: str | None, new: str | None, path: str) -> bool:
-    """Whether ``old`` -> ``new`` changes no behaviour but names and prose: a Python file
-    whose syntax tree, with every identifier and docstring blanked, is the same (a rename, a
-    reformat, a reworded docstring). Blame looks through such a change: the lines it touched
-    belong to whoever wrote them before."""
+    """Whether ``old`` -> ``new`` changes no behaviour but names, prose and type hints: a
+    Python file whose syntax tree, with every identifier and docstring blanked and without
+    annotations (of parameters, returns and assigned variables) or typing imports, is the
+    same (a rename, a reformat, a reworded docstring, type hints added). Blame looks through
+    such a change: the lines it touched belong to whoever wrote them before."""
     if old is None or new is None or old == new or not path.endswith(PYTHON_SUFFIXES):
         return False
-    return _same_tree(old, new, blank_strings=True, blank_names=True) is True
+    return _same_tree(old, new, blank_strings=True, blank_names=True, blank_types=True) is True
 
 
-def _same_tree(old: str, new: str, blank_strings: bool, blank_names: bool = False
-               ) -> bool | None:
+def _same_tree(old: str, new: str, blank_strings: bool, blank_names: bool = False,
+               blank_types: bool = False) -> bool | None:
     """Whether the two texts parse to the same syntax tree (None: one does not parse),
     compared node by node and left at the first difference. ``blank_strings``: docstrings
     and other bare strings (prose, not behaviour) count as empty; ``blank_names``: every
-    identifier counts as `_`."""
+    identifier counts as `_`; ``blank_types``: type hints are not there (:func:`_hints`)."""
     before = _parsed(old)
     after = _parsed(new) if before is not None else None
     if before is None or after is None:
         return None
     return all(a == b for a, b in itertools.zip_longest(
-        _nodes(before, blank_strings, blank_names), _nodes(after, blank_strings, blank_names)))
+        _nodes(before, blank_strings, blank_names, blank_types),
+        _nodes(after, blank_strings, blank_names, blank_types)))
+
+
+def _hints(tree: ast.AST) -> set[int]:
+    """The nodes that only hint types: annotations of parameters and returns, the annotation
+    of a variable assigned a value, imports from typing modules and `if TYPE_CHECKING:`
+    blocks (a bare `x: int` declares a field in a dataclass, so it stays)."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            found.add(id(node.annotation))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            found.add(id(node.returns))
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            found.add(id(node.annotation))
+        elif _typing_only(node):
+            found.add(id(node))
+    return found
+
+
+def _typing_only(node: ast.AST) -> bool:
+    """An import from typing modules, or an `if TYPE_CHECKING:` block without `else`."""
+    if isinstance(node, ast.ImportFrom):
+        return node.module in TYPING_MODULES
+    if isinstance(node, ast.Import):
+        return all(alias.name in TYPING_MODULES for alias in node.names)
+    return isinstance(node, ast.If) and not node.orelse and "TYPE_CHECKING" in {
+        getattr(node.test, "id", None), getattr(node.test, "attr", None)}
 
 
 def _parsed(text: str) -> ast.AST | None:
@@ -154,23 +191,32 @@ def _parsed(text: str) -> ast.AST | None:
         return None
 
 
-def _nodes(tree: ast.AST, blank_strings: bool, blank_names: bool
+def _nodes(tree: ast.AST, blank_strings: bool, blank_names: bool, blank_types: bool = False
            ) -> Iterator[tuple[object, ...]]:
     """The tree as a sequence, breadth first: each node's type and, per field, its value
     (as `repr`, so 1, 1.0 and True differ), a mark for a child node, or a list's length and
     items. Two trees are equal exactly when their sequences are (what `ast.dump` would say,
     without building the whole text). Blanking happens on the way: a bare string is seen
-    through its statement, which comes first."""
+    through its statement, which comes first; a type hint is left out with its subtree, and
+    an annotated assignment reads as a plain one."""
     prose: set[int] = set()
-    for node in ast.walk(tree):
+    hints = _hints(tree) if blank_types else set()
+    todo: deque[ast.AST] = deque([tree])
+    while todo:
+        node = todo.popleft()
+        todo.extend(child for child in ast.iter_child_nodes(node) if id(child) not in hints)
         if blank_strings and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
                 and isinstance(node.value.value, str):
             prose.add(id(node.value))
+        if isinstance(node, ast.AnnAssign) and id(node.annotation) in hints:
+            yield ("Assign", 1, _CHILD, _CHILD, repr(None))  # `x: T = v` reads as `x = v`
+            continue
         slots: list[object] = [type(node).__name__]
         for field, value in ast.iter_fields(node):
             if isinstance(value, ast.AST):
-                slots.append(_CHILD)
+                slots.append(repr(None) if id(value) in hints else _CHILD)
             elif isinstance(value, list):
+                value = [v for v in value if id(v) not in hints]
                 slots.append(len(value))
                 slots.extend(_CHILD if isinstance(v, ast.AST) else
                              "'_'" if blank_names and isinstance(node, ast.Global | ast.Nonlocal)

@@ -8,7 +8,7 @@ import pytest
 
 from chains.diff import parse_diff, patch_hunks
 from chains.gitsource import GitHistory
-from chains.model import LineRange
+from chains.model import Hunk, LineRange
 from chains.paths import is_doc_path, is_test_path
 from rollout.gitdiff import parse_patch, split_change
 from tests.gitrepo import GitRepo
@@ -21,6 +21,18 @@ def test_github_patch_ranges_and_lines() -> None:
     assert hunks.old_ranges == (LineRange(2, 3), LineRange(11, 11))
     assert hunks.new_ranges == (LineRange(2, 2), LineRange(4, 5))
     assert (hunks.removed, hunks.added) == (("b", "c", "y"), ("B", "e", "f"))
+    assert hunks.spans == (Hunk(LineRange(1, 4), LineRange(1, 5)),
+                           Hunk(LineRange(10, 11), LineRange(11, 11)))
+
+
+def test_hunks_without_context_keep_where_each_side_sits() -> None:
+    """Without context a hunk that only inserts or only deletes has one empty side; a
+    removed line can be followed to the lines that replaced it."""
+    patch = "@@ -5,0 +6,2 @@\n+p\n+q\n@@ -9 +11,3 @@\n-r\n+try:\n+    r\n+except E:\n" \
+            "@@ -20,2 +23,0 @@\n-s\n-t"
+    assert patch_hunks(patch).spans == (Hunk(None, LineRange(6, 7)),
+                                        Hunk(LineRange(9, 9), LineRange(11, 13)),
+                                        Hunk(LineRange(20, 21), None))
 
 
 def test_content_that_looks_like_file_headers_is_content(tmp_path: Path) -> None:

@@ -245,11 +245,12 @@ def test_a_revert_gives_lines_back_to_who_wrote_them(sqlite_db: Database,
     assert (1, 4, "fixes") in found and (3, 4, "fixes") not in found
 
 
-def test_an_imported_history_with_its_own_numbers_names_no_one(sqlite_db: Database,
-                                                                tmp_path: Path) -> None:
+def test_an_imported_history_s_numbers_yield_to_the_repository_s_own(sqlite_db: Database,
+                                                                     tmp_path: Path) -> None:
     """An old project's history came in with its PRs numbered #2 and #3; the new project
-    numbered #3 again, and its #4 says "Closes #2", its own issue: no PR named twice is
-    mined, and a closing keyword names an issue, never a merged PR."""
+    numbered #3 again, and its #4 says "Closes #2", its own issue: a number named twice is
+    the latest PR's (numbers start again in the new repository), and a closing keyword names
+    an issue, never a merged PR."""
     repo = new_repo(tmp_path)
     repo.pull_request(2, "Old: add two", {"two.py": "T = 2\n"})
     repo.pull_request(3, "Old: add three", {"three.py": "T = 3\n"})
@@ -257,6 +258,120 @@ def test_an_imported_history_with_its_own_numbers_names_no_one(sqlite_db: Databa
     repo.pull_request(4, "Handle empty input", {"four.py": "F = 4 or 0\n"}, squash=True)
     repo.git("commit", "--amend", "-q", "-m", "Handle empty input (#4)\n\nCloses #2")
     history = mine(sqlite_db, repo)
-    assert [pr.number for pr in history.pull_requests()] == [2, 4]
+    prs = {pr.number: pr for pr in history.pull_requests()}
+    assert sorted(prs) == [2, 3, 4] and prs[3].title == "Add four"
     assert any("#3" in reason and "two merged PRs" in reason for reason in history.skipped)
     assert (2, 4, "references") not in links(sqlite_db)
+
+
+def test_a_merge_commit_titled_with_the_pr_s_title_is_a_pr(sqlite_db: Database,
+                                                           tmp_path: Path) -> None:
+    """A repository whose merge message is the PR's title leaves "Title (#N)" on a merge
+    commit: that is PR #N, with its branch's commits."""
+    repo = new_repo(tmp_path)
+    repo.branch("parser")
+    own = repo.commit("Add parse", {"parse.py": "def parse(text):\n    return text.split()\n"})
+    merged = merge(repo, "main", "parser", "Add a parser (#5)\n\nSplits on spaces.")
+    repo.branch("fix")
+    repo.commit("Split on commas", {"parse.py": "def parse(text):\n    return text.split(',')\n"})
+    merge(repo, "main", "fix", "Fix parse of comma lists (#6)")
+    prs = {pr.number: pr for pr in mine(sqlite_db, repo).pull_requests()}
+    assert sorted(prs) == [5, 6]
+    assert prs[5].title == "Add a parser" and prs[5].body == "Splits on spaces."
+    assert prs[5].merge_commit == merged and [c.sha for c in prs[5].commits] == [own]
+    assert (5, 6, "fixes") in links(sqlite_db)
+
+
+def test_a_fix_that_wraps_a_line_in_new_code_fixes_its_writer(sqlite_db: Database,
+                                                              tmp_path: Path) -> None:
+    """#3 puts a `try:` around the one line of #2 it repairs: the line is put back, indented,
+    inside new code, so it is the line the fix works on, not one it moved."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add teardown of wrappers", {"calls.py": (
+        "def unwind(wrappers, error):\n    for wrapper in wrappers:\n"
+        "        wrapper.throw(error)\n    return None\n")}, squash=True)
+    repo.pull_request(3, "Fix StopIteration passing through wrappers", {"calls.py": (
+        "def unwind(wrappers, error):\n    for wrapper in wrappers:\n        try:\n"
+        "            wrapper.throw(error)\n        except RuntimeError as failure:\n"
+        "            if failure.__cause__ is not error:\n                raise\n"
+        "    return None\n")}, squash=True)
+    mine(sqlite_db, repo)
+    assert (2, 3, "fixes") in links(sqlite_db)
+
+
+def test_a_lambda_made_a_function_is_carried_not_written(sqlite_db: Database,
+                                                         tmp_path: Path) -> None:
+    """#3 turned #2's lambdas into named functions (to pickle them); #4 fixes what one of
+    them returns. The expression is #2's: the fix links to #2, not to the refactor."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add callsite thread parameters", {"callsite.py": (
+        "import threading\n\nGETTERS = {\n"
+        "    'thread': lambda module, frame: threading.get_ident(),\n"
+        "    'name': lambda module, frame: threading.current_thread().name,\n}\n")},
+        squash=True)
+    repo.pull_request(3, "Make callsite getters picklable", {"callsite.py": (
+        "import threading\n\n\ndef _thread(module, frame):\n"
+        "    return threading.get_ident()\n\n\ndef _name(module, frame):\n"
+        "    return threading.current_thread().name\n\n\n"
+        "GETTERS = {'thread': _thread, 'name': _name}\n")}, squash=True)
+    repo.pull_request(4, "Fix thread id of async log calls", {"callsite.py": (
+        "import threading\n\nCALLER = None\n\n\ndef _thread(module, frame):\n"
+        "    if CALLER is None:\n        return threading.get_ident()\n"
+        "    return CALLER[0]\n\n\ndef _name(module, frame):\n"
+        "    return threading.current_thread().name\n\n\n"
+        "GETTERS = {'thread': _thread, 'name': _name}\n")}, squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (2, 4, "fixes") in found and (3, 4, "fixes") not in found
+
+
+def test_an_imported_history_is_not_mined(sqlite_db: Database, tmp_path: Path) -> None:
+    """Three numbers of an old project's history were given again by the new repository:
+    every PR up to the last one they displaced is of the old project, so "#1" in a later
+    message names the new repository's issue, not the old PR #1."""
+    repo = new_repo(tmp_path)
+    for number in (1, 2, 3, 9):
+        repo.pull_request(number, f"Old: add {number}", {f"old{number}.py": f"X = {number}\n"})
+    for number in (1, 2, 3):  # squash merges of the new repository's own PRs
+        repo.commit(f"Add {number} (#{number})", {f"new{number}.py": f"Y = {number}\n"})
+    repo.pull_request(4, "Handle the case of #1", {"new1.py": "Y = 1 or 0\n"}, squash=True)
+    history = mine(sqlite_db, repo)
+    prs = {pr.number: pr for pr in history.pull_requests()}
+    assert sorted(prs) == [1, 2, 3, 4] and prs[1].title == "Add 1"
+    assert any("imported history" in reason and "4 PRs" in reason for reason in history.skipped)
+    assert not any(link[0] == 9 for link in links(sqlite_db))
+
+
+def test_type_hints_added_are_looked_through(sqlite_db: Database, tmp_path: Path) -> None:
+    """#3 only added type hints (annotations, a typing import, `from __future__`): a later
+    fix of #2's line is #2's, not the typing PR's."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add size", {"size.py": (
+        "def size(count, unit=None):\n    label = unit or 'B'\n"
+        "    return '%d %s' % (count, label)\n")}, squash=True)
+    repo.pull_request(3, "Declare what size takes and gives", {"size.py": (
+        "from __future__ import annotations\n\nfrom typing import Optional\n\n\n"
+        "def size(count: int, unit: Optional[str] = None) -> str:\n"
+        "    label: str = unit or 'B'\n    return '%d %s' % (count, label)\n")}, squash=True)
+    repo.pull_request(4, "Fix the default unit of size", {"size.py": (
+        "from __future__ import annotations\n\nfrom typing import Optional\n\n\n"
+        "def size(count: int, unit: Optional[str] = None) -> str:\n"
+        "    label: str = unit or 'bytes'\n    return '%d %s' % (count, label)\n")},
+        squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (2, 4, "fixes") in found and (3, 4, "fixes") not in found
+
+
+def test_packaging_files_link_no_fix(sqlite_db: Database, tmp_path: Path) -> None:
+    """setup.py and dot-files are configuration, like pyproject.toml: a fix that also
+    touches their lines is no fix of whoever wrote those."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Write the version file", {
+        "setup.py": "from setuptools import setup\nsetup(name='kit', use_scm_version=True)\n",
+        ".gitignore": "kit/_version.py\n"}, squash=True)
+    repo.pull_request(3, "Fix install without git", {
+        "setup.py": "from setuptools import setup\nsetup(name='kit', version='1.0')\n",
+        ".gitignore": "build/\n"}, squash=True)
+    mine(sqlite_db, repo)
+    assert not [link for link in links(sqlite_db) if link[2] == "fixes"]

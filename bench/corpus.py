@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -58,9 +59,9 @@ def main() -> None:
             print(f"{fmt:>9} {result.records:>8} {size / 1e6:>7.1f} {export_s:>9.3f} "
                   f"{size / 1e6 / export_s:>7.1f} {plain_s:>8.3f} {size / 1e6 / plain_s:>7.1f} "
                   f"{export_s / plain_s:>5.1f}x", flush=True)
-        print("export s and plain s: medians of 6, taking turns; plain = writing the bytes that "
-              "format's export wrote, as a stream; ratio = export/plain time (target within 2x "
-              "for every format)")
+        print("export s and plain s: medians of 6, taking turns, each attempt's files removed "
+              "once timed; plain = writing the bytes that format's export wrote, as a stream; "
+              "ratio = export/plain time (target within 2x for every format)")
 
 
 def measure(db: Database, root: Path, fmt: str) -> tuple[float, float, ExportResult, int]:
@@ -68,6 +69,7 @@ def measure(db: Database, root: Path, fmt: str) -> tuple[float, float, ExportRes
     with db.session() as session:  # the bytes an export writes, for the plain baseline
         first = export(session, root / f"{fmt}-warm", fmt)
     data = b"".join(p.read_bytes() for p in first.shards)
+    shutil.rmtree(root / f"{fmt}-warm")
     runs_export, runs_plain = [], []
 
     def timed_export(attempt: int) -> None:
@@ -78,6 +80,10 @@ def measure(db: Database, root: Path, fmt: str) -> tuple[float, float, ExportRes
         runs_export.append(time.perf_counter() - t)
         if result.records != first.records:
             raise SystemExit(f"{fmt}: exported {result.records} records, not {first.records}")
+        # Each side's files go once timed: with a gigabyte of earlier attempts' files kept,
+        # writing new pages got several times slower on a test machine, for whichever side
+        # came later, which decided the ratio more than the export did.
+        shutil.rmtree(root / f"{fmt}-{attempt}")
 
     def timed_plain(attempt: int) -> None:
         os.sync()
@@ -86,6 +92,7 @@ def measure(db: Database, root: Path, fmt: str) -> tuple[float, float, ExportRes
             for start in range(0, len(data), 1 << 20):  # written as a stream, as export does
                 handle.write(data[start:start + (1 << 20)])
         runs_plain.append(time.perf_counter() - t)
+        (root / f"plain-{fmt}-{attempt}").unlink()
 
     for attempt in range(6):  # alternate which goes first
         order = (timed_export, timed_plain) if attempt % 2 else (timed_plain, timed_export)

@@ -38,6 +38,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Reads through a memory map instead of a read() per page: a corpus export line spans a
+    # hundred overflow pages, and reading them was a third of an export's time. Beyond the
+    # first GiB of the file (SQLite caps the map at 2 GiB), pages are read as before.
+    cursor.execute("PRAGMA mmap_size=1073741824")
     cursor.close()
 
 

@@ -3,11 +3,13 @@
 Each export writes `<format>-<version>-<shard>.jsonl` files and `manifest-<version>.json`
 (record count, sha256 and size per shard, schema version, the filter, the cursor it reached,
 and the previous manifest's name and sha256, so the versions form a chain). Every record is
-shaped and checked against its loader's rules (`corpus.formats.line`, stored when the record
-was appended, or here once for records without it) before anything is visible:
-shards are written as hidden `.partial` files and take their names only once every record
-passed, then the manifest is written in one rename. A failed export leaves the previous
-version as it was; shards a crash left without their manifest are removed by the next one.
+shaped and checked against its loader's rules before anything is visible: an export writes a
+record's stored line (`corpus.formats.line`, kept only once it passed the rules of the current
+`formats.SHAPING_VERSION`, at append or by an earlier export), and shapes and checks here the
+records without one; it does not parse the stored bytes again. Shards are written as hidden
+`.partial` files and take their names only once every record passed, then the manifest is
+written in one rename. A failed export leaves the previous version as it was; shards a crash
+left without their manifest are removed by the next one.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from sqlalchemy import Row, Select, and_, or_, select
@@ -108,33 +111,91 @@ def _rows(session: Session, after: tuple[str, str] | None, since_id: str | None,
     yield from session.execute(query.execution_options(yield_per=32))
 
 
+class _HashedFile:
+    """A shard being written as a hidden `.partial` file, with its size and sha256.
+
+    The digest is computed on a thread of its own: sha256 is slower than writing the same
+    bytes, and hashlib releases the GIL, so hashing keeps pace with reading and writing the
+    next lines instead of adding its time to theirs. One worker takes the batches in order."""
+
+    BATCH = 1 << 20
+    IN_FLIGHT = 8
+    """Batches handed to the worker and not hashed yet, at most (bounds the memory held)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle = path.open("wb")
+        self.size = 0
+        self._sha256 = hashlib.sha256()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-sha256")
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._pending: deque[Future[None]] = deque()
+        self._digest: str | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.handle.closed
+
+    def write(self, data: bytes) -> int:
+        self._batch.append(data)
+        self._batched += len(data)
+        if self._batched >= self.BATCH:
+            self._hand_over()
+        self.handle.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def _hand_over(self) -> None:
+        batch, self._batch, self._batched = self._batch, [], 0
+        self._pending.append(self._worker.submit(self._hash, batch))
+        while len(self._pending) > self.IN_FLIGHT:
+            self._pending.popleft().result()
+
+    def _hash(self, batch: list[bytes]) -> None:
+        for data in batch:
+            self._sha256.update(data)
+
+    def close(self) -> str:
+        """Close the file; its sha256."""
+        if self._digest is None:
+            self.handle.close()
+            self._hand_over()
+            while self._pending:
+                self._pending.popleft().result()
+            self._worker.shutdown()
+            self._digest = self._sha256.hexdigest()
+        return self._digest
+
+    def abandon(self) -> None:
+        self.handle.close()
+        self._worker.shutdown(cancel_futures=True)
+        self.path.unlink(missing_ok=True)
+
+
 class _ShardWriter:
     def __init__(self, out: Path, prefix: str, limit: int) -> None:
         self.out, self.prefix, self.limit = out, prefix, limit
         self.shards: list[dict[str, Any]] = []
-        self.handle: IO[bytes] | None = None
-        self.digest = hashlib.sha256()
-        self.size = self.count = 0
+        self.file: _HashedFile | None = None
+        self.count = 0
 
     def add(self, line: bytes) -> None:
-        if self.handle is None or (self.size and self.size + len(line) > self.limit):
+        if self.file is None or (self.file.size and self.file.size + len(line) > self.limit):
             self.close()
             name = f"{self.prefix}-{len(self.shards) + 1:05d}.jsonl"
-            self.handle = (self.out / f"{name}.partial").open("wb")
+            self.file = _HashedFile(self.out / f"{name}.partial")
             self.shards.append({"file": name})
-            self.digest, self.size, self.count = hashlib.sha256(), 0, 0
-        self.handle.write(line)
-        self.digest.update(line)
-        self.size += len(line)
+            self.count = 0
+        self.file.write(line)
         self.count += 1
 
     def close(self) -> None:
-        if self.handle is None:
+        if self.file is None:
             return
-        self.handle.close()
-        self.shards[-1].update(records=self.count, bytes=self.size,
-                               sha256=self.digest.hexdigest())
-        self.handle = None
+        digest = self.file.close()
+        self.shards[-1].update(records=self.count, bytes=self.file.size, sha256=digest)
+        self.file = None
 
     def publish(self) -> None:
         """Give every finished shard its name."""
@@ -143,7 +204,9 @@ class _ShardWriter:
             (self.out / f"{shard['file']}.partial").replace(self.out / shard["file"])
 
     def discard(self) -> None:
-        self.close()
+        if self.file is not None:
+            self.file.abandon()
+            self.file = None
         for shard in self.shards:
             (self.out / f"{shard['file']}.partial").unlink(missing_ok=True)
 
@@ -174,10 +237,15 @@ class _ParquetShards:
         if not self.rows:
             return
         name = f"data/{self.prefix}-{len(self.shards) + 1:05d}.parquet"
-        partial = self.out / f"{name}.partial"
-        size = self.hf.write_shard(partial, self.rows)
-        self.shards.append({"file": name, "records": len(self.rows), "bytes": size,
-                            "sha256": hashlib.sha256(partial.read_bytes()).hexdigest()})
+        file = _HashedFile(self.out / f"{name}.partial")
+        try:
+            self.hf.write_shard(file, self.rows)
+        except BaseException:
+            file.abandon()
+            raise
+        digest = file.close()
+        self.shards.append({"file": name, "records": len(self.rows), "bytes": file.size,
+                            "sha256": digest})
         self.rows, self.size = [], 0
 
     def publish(self) -> None:

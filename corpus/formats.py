@@ -28,8 +28,11 @@ from typing import Any
 import orjson
 
 SHAPING_VERSION = 1
-"""Bump when a change here changes the bytes of an export line: lines stored under an older
-version are then shaped again by the next export."""
+"""Bump when a change here changes the bytes of an export line or the rules they are checked
+by (:func:`check_sharegpt`, :func:`check_openai`): a line is stored only once it passed the
+rules, under a variant that names this version, and an export takes only the current
+version's lines, so lines stored under an older one are shaped and checked again by the next
+export."""
 VARIANTS = (("openai", "string"), ("openai", "object"), ("sharegpt", "string"), ("hf", "string"))
 """(format, arguments) of every export line a record can have."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -59,13 +58,12 @@ def encoded_row(record: dict[str, Any], shaped: dict[str, Any]) -> bytes:
     return bytes(sink.getvalue())
 
 
-def write_shard(path: Path, rows: list[bytes]) -> int:
-    """Write ``rows`` (:func:`encoded_row`) as one Parquet file; returns its size in bytes.
-    No dictionary encoding: the conversations are long distinct strings, where trying one
-    costs more time than it saves bytes."""
+def write_shard(sink: Any, rows: list[bytes]) -> None:
+    """Write ``rows`` (:func:`encoded_row`) as one Parquet file into ``sink`` (a binary file
+    object). No dictionary encoding: the conversations are long distinct strings, where
+    trying one costs more time than it saves bytes."""
     table = pa.concat_tables([pa.ipc.open_stream(encoded).read_all() for encoded in rows])
-    pq.write_table(table, path, compression="zstd", use_dictionary=False)
-    return path.stat().st_size
+    pq.write_table(table, sink, compression="zstd", use_dictionary=False)
 
 
 def card(manifests: list[dict[str, Any]], repositories: Counter[tuple[str, str]]) -> str:

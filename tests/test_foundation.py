@@ -190,9 +190,10 @@ def test_processes_starting_together_on_a_new_database_all_get_the_schema(
         session.add(Delivery(id="after", event="ping", payload="{}"))
 
 
-def test_sqlite_runs_in_wal_mode(sqlite_db: Database) -> None:
+def test_sqlite_runs_in_wal_mode_and_reads_through_a_memory_map(sqlite_db: Database) -> None:
     with sqlite_db.engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA mmap_size")).scalar() == 1 << 30
 
 
 def test_cli_help_lists_commands() -> None:

@@ -146,9 +146,10 @@ def test_export_and_reexport_round_trip_every_record(database: Database,
     out = tmp_path / "export"
     with database.session() as session:
         for seed in range(30):
-            append(session, make_record(seed, observation_chars=2000))
-    with database.session() as session:
-        first = export(session, out, "openai", shard_bytes=40_000)
+            append(session, make_record(seed, tool_calls=6 + seed % 3 * 30,
+                                        observation_chars=2000 + seed * 500))
+    with database.session() as session:  # shards of several hashing batches each
+        first = export(session, out, "openai", shard_bytes=3_000_000)
     assert first.records == 30 and len(first.shards) > 1 and first.manifest is not None
     manifest1 = json.loads(first.manifest.read_text())
     assert manifest1["version"] == 1 and manifest1["previous"] is None

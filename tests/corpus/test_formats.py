@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,23 @@ def test_a_failed_export_leaves_the_previous_version_and_nothing_half_written(
         export(session, out, "sharegpt", policy="llm")
 
 
+def test_a_failure_while_shards_are_written_leaves_nothing(sqlite_db: Database,
+                                                          tmp_path: Path) -> None:
+    """Shards of several megabytes were already being written and hashed when a record
+    failed: the partial files go, and no hashing thread is left behind."""
+    out = tmp_path / "export"
+    with sqlite_db.session() as session:
+        for seed in range(4):
+            append(session, make_record(seed, tool_calls=40, observation_chars=20_000))
+        broken = append(session, make_record(9)).id
+        session.execute(TrajectoryRow.__table__.update().where(TrajectoryRow.id == broken)
+                        .values(document="{cut short"))
+    with sqlite_db.session() as session, pytest.raises(orjson.JSONDecodeError):
+        export(session, out, "openai", shard_bytes=2_000_000)
+    assert list(out.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("shard-sha256")]
+
+
 def test_export_by_policy(sqlite_db: Database, tmp_path: Path) -> None:
     with sqlite_db.session() as session:
         append(session, make_record(1, policy="replay"))
@@ -175,6 +194,12 @@ def test_the_hf_export_loads_as_a_dataset_with_its_card(sqlite_db: Database,
         append(session, make_record(4, merged=late, policy="llm"))
         second = export(session, out, "hf", test_after=cut)
     assert (first.records, second.records) == (3, 1)
+    for result in (first, second):
+        assert result.manifest is not None
+        for shard in json.loads(result.manifest.read_text())["shards"]:
+            data = (out / shard["file"]).read_bytes()
+            assert (shard["sha256"], shard["bytes"]) == (hashlib.sha256(data).hexdigest(),
+                                                         len(data))
     loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
     assert (loaded["train"].num_rows, loaded["test"].num_rows) == (2, 2)
     row = loaded["train"][0]

@@ -37,6 +37,11 @@ FIX_SHARE = 0.25
 """A fix links to an earlier PR only if that PR wrote at least this share of the lines the fix
 changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
 
+OLD_FIX = timedelta(days=365)
+"""A fix links to a PR merged longer than this before it only when that PR wrote every code
+line the fix changes: of judged links, those older than a year with a shared blame were
+mostly lines the fix met on its way to an older or newer bug."""
+
 
 _RESULT = re.compile(r"^(?:return|yield|await)\s+")
 """What a function body line says before the expression it hands back."""
@@ -414,10 +419,11 @@ def _added_lines(pr: PullRequest, change: FileChange,
 
 
 def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
-                   ignore: frozenset[str]) -> dict[str, int]:
+                   ignore: frozenset[str], hints: bool = True) -> dict[str, int]:
     """Blame that looks through what only re-laid out, renamed, moved or restored code:
     reverts (they put back what others wrote) and commits whose change to ``path`` was
-    cosmetic (the same tree once names and docstrings are blanked),
+    cosmetic (the same tree once names and docstrings are blanked, and type hints too unless
+    ``hints`` is false: when the fix is itself a fix of type hints),
     then line by line a commit that wrote a line in a shape it also removed (a block moved
     and renamed into a new function): those lines go back to whoever wrote them before."""
     looked = set(ignore)
@@ -427,7 +433,7 @@ def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange
         shas = {sha for sha, _ in lines.values()} - looked
         cosmetic = {sha for sha in shas if text.is_revert(blame.message(sha))
                     or substance.cosmetic(blame.show(f"{sha}^", path), blame.show(sha, path),
-                                          path)}
+                                          path, hints)}
         if cosmetic:
             looked |= cosmetic
             lines = blame.lines(commit, path, ranges, frozenset(looked))
@@ -498,7 +504,11 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
     ignore = graph.ignored_commits()
     for path, ranges in _changed_code(pr, files, blame):
-        for sha, count in _blame_through(blame, pr.base_commit, path, ranges, ignore).items():
+        # A fix of type hints is not looked through the PRs that wrote them.
+        hints = not substance.hints_only(blame.show(pr.base_commit, path),
+                                         blame.show(pr.merge_commit, path), path)
+        for sha, count in _blame_through(blame, pr.base_commit, path, ranges, ignore,
+                                         hints).items():
             lines_by_commit[sha] += count
             paths_by_commit[sha].add(path)
     if not lines_by_commit:
@@ -516,14 +526,28 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     total = sum(blamed.values()) + sum(c for sha, c in lines_by_commit.items() if sha not in owners)
     for number, count in blamed.items():
         share = count / total
-        if share < FIX_SHARE:
+        age = _age(known[number], pr)
+        if share < FIX_SHARE or (age > OLD_FIX and count < total):
             continue
         where = ", ".join(sorted(paths_by_pr[number])[:3])
         noun = "line" if count == 1 else "lines"
         out.add(Link(number, pr.number, LinkKind.FIXES,
                      f"fix changes {count} code {noun} of #{number} ({share:.0%} of its code "
-                     f"lines) in {where} (git blame)",
-                     round(min(0.95, 0.6 + 0.25 * share + min(count, 40) / 400), 3)))
+                     f"lines) in {where} (git blame)", _strength(share, count, age)))
+
+
+def _age(merged_at: datetime | None, pr: PullRequest) -> timedelta:
+    """How long before ``pr`` the earlier PR merged (zero when a date is unknown)."""
+    if merged_at is None or pr.merged_at is None:
+        return timedelta(0)
+    return max(timedelta(0), aware(pr.merged_at) - aware(merged_at))
+
+
+def _strength(share: float, count: int, age: timedelta) -> float:
+    """A `fixes` link's strength: more of the fixed lines, more of them, and a more recent
+    earlier PR make it stronger (a fix years later repairs what many hands have built on)."""
+    recency = 0.1 * min(age / OLD_FIX, 2.0) / 2
+    return round(min(0.95, 0.6 + 0.25 * share + min(count, 40) / 400 - recency), 3)
 
 
 def _changed_code(pr: PullRequest, files: tuple[FileChange, ...],

@@ -131,15 +131,26 @@ def format_only(old: str | None, new: str | None, path: str) -> bool:
     return _same_tree(old, new, blank_strings=False) is True
 
 
-def cosmetic(old: str | None, new: str | None, path: str) -> bool:
+def cosmetic(old: str | None, new: str | None, path: str, hints: bool = True) -> bool:
     """Whether ``old`` -> ``new`` changes no behaviour but names, prose and type hints: a
-    Python file whose syntax tree, with every identifier and docstring blanked and without
-    annotations (of parameters, returns and assigned variables) or typing imports, is the
-    same (a rename, a reformat, a reworded docstring, type hints added). Blame looks through
-    such a change: the lines it touched belong to whoever wrote them before."""
+    Python file whose syntax tree, with every identifier and docstring blanked, without
+    annotations (of parameters, returns and assigned variables) or typing imports, and with
+    `else` after a returning branch flattened, is the same (a rename, a reformat, a reworded
+    docstring, type hints added, a linter's clean-up; with ``hints`` false, annotations and
+    `else` count as they are). Blame looks through such a change: the lines it touched
+    belong to whoever wrote them before."""
     if old is None or new is None or old == new or not path.endswith(PYTHON_SUFFIXES):
         return False
-    return _same_tree(old, new, blank_strings=True, blank_names=True, blank_types=True) is True
+    return _same_tree(old, new, blank_strings=True, blank_names=True, blank_types=hints) is True
+
+
+def hints_only(old: str | None, new: str | None, path: str) -> bool:
+    """Whether ``old`` -> ``new`` changes type hints and nothing else that :func:`cosmetic`
+    would not see: a fix of annotations, whose lines belong to whoever wrote the hints."""
+    if old is None or new is None or old == new or not path.endswith(PYTHON_SUFFIXES):
+        return False
+    return _same_tree(old, new, blank_strings=True, blank_types=True) is True \
+        and _same_tree(old, new, blank_strings=True) is not True
 
 
 def _same_tree(old: str, new: str, blank_strings: bool, blank_names: bool = False,
@@ -174,6 +185,39 @@ def _hints(tree: ast.AST) -> set[int]:
     return found
 
 
+_LEAVES = (ast.Return, ast.Raise, ast.Continue, ast.Break)
+
+
+def _flatten_else(tree: ast.AST) -> None:
+    """Rewrite, in place, every `if` whose branch always leaves (return, raise, continue,
+    break) so that its `else`/`elif` follows it: `if a: return x` / `else: return y` and
+    `if a: return x` / `return y` are the same program, the clean-up a linter asks for."""
+    for node in reversed(list(ast.walk(tree))):  # inner blocks first, each node once
+        for field in ("body", "orelse", "finalbody"):
+            statements = getattr(node, field, None)
+            if not isinstance(statements, list) or not statements \
+                    or not isinstance(statements[0], ast.stmt):
+                continue
+            flat: list[ast.stmt] = []
+            todo = list(statements)
+            while todo:
+                statement = todo.pop(0)
+                flat.append(statement)
+                if isinstance(statement, ast.If) and statement.orelse \
+                        and _leaves(statement.body[-1]):
+                    todo[:0] = statement.orelse
+                    statement.orelse = []
+            setattr(node, field, flat)
+
+
+def _leaves(statement: ast.stmt) -> bool:
+    """Whether control never goes past ``statement``."""
+    if isinstance(statement, ast.If):
+        return bool(statement.orelse) and _leaves(statement.body[-1]) \
+            and _leaves(statement.orelse[-1])
+    return isinstance(statement, _LEAVES)
+
+
 def _typing_only(node: ast.AST) -> bool:
     """An import from typing modules, or an `if TYPE_CHECKING:` block without `else`."""
     if isinstance(node, ast.ImportFrom):
@@ -197,9 +241,12 @@ def _nodes(tree: ast.AST, blank_strings: bool, blank_names: bool, blank_types: b
     (as `repr`, so 1, 1.0 and True differ), a mark for a child node, or a list's length and
     items. Two trees are equal exactly when their sequences are (what `ast.dump` would say,
     without building the whole text). Blanking happens on the way: a bare string is seen
-    through its statement, which comes first; a type hint is left out with its subtree, and
-    an annotated assignment reads as a plain one."""
+    through its statement, which comes first; with ``blank_types``, a type hint is left out
+    with its subtree, an annotated assignment reads as a plain one, and an `else` after a
+    branch that leaves is flattened (:func:`_flatten_else`)."""
     prose: set[int] = set()
+    if blank_types:
+        _flatten_else(tree)
     hints = _hints(tree) if blank_types else set()
     todo: deque[ast.AST] = deque([tree])
     while todo:

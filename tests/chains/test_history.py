@@ -375,3 +375,68 @@ def test_packaging_files_link_no_fix(sqlite_db: Database, tmp_path: Path) -> Non
         ".gitignore": "build/\n"}, squash=True)
     mine(sqlite_db, repo)
     assert not [link for link in links(sqlite_db) if link[2] == "fixes"]
+
+
+YEAR = 365 * 24 * 3600
+
+
+def test_a_pr_years_older_is_fixed_only_when_it_wrote_every_line(sqlite_db: Database,
+                                                                 tmp_path: Path) -> None:
+    """#4 changes one line of #2, two years old, and one of #3, recent: the old line is one
+    it met on its way, so it fixes #3 alone. #5 changes only #2's lines: it fixes #2."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add the price", {"shop.py": (
+        "def price(item):\n    base = item.cost * 2\n    return round(base, 2)\n")},
+        squash=True)
+    repo.clock += 2 * YEAR
+    repo.pull_request(3, "Add discounts", {"shop.py": (
+        "def price(item):\n    base = item.cost * 2\n    base -= item.discount\n"
+        "    return round(base, 2)\n")}, squash=True)
+    repo.pull_request(4, "Fix negative prices", {"shop.py": (
+        "def price(item):\n    base = item.cost * 2.0\n    base = max(0, base - item.discount)\n"
+        "    return round(base, 2)\n")}, squash=True)
+    repo.pull_request(5, "Fix rounding of prices", {"shop.py": (
+        "def price(item):\n    base = item.cost * 2.0\n    base = max(0, base - item.discount)\n"
+        "    return round(base + 0.0, 2)\n")}, squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (3, 4, "fixes") in found and (2, 4, "fixes") not in found
+    assert (2, 5, "fixes") in found
+
+
+def test_an_else_after_return_removed_is_looked_through(sqlite_db: Database,
+                                                        tmp_path: Path) -> None:
+    """#3 only turned `elif`/`else` after `return` into plain `if`s (a linter's clean-up):
+    the condition #4 fixes is still #2's."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add plural", {"words.py": (
+        "def plural(word, n):\n    if n == 1:\n        return word\n"
+        "    elif word.endswith('s'):\n        return word + 'es'\n    else:\n"
+        "        return word + 's'\n")}, squash=True)
+    repo.pull_request(3, "Tidy plural", {"words.py": (
+        "def plural(word, n):\n    if n == 1:\n        return word\n"
+        "    if word.endswith('s'):\n        return word + 'es'\n"
+        "    return word + 's'\n")}, squash=True)
+    repo.pull_request(4, "Fix plural of words ending in x", {"words.py": (
+        "def plural(word, n):\n    if n == 1:\n        return word\n"
+        "    if word.endswith(('s', 'x')):\n        return word + 'es'\n"
+        "    return word + 's'\n")}, squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (2, 4, "fixes") in found and (3, 4, "fixes") not in found
+
+
+def test_a_fix_of_type_hints_fixes_who_wrote_them(sqlite_db: Database,
+                                                  tmp_path: Path) -> None:
+    """Blame looks through type hints for a fix of code, not for a fix of the hints: #4
+    corrects the return type #3 declared."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add ratio", {"calc.py": (
+        "def ratio(a, b):\n    return a / b\n")}, squash=True)
+    repo.pull_request(3, "Declare what ratio takes and gives", {"calc.py": (
+        "def ratio(a: int, b: int) -> int:\n    return a / b\n")}, squash=True)
+    repo.pull_request(4, "Fix the return type of ratio", {"calc.py": (
+        "def ratio(a: int, b: int) -> float:\n    return a / b\n")}, squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (3, 4, "fixes") in found and (2, 4, "fixes") not in found

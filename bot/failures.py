@@ -26,6 +26,7 @@ from docker.errors import APIError
 from github import GithubException, RateLimitExceededException
 from redis.exceptions import RedisError
 from requests import RequestException
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -73,6 +74,8 @@ FAILURE_CLASSES: tuple[tuple[type[BaseException], str | Callable[[BaseException]
     (MirrorError, INFRASTRUCTURE, "fetching the repository failed"),
     (GraphChanged, INFRASTRUCTURE, "another miner changed the chains meanwhile"),
     (JobTimeoutException, DETERMINISTIC, "the job ran out of time"),
+    (AbandonedJobError, INFRASTRUCTURE, "the worker running the job stopped (killed, or its "
+                                        "machine lost)"),
     (ConnectionError, INFRASTRUCTURE, "a connection failed"),
     (TimeoutError, INFRASTRUCTURE, "a service or lock did not answer in time"),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from github import GithubException
 from redis.exceptions import ConnectionError as RedisConnectionError
+from rq.exceptions import AbandonedJobError
 from sqlalchemy.exc import OperationalError
 
 from bot.failures import DETERMINISTIC, INFRASTRUCTURE, classify, describe
@@ -26,6 +27,7 @@ from sandbox.base import PatchConflict, SandboxUnavailable
     (GithubException(403, {"message": "secondary rate limit"}, None), INFRASTRUCTURE),
     (MirrorError("git fetch failed"), INFRASTRUCTURE),
     (MiningBusy("busy for 600s"), INFRASTRUCTURE),
+    (AbandonedJobError(), INFRASTRUCTURE),
     (GithubException(404, {"message": "Not Found"}, None), DETERMINISTIC),
     (LLMRefused("bad request", 400), DETERMINISTIC),
     (PipelineError("the llm policy needs LLM_BASE_URL and LLM_MODEL"), DETERMINISTIC),

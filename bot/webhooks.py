@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from bot.metrics import Recorder
 from bot.models import Delivery, utcnow
+from bot.prepared import Prepared, transaction
 from bot.queue import enqueue
 from bot.runtime import Runtime
 from handlers import Event, JobSpec, Outcome, PayloadError, Router, build_router
@@ -35,13 +36,16 @@ LOST_WINDOW = timedelta(days=1)
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
 INBOX: Table = Delivery.__table__  # type: ignore[assignment]
-# Built once: SQLAlchemy then finds each compiled statement in its cache by the names of the
-# values given, instead of building and hashing a new statement per request.
-INSERT_DELIVERY = insert(INBOX)
-UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery"))
-COUNT_ATTEMPT = UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + 1)
+ROW = ("id", "event", "action", "installation_id", "repository", "status", "outcome", "job_ids",
+       "payload", "received_at", "attempts")
+# The request path's statements, compiled once per dialect and run on the driver's cursor.
+INSERT_DELIVERY = Prepared(insert(INBOX).values({name: bindparam(name) for name in ROW}))
+UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery")).values(
+    status=bindparam("status"), outcome=bindparam("outcome"), job_ids=bindparam("job_ids"))
+FINISH_DELIVERY = Prepared(UPDATE_DELIVERY)
+COUNT_ATTEMPT = Prepared(UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + 1))
+FIND_STATUS = Prepared(select(INBOX.c.status).where(INBOX.c.id == bindparam("delivery")))
 FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload).where(INBOX.c.id == bindparam("delivery"))
-FIND_STATUS = select(INBOX.c.status).where(INBOX.c.id == bindparam("delivery"))
 log = structlog.get_logger()
 blueprint = Blueprint("webhooks", __name__)
 
@@ -167,18 +171,18 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
                     _update(connection, delivery_id, routed)
         except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept
             failed = Processed("failed", (), exc.note)
-            with connection.begin():
+            with transaction(connection):
                 _update(connection, delivery_id, failed)
             return failed
         if not outcome.jobs:
             return routed
         failure = _enqueue(runtime, delivery_id, outcome.jobs)
         if failure is not None:  # Redis is down: the sweeper tries again
-            with connection.begin():
+            with transaction(connection):
                 _update(connection, delivery_id, routed, failed_enqueue=True, outcome=failure)
             return Processed("pending", routed.jobs)
         enqueued = Processed("enqueued", routed.jobs, routed.note)
-        with connection.begin():
+        with transaction(connection):
             _update(connection, delivery_id, enqueued)
         return enqueued
 
@@ -188,12 +192,12 @@ def _record(connection: Connection, new: tuple[Event, bytes]) -> Event:
     other is a DuplicateDelivery."""
     event, raw = new
     try:
-        with connection.begin():
-            connection.execute(INSERT_DELIVERY, {**_columns(event, raw), "status": "pending"})
+        with transaction(connection):
+            INSERT_DELIVERY.run(connection, _row(event, raw))
     except IntegrityError as exc:
-        with connection.begin():
-            status = connection.scalar(FIND_STATUS, {"delivery": event.delivery})
-        if status != "failed":
+        with transaction(connection):
+            found = FIND_STATUS.run(connection, {"delivery": event.delivery}).fetchone()
+        if found is None or found[0] != "failed":
             raise DuplicateDelivery(event.delivery) from exc
     return event
 
@@ -235,10 +239,10 @@ def _update(connection: Connection, delivery_id: str, processed: Processed,
             failed_enqueue: bool = False, outcome: str | None = None) -> None:
     """The delivery's row as ``processed`` says; ``failed_enqueue`` counts an attempt;
     ``outcome``: kept instead of the processed note."""
-    statement = COUNT_ATTEMPT if failed_enqueue else UPDATE_DELIVERY
-    connection.execute(statement, {"delivery": delivery_id, "status": processed.status,
-                                   "outcome": outcome or processed.note or None,
-                                   "job_ids": list(processed.jobs)})
+    statement = COUNT_ATTEMPT if failed_enqueue else FINISH_DELIVERY
+    statement.run(connection, {"delivery": delivery_id, "status": processed.status,
+                               "outcome": outcome or processed.note or None,
+                               "job_ids": list(processed.jobs)})
 
 
 def flush(app: Any) -> None:
@@ -246,13 +250,15 @@ def flush(app: Any) -> None:
     app.extensions["davinci.metrics"].flush()
 
 
-def _columns(event: Event, raw: bytes) -> dict[str, Any]:
+def _row(event: Event, raw: bytes) -> dict[str, Any]:
+    """A new delivery's row, `pending`."""
     installation = event.payload.get("installation")
     repository = event.payload.get("repository")
     return {"id": event.delivery, "event": event.name, "action": event.action,
             "installation_id": installation.get("id") if isinstance(installation, dict) else None,
             "repository": repository.get("full_name") if isinstance(repository, dict) else None,
-            "payload": raw.decode("utf-8")}
+            "status": "pending", "outcome": None, "job_ids": [], "payload": raw.decode("utf-8"),
+            "received_at": utcnow(), "attempts": 0}
 
 
 def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:

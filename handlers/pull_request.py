@@ -8,11 +8,12 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from bot.models import Repository
+from bot.prepared import Prepared
 from handlers import MINING_QUEUE, Event, JobSpec, Outcome, Router, job_id, require
 
-REPOSITORY_STATE = select(Repository.enabled, Repository.removed).where(
-    Repository.id == bindparam("id"))
-"""Built once and run on the session's connection: no ORM object per delivery."""
+REPOSITORY_STATE = Prepared(select(Repository.enabled, Repository.removed).where(
+    Repository.id == bindparam("id")))
+"""Run on the session's connection, in its transaction: no ORM object per delivery."""
 
 
 def register(router: Router) -> None:
@@ -35,9 +36,8 @@ def register(router: Router) -> None:
         if not payload["pull_request"]["merged"]:
             return Outcome(note="closed without merge")
         full_name = payload["repository"]["full_name"]
-        repo = session.connection().execute(
-            REPOSITORY_STATE, {"id": payload["repository"]["id"]}).first()
-        if repo is not None and (not repo.enabled or repo.removed):
+        repo = REPOSITORY_STATE.run_in(session, {"id": payload["repository"]["id"]}).fetchone()
+        if repo is not None and (not repo[0] or repo[1]):  # (enabled, removed)
             return Outcome(note=f"{full_name} is disabled")
         number = payload["number"]
         installation_id = payload["installation"]["id"]

@@ -105,8 +105,8 @@ class Graph(Protocol):
         through its commits."""
         ...
 
-    def ignored_commits(self) -> frozenset[str]:
-        """The commits of ignored PRs (blame looks through them)."""
+    def ignored_among(self, shas: Iterable[str]) -> frozenset[str]:
+        """Which of ``shas`` are commits of ignored PRs (blame looks through them)."""
         ...
 
     def add_links(self, links: Iterable[Link]) -> None: ...
@@ -248,12 +248,16 @@ class SqlGraph:
         _insert(self.session, FileTouchRow, TOUCH_COLUMNS, _touch_rows(pr, touched))
         _insert(self.session, IssueRefRow, ISSUE_REF_COLUMNS, _issue_ref_rows(pr, issues))
 
-    def ignored_commits(self) -> frozenset[str]:
+    def ignored_among(self, shas: Iterable[str]) -> frozenset[str]:
+        wanted = list(set(shas))
+        if not wanted:
+            return frozenset()
         return frozenset(self.session.scalars(
             select(CommitRow.sha).join(PullRequestRow, (PullRequestRow.repository
                                                         == CommitRow.repository)
                                        & (PullRequestRow.number == CommitRow.number))
-            .where(CommitRow.repository == self.repository, PullRequestRow.ignored.is_(True))))
+            .where(CommitRow.repository == self.repository, CommitRow.sha.in_(wanted),
+                   PullRequestRow.ignored.is_(True))))
 
     def add_links(self, links: Iterable[Link]) -> None:
         _insert(self.session, LinkRow, LINK_COLUMNS,
@@ -383,8 +387,8 @@ class MemoryGraph:
     def commit_owners(self, shas: Iterable[str]) -> dict[str, int]:
         return {sha: self._commits[sha] for sha in shas if sha in self._commits}
 
-    def ignored_commits(self) -> frozenset[str]:
-        return frozenset(self._ignored_commits)
+    def ignored_among(self, shas: Iterable[str]) -> frozenset[str]:
+        return frozenset(sha for sha in shas if sha in self._ignored_commits)
 
     def issue_refs(self, issues: Iterable[int]) -> list[tuple[int, int, bool]]:
         return [(issue, number, closing) for issue in sorted(set(issues))

@@ -50,6 +50,8 @@ RESTORE_MIN_LENGTH = 12
 RESTORE_PROBES = 4
 """At most this many put-back lines are looked up per PR."""
 COSMETIC_ROUNDS = 3
+IGNORED_ROUNDS = 4
+"""How many times blame looks further back through commits of ignored PRs, first."""
 """How many times blame looks further back through cosmetic commits of one file."""
 LAYOUT_SHARE = 0.75
 """A PR is a re-layout (a formatter's run) when at least this share of the code files it
@@ -419,19 +421,28 @@ def _added_lines(pr: PullRequest, change: FileChange,
 
 
 def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
-                   ignore: frozenset[str], hints: bool = True) -> dict[str, int]:
+                   ignored: Callable[[set[str]], frozenset[str]],
+                   hints: bool = True) -> dict[str, int]:
     """Blame that looks through what only re-laid out, renamed, moved or restored code:
     reverts (they put back what others wrote) and commits whose change to ``path`` was
     cosmetic (the same tree once names and docstrings are blanked, and type hints too unless
     ``hints`` is false: when the fix is itself a fix of type hints),
     then line by line a commit that wrote a line in a shape it also removed (a block moved
-    and renamed into a new function): those lines go back to whoever wrote them before."""
-    looked = set(ignore)
+    and renamed into a new function): those lines go back to whoever wrote them before.
+    ``ignored`` says which commits belong to ignored PRs: asked only of the commits blame
+    names, so the cost follows the lines, not the history."""
+    looked: set[str] = set()
     carriers: set[str] = set()
-    lines = blame.lines(commit, path, ranges, ignore)
+    lines = blame.lines(commit, path, ranges)
+    for _ in range(IGNORED_ROUNDS):
+        skip = ignored({sha for sha, _ in lines.values()} - looked)
+        if not skip:
+            break
+        looked |= skip
+        lines = blame.lines(commit, path, ranges, frozenset(looked))
     for _ in range(COSMETIC_ROUNDS):
         shas = {sha for sha, _ in lines.values()} - looked
-        cosmetic = {sha for sha in shas if text.is_revert(blame.message(sha))
+        cosmetic = ignored(shas) | {sha for sha in shas if text.is_revert(blame.message(sha))
                     or substance.cosmetic(blame.show(f"{sha}^", path), blame.show(sha, path),
                                           path, hints)}
         if cosmetic:
@@ -502,13 +513,12 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     """
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
-    ignore = graph.ignored_commits()
     for path, ranges in _changed_code(pr, files, blame):
         # A fix of type hints is not looked through the PRs that wrote them.
         hints = not substance.hints_only(blame.show(pr.base_commit, path),
                                          blame.show(pr.merge_commit, path), path)
-        for sha, count in _blame_through(blame, pr.base_commit, path, ranges, ignore,
-                                         hints).items():
+        for sha, count in _blame_through(blame, pr.base_commit, path, ranges,
+                                         graph.ignored_among, hints).items():
             lines_by_commit[sha] += count
             paths_by_commit[sha].add(path)
     if not lines_by_commit:

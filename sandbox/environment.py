@@ -38,7 +38,7 @@ from docker.models.containers import Container
 from sandbox.base import SandboxError, SandboxUnavailable
 from sandbox.docker import WORKDIR, client, labels
 from sandbox.interpreters import PythonChoice, python_for
-from sandbox.packages import PackageAccess, build_network, dated
+from sandbox.packages import PackageAccess, build_network, dated, pip_as_of
 
 ENV_LABEL = "davinci.env"
 BUILD_TIMEOUT = 1800.0
@@ -67,12 +67,34 @@ MODERN_PYTEST = ("(python3 -c 'import pytest, sys; "
 """Old pins of pytest do not run on new Pythons: replace them with the oldest that does
 (7.x: old conftests using `py.path` hook arguments still only warn there, which matters under
 `filterwarnings = error`), even when packages are installed as of a date."""
-MODERN_PIP = (f"env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pip>=26.0' "
-              f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pip>=26.0,<26.1' "
+BROKEN_PLUGINS = "python3 -I -c " + shlex.quote("""
+import importlib.metadata as m
+broken = set()
+for dist in m.distributions():
+    for point in dist.entry_points:
+        if point.group == 'pytest11':
+            try:
+                point.load()
+            except Exception:
+                broken.add(dist.metadata['Name'])
+print(' '.join(sorted(broken)))
+""")
+"""The pytest plugins installed that do not load with the installed pytest, by name."""
+PYTEST_PLUGINS = ("(plugins=$(" + BROKEN_PLUGINS + ") && { [ -z \"$plugins\" ] || "
+                  f"{UNDATED_PIP} --upgrade "
+                  "\"pytest==$(python3 -c 'import pytest; print(pytest.__version__)')\" "
+                  "$plugins || echo \"pytest plugins that do not load: $plugins\"; })")
+"""Plugins of an old pytest's days that do not load with the pytest put in their place
+(pytest-rerunfailures 9 imports `_pytest.resultlog`, gone in pytest 6.1) are upgraded to
+releases that do, for that same pytest."""
+MODERN_PIP = (f"{UNDATED_PIP} --upgrade 'pip>=26.0' "
+              f"|| {UNDATED_PIP} --upgrade 'pip>=26.0,<26.1' "
+              f"|| {UNDATED_PIP} --upgrade --ignore-installed 'pip>=26.0' "
               "|| echo 'pip could not be upgraded; packages are installed as they come'")
 """Every build starts with a pip that has `--uploaded-prior-to` (26.0 or later; 26.0 is the
 last for Python 3.9, which an index without Requires-Python data may not tell old pip),
-whatever the suite ships (bullseye's is 20.3)."""
+whatever the suite ships (bullseye's is 20.3). A pip the distribution installed has no
+RECORD and cannot be uninstalled (trixie's 25.1): the new one goes beside it."""
 DEVELOP = "python3 -I -c " + shlex.quote("""
 import importlib.metadata as m, json, os, site, subprocess, sys
 here = 'file://' + os.getcwd()
@@ -220,16 +242,23 @@ def detect_install(files: dict[str, bytes]) -> str | None:
                      f"(({undated}) && {DEVELOP}) || {PIP} --no-deps -e . || "
                      f"{PIP} --no-deps --no-build-isolation -e . || echo 'the project itself "
                      "could not be installed; tests import it from the work tree')")
-    steps.append(MODERN_PYTEST)
+    steps.extend((MODERN_PYTEST, PYTEST_PLUGINS))
     return " && ".join(steps)
+
+
+LOCAL_REQUIREMENT = r"^[[:space:]]*((-e|--editable)[[:space:]]*)?(\.|/|file:)"
+"""A requirement line naming a local path (`-e .`): the project itself, mostly."""
 
 
 def _requirements(name: str) -> str:
     """Install a requirement file; when that fails, again without its URL lines
-    (`git+https://…` pins of docs tools reach hosts other than the package index)."""
+    (`git+https://…` pins of docs tools reach hosts other than the package index) and its
+    local paths (`-e .`: an old state's build back-end may not build editable under a
+    current pip; the project step after this one has its own ways to install it)."""
     quoted = shlex.quote(name)
     without = "/tmp/davinci-requirements-without-urls.txt"  # noqa: S108 - inside the build
-    return (f"({PIP} -r {quoted} || (grep -v '://' {quoted} > {without}; "
+    local = shlex.quote(LOCAL_REQUIREMENT)
+    return (f"({PIP} -r {quoted} || (grep -v -E -e '://' -e {local} {quoted} > {without}; "
             f"{PIP} -r {without}))")
 
 
@@ -381,6 +410,13 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     if "pip" in command:  # one pip first; packages as of each step's commit (the key says so)
         if as_of:
             steps = [(at, dated(step, _commit_date(repo, at), access)) for at, step in steps]
+            # pip itself last, as of the oldest state: code a chain's later PRs wrote still
+            # supports the pip of a few weeks before, while the first base may not run on
+            # the pip released after it.
+            oldest = steps[0][0]
+            pip_step = pip_as_of(_commit_date(repo, oldest), access)
+            if pip_step:
+                steps.append((commit, pip_step))
         steps.insert(0, (steps[0][0], MODERN_PIP))
     key = environment_key(base.id, "\n".join(step for _, step in steps), files)
     name = image_name(repo, key)

@@ -108,9 +108,42 @@ def dated(command: str, date: str, access: PackageAccess) -> str:
     (`file:` URLs, paths) are left out of the dated attempt, else pip would take their newest
     files whatever the date. With a local primary index there is nothing to date.
     """
+    env = _dated_env(date, access)
+    if env is None:
+        return command
+    fallback = shlex.quote(f"packages as of {date} did not all install: current releases")
+    return f"({env} bash -c {shlex.quote(command)} || (echo {fallback} && {command}))"
+
+
+PIP_AS_OF_DIR = "/tmp/davinci-pip-as-of"  # noqa: S108 - inside the build container
+
+
+def pip_as_of(date: str, access: PackageAccess) -> str | None:
+    """A build step that puts pip itself back as it was at ``date``: the newest release
+    uploaded before it that runs on the build's Python (pip's own Requires-Python decides),
+    tried from its wheel before it replaces the current pip, which stays when it does not
+    run. Projects that import pip's internals (pip-tools) break on a newer pip, and every
+    build starts by upgrading pip to date the other packages. None when nothing can be dated.
+    """
+    env = _dated_env(date, access)
+    if env is None:
+        return None
+    kept = shlex.quote(f"pip as of {date} could not be installed or does not run here: "
+                       "the current one stays")
+    return (f"(rm -rf {PIP_AS_OF_DIR} && {env} python3 -m pip download -q --no-input "
+            f"--disable-pip-version-check --no-deps --only-binary=:all: -d {PIP_AS_OF_DIR} pip "
+            f'&& wheel=$(echo {PIP_AS_OF_DIR}/pip-*.whl) && python3 "$wheel/pip" --version '
+            "&& python3 -m pip install -q --no-input --disable-pip-version-check --no-deps "
+            f'--force-reinstall "$wheel" && python3 -m pip --version || echo {kept}; '
+            f"rm -rf {PIP_AS_OF_DIR})")
+
+
+def _dated_env(date: str, access: PackageAccess) -> str | None:
+    """`env …` that makes pip take only files uploaded before ``date`` from the network
+    indexes; None when the primary index is local (nothing to date)."""
     primary = access.environment.get("PIP_INDEX_URL", DEFAULT_INDEX)
     if urlparse(primary).scheme not in ("http", "https"):
-        return command
+        return None
     settings, unset = [f"PIP_UPLOADED_PRIOR_TO={date}"], []
     for key in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
         remote = [url for url in access.environment.get(key, "").split()
@@ -119,9 +152,7 @@ def dated(command: str, date: str, access: PackageAccess) -> str:
             settings.append(f"{key}={' '.join(remote)}")
         elif key in access.environment:
             unset.append(key)
-    env = " ".join(["env", *(f"-u {key}" for key in unset), *map(shlex.quote, settings)])
-    fallback = shlex.quote(f"packages as of {date} did not all install: current releases")
-    return f"({env} bash -c {shlex.quote(command)} || (echo {fallback} && {command}))"
+    return " ".join(["env", *(f"-u {key}" for key in unset), *map(shlex.quote, settings)])
 
 
 @functools.cache

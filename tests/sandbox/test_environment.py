@@ -21,6 +21,7 @@ from sandbox.docker import DockerSandbox
 from sandbox.environment import (
     DEVELOP,
     MODERN_PYTEST,
+    PYTEST_PLUGINS,
     Environment,
     EnvironmentBuildFailed,
     builder_name,
@@ -55,16 +56,19 @@ def repo(tmp_path: Path) -> GitRepo:
 
 def test_detected_install_commands() -> None:
     pip = "python3 -m pip install --no-input --disable-pip-version-check"
+    runner = f"{MODERN_PYTEST} && {PYTEST_PLUGINS}"
     assert detect_install({}) is None
-    def req(name: str) -> str:  # a file, then the file without its URL lines
+    def req(name: str) -> str:  # a file, then the file without its URL and local lines
         without = "/tmp/davinci-requirements-without-urls.txt"
-        return f"({pip} -r {name} || (grep -v '://' {name} > {without}; {pip} -r {without}))"
+        return (f"({pip} -r {name} || (grep -v -E -e '://' -e "
+                f"'^[[:space:]]*((-e|--editable)[[:space:]]*)?(\\.|/|file:)' {name} > "
+                f"{without}; {pip} -r {without}))")
 
     assert detect_install({"requirements.txt": b"pytest\n", "requirements-dev.txt": b"",
                            "requirements-docs.txt": b"sphinx\n",
                            "test-requirements.txt": b"freezegun\n"}) == (
         f"{req('requirements-dev.txt')} && {req('requirements.txt')} && "
-        f"{req('test-requirements.txt')} && {MODERN_PYTEST}")
+        f"{req('test-requirements.txt')} && {runner}")
     pyproject = (b'[project]\nname = "x"\ndependencies = ["attrs>=23", "click"]\n'
                  b'[project.optional-dependencies]\ntest = ["pytest-timeout", "click"]\n'
                  b'[dependency-groups]\ntests = ["freezegun", {include-group = "x"}]\n'
@@ -76,7 +80,7 @@ def test_detected_install_commands() -> None:
         f"{pip} --no-deps --no-build-isolation -e . || "
         "echo 'the project itself could not be installed; tests import it from the work tree')"
         " && "
-        + MODERN_PYTEST)
+        + runner)
     assert detect_install({"pyproject.toml": b"[tool.black]\n"}) is None
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
     assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(
@@ -87,7 +91,7 @@ def test_detected_install_commands() -> None:
               "requirements/tests.in": b"pytest\n", "requirements/docs.txt": b"sphinx\n",
               "requirements/base.txt": b"attrs\n"}
     assert detect_install(folder) == (f"{req('requirements/tests.txt')} && {pip} hypothesis && "
-                                      + MODERN_PYTEST)
+                                      + runner)
     # The extras tox installs for the tests, else the test extras setup.py defines in a dict.
     extras = {"setup.py": b'EXTRAS = {"tests": ["simplejson"], "lint": ["flake8"]}\n',
               "tox.ini": b"[testenv]\nextras = tests\n[testenv:docs]\nextras = docs\n"}
@@ -354,3 +358,70 @@ def test_a_project_without_editable_installs_still_runs_from_the_work_tree(
         assert found.stdout.split() == ["2", "/work/repo/legacykit/__init__.py"], found.stderr
         listed = box.exec("python3 -m pip list 2>/dev/null").stdout.lower()
         assert "six" in listed and "legacykit" not in listed
+
+
+def test_an_old_state_gets_its_months_pip_and_packages_with_an_editable_requirement(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """A June 2019 state whose requirement file installs the project editable (`-e .`, which
+    2019's setuptools cannot do under a current pip) still gets June 2019's packages, and pip
+    itself as it was then (code that imports pip's internals, as pip-tools does, breaks on a
+    newer one); the project runs from the work tree."""
+    name = f"oldpip-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    git.clock = 1_560_000_000  # 2019-06-08
+    commit = git.commit("Old", {
+        "requirements.txt": "-e .\nclick\n",
+        "setup.py": "from setuptools import setup\nsetup(name='oldkit', version='1.0', "
+                    "packages=['oldkit'])\n",
+        "oldkit/__init__.py": "VALUE = 1\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+                               python="3.9", on_output=output.append)
+    log = "".join(output)[-3000:]
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        found = box.exec("python3 -m pip --version && python3 -c 'import click; "
+                         "print(click.__version__)' && cd /tmp && python3 -c 'import oldkit; "
+                         "print(oldkit.__file__)'")
+        pip, click, module = found.stdout.split("\n")[:3]
+        assert pip.startswith("pip 19.1.1 "), log
+        assert click == "7.0", log
+        assert module == "/work/repo/oldkit/__init__.py", log
+
+
+def test_pip_as_of_a_state_that_does_not_run_on_the_python_leaves_the_current_one(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """pip 9 (2017) does not run on Python 3.13: the build keeps the current pip, and says
+    so. That is a pip beside the one trixie installed (which pip cannot uninstall), so the
+    packages are still dated."""
+    name = f"ancientpip-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    git.clock = 1_500_000_000  # 2017-07-14
+    commit = git.commit("Old", {"requirements.txt": "six\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+                               python="3.13", on_output=output.append)
+    assert "does not run here: the current one stays" in "".join(output)
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        found = box.exec("python3 -m pip --version")
+        assert found.ok and int(found.stdout.split()[1].split(".")[0]) >= 26, found.stderr
+        six = box.exec("python3 -c 'import six; print(six.__version__)'")
+        assert six.stdout.strip() == "1.10.0"
+
+
+def test_plugins_of_an_old_pytest_are_upgraded_with_it(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """pytest 5.4 is replaced by 7.x; pytest-rerunfailures 9.0 (it imports `_pytest.resultlog`,
+    gone since pytest 6.1) is upgraded to a release that loads with that pytest, so the tests
+    run instead of stopping at the plugin's import."""
+    name = f"oldplugin-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    commit = git.commit("Pins", {
+        "requirements.txt": "pytest==5.4.1\npytest-rerunfailures==9.0\n",
+        "tests/test_probe.py": "def test_probe():\n    assert True\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+                               python="3.11", on_output=output.append)
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        run = run_tests(box, ("tests/test_probe.py",), timeout=120)
+    assert run.error is None, run.log[-2000:] + "".join(output)[-2000:]
+    assert run.outcomes == {"tests/test_probe.py::test_probe": PASSED}

@@ -348,9 +348,15 @@ def _plugins(files: dict[str, bytes]) -> list[str]:
     return found
 
 
+BUILD_FORMAT = "2"
+"""Part of every key: images built before the install command's variables were kept out of
+the image (format 2) are not reused."""
+
+
 def environment_key(base_id: str, install: str | None, files: dict[str, bytes]) -> str:
     digest = hashlib.sha256()
-    digest.update(base_id.encode() + b"\0" + (install or "").encode() + b"\0")
+    digest.update(BUILD_FORMAT.encode() + b"\0" + base_id.encode() + b"\0"
+                  + (install or "").encode() + b"\0")
     for name, content in sorted(files.items()):
         digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
     return digest.hexdigest()
@@ -463,9 +469,7 @@ def _build(engine: docker.DockerClient, repo: Path, commit: str,
             container = engine.containers.create(
                 base_image, command=["sleep", "infinity"], user="0:0", working_dir=WORKDIR,
                 network_mode=network, init=True, name=builder_name(name),
-                labels=labels(**{"davinci.build": key}), mounts=access.volumes(),
-                environment={"HOME": "/root", "LANG": "C.UTF-8", **access.environment,
-                             "PIP_BREAK_SYSTEM_PACKAGES": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+                labels=labels(**{"davinci.build": key}), mounts=access.volumes())
         except APIError as exc:
             if exc.status_code != 409:  # 409: the name is taken, a build of this key runs
                 raise
@@ -476,8 +480,19 @@ def _build(engine: docker.DockerClient, repo: Path, commit: str,
             with contextlib.suppress(NotFound, APIError):
                 container.remove(force=True)
             return False
-        _install(container, repo, commit, steps, name, key, timeout, on_output, shown)
+        _install(container, repo, commit, steps, name, key, timeout, on_output, shown,
+                 build_environment(access))
         return True
+
+
+def build_environment(access: PackageAccess) -> dict[str, str]:
+    """The variables of the install command: given to its process only, never to the
+    container, whose configuration the committed image keeps; sandboxes from the image would
+    otherwise run the tests with this machine's pip settings (index URLs, find-links,
+    proxies, a CA path that is not mounted there), which code that reads pip's configuration
+    (pip-tools) passes on, and with HOME pointing at root's folder."""
+    return {"HOME": "/root", "LANG": "C.UTF-8", **access.environment,
+            "PIP_BREAK_SYSTEM_PACKAGES": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def _waited_for_other_build(engine: docker.DockerClient, name: str, key: str,
@@ -512,9 +527,10 @@ def _has_image(engine: docker.DockerClient, name: str) -> bool:
 
 def _install(container: Container, repo: Path, commit: str, steps: list[tuple[str, str]],
              name: str, key: str, timeout: float,
-             on_output: Callable[[str], None] | None, shown: str) -> None:
-    """Run each install command on its commit's files, in order, and commit the image;
-    ``shown`` is how a failure names the command."""
+             on_output: Callable[[str], None] | None, shown: str,
+             environment: dict[str, str]) -> None:
+    """Run each install command on its commit's files, in order, with ``environment``, and
+    commit the image; ``shown`` is how a failure names the command."""
     try:
         container.start()
         container.put_archive("/work", _clone_archive(repo, commit))
@@ -523,7 +539,8 @@ def _install(container: Container, repo: Path, commit: str, steps: list[tuple[st
             for at, command in steps)
         seconds = str(max(1, int(timeout)))
         code, output = container.exec_run(["timeout", "-s", "KILL", seconds, "bash", "-c",
-                                           script], user="0:0", workdir=WORKDIR)
+                                           script], user="0:0", workdir=WORKDIR,
+                                          environment=environment)
         text = output.decode("utf-8", "replace")
         if on_output is not None:
             on_output(text)

@@ -283,6 +283,11 @@ def test_a_real_environment_builds_from_the_index_this_machine_uses(
         found = box.exec("python3 -c 'import six, iniconfig, pytest; print(six.__version__)'")
         assert found.stdout.strip() == "1.16.0", found.stderr
         assert box.exec("ls /sys/class/net").stdout.split() == ["lo"]
+        # The build's package settings stay with the build: tests that read pip's
+        # configuration (pip-tools passes it on) see none of this machine's.
+        names = {line.split("=", 1)[0] for line in box.exec("env").stdout.splitlines()}
+        assert not names & {*index_access.environment, "PIP_BREAK_SYSTEM_PACKAGES"}
+        assert box.exec("echo $HOME").stdout.strip() == "/home/agent"
     assert engine.volumes.get(CACHE_VOLUME)  # downloads kept for the next build
 
 

@@ -27,10 +27,10 @@ def _retry() -> GithubRetry:
     return GithubRetry(total=8, max_rate_limit_wait=MAX_RATE_LIMIT_WAIT)
 
 
-# GitHub asks for serial requests and a pause of a second between writes; reads need no pause
-# (PyGithub waits 0.25 s before every request by default, which made each mining job wait
-# seconds for nothing). Comment creation is paced per installation by bot.status too.
-SECONDS_BETWEEN_WRITES = 1.0
+# GitHub asks for serial requests and a pause of a second between writes (the settings'
+# `github_write_pause`); reads need no pause (PyGithub waits 0.25 s before every request by
+# default, which made each mining job wait seconds for nothing). Comment creation is paced per
+# installation by bot.status too.
 
 
 def app_client(settings: Settings) -> GithubIntegration:
@@ -41,7 +41,7 @@ def app_client(settings: Settings) -> GithubIntegration:
     auth = Auth.AppAuth(settings.github_app_id, settings.github_private_key)
     return GithubIntegration(auth=auth, base_url=settings.github_api_url, retry=_retry(),
                              seconds_between_requests=None,
-                             seconds_between_writes=SECONDS_BETWEEN_WRITES)
+                             seconds_between_writes=settings.github_write_pause)
 
 
 def installation_token(settings: Settings, redis: Redis, installation_id: int) -> str:
@@ -62,4 +62,5 @@ def installation_client(settings: Settings, redis: Redis, installation_id: int) 
     """PyGithub scoped to one installation, honouring rate limits and retrying 5xx."""
     token = installation_token(settings, redis, installation_id)
     return Github(auth=Auth.Token(token), base_url=settings.github_api_url, retry=_retry(),
-                  seconds_between_requests=None, seconds_between_writes=SECONDS_BETWEEN_WRITES)
+                  seconds_between_requests=None,
+                  seconds_between_writes=settings.github_write_pause)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_GITHUB_WRITE_PAUSE = 1.0
+DEFAULT_GITHUB_WRITES_PER_MINUTE = 20
 APP_DIR_NAME = "davinci-agency"
 DEFAULT_SANDBOX_IMAGE = "davinci-sandbox-base:latest"
 SANDBOX_BACKENDS = ("docker", "local")
@@ -53,6 +55,13 @@ class Settings:
     """Accepted webhook secrets; several during rotation (`GITHUB_WEBHOOK_SECRET`)."""
     github_api_url: str = DEFAULT_GITHUB_API_URL
     """REST base URL (`GITHUB_API_URL`)."""
+    github_write_pause: float = DEFAULT_GITHUB_WRITE_PAUSE
+    """Seconds between two writes to GitHub (`DAVINCI_GITHUB_WRITE_PAUSE`): GitHub asks for a
+    second; a GitHub of your own (a simulator, an Enterprise server) may need none."""
+    github_writes_per_minute: int = DEFAULT_GITHUB_WRITES_PER_MINUTE
+    """Comments and check runs created or edited per installation and minute
+    (`DAVINCI_GITHUB_WRITES_PER_MINUTE`), well under GitHub's secondary limit; more wait for
+    the next minute."""
     redis_url: str = DEFAULT_REDIS_URL
     """Redis for rq, locks and the token cache (`REDIS_URL`)."""
     data_dir: Path = field(default_factory=lambda: user_data_dir(os.environ))
@@ -188,6 +197,11 @@ class Settings:
             github_private_key=_private_key(env),
             webhook_secrets=_secrets(env),
             github_api_url=_url(env, "GITHUB_API_URL", DEFAULT_GITHUB_API_URL, ("http", "https")),
+            github_write_pause=_number(env, "DAVINCI_GITHUB_WRITE_PAUSE",
+                                       DEFAULT_GITHUB_WRITE_PAUSE, 0.0, 60.0),
+            github_writes_per_minute=int(_number(env, "DAVINCI_GITHUB_WRITES_PER_MINUTE",
+                                                 DEFAULT_GITHUB_WRITES_PER_MINUTE, 1, 100_000,
+                                                 whole=True)),
             redis_url=_url(env, "REDIS_URL", DEFAULT_REDIS_URL, ("redis", "rediss", "unix")),
             data_dir=Path(_optional(env, "DAVINCI_DATA_DIR") or user_data_dir(env)),
             database_url=_database_url(env),

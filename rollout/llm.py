@@ -1,4 +1,8 @@
-"""One client for every use of an OpenAI-compatible chat-completions endpoint."""
+"""One client for every use of an OpenAI-compatible chat-completions endpoint.
+
+The SDK is imported when a client is made: importing it takes half a second, which every
+command and worker process would pay while most never talk to a model.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import openai
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -74,8 +77,14 @@ class Completion:
         return self.prompt_tokens + self.completion_tokens
 
 
-_UNAVAILABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
-                openai.APITimeoutError, openai.ConflictError)
+def _unavailable() -> tuple[type[Exception], ...]:
+    """The SDK's errors that say the endpoint is away or overloaded, not that it refused."""
+    import openai
+
+    return (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
+            openai.APITimeoutError, openai.ConflictError)
+
+
 _CONTEXT_WORDS = re.compile(r"context length|context window|max_model_len|maximum context|"
                             r"too many tokens|prompt is too long|input is too long|"
                             r"maximum model length|exceeds the model", re.I)
@@ -83,6 +92,8 @@ _CONTEXT_WORDS = re.compile(r"context length|context window|max_model_len|maximu
 
 class LLMClient:
     def __init__(self, config: LLMConfig) -> None:
+        import openai
+
         self.config = config
         self._client = openai.OpenAI(base_url=config.base_url, api_key=config.api_key,
                                      max_retries=config.retries, timeout=config.timeout)
@@ -101,9 +112,11 @@ class LLMClient:
             kwargs["tools"] = tools
         if response_format is not None:
             kwargs["response_format"] = response_format
+        import openai
+
         try:
             response = self._client.chat.completions.create(**kwargs)
-        except _UNAVAILABLE as exc:
+        except _unavailable() as exc:
             raise LLMUnavailable(f"LLM endpoint failed {self.config.retries + 1} times: "
                                  f"{_describe(exc)}") from exc
         except openai.APIStatusError as exc:
@@ -118,6 +131,8 @@ class LLMClient:
         if self.config.context_window:
             return self.config.context_window
         if self._window is False:
+            import openai
+
             self._window = None
             try:
                 for entry in self._client.models.list():
@@ -132,6 +147,8 @@ class LLMClient:
     def answers(self, timeout: float = 5.0) -> bool:
         """Whether the server answers at all (one quick `/v1/models`, no retries): any HTTP
         answer counts, a refused connection or a timeout does not."""
+        import openai
+
         try:
             self._client.with_options(max_retries=0, timeout=timeout).models.list()
         except (openai.APIConnectionError, openai.APITimeoutError):

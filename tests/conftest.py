@@ -27,6 +27,11 @@ atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 os.environ["XDG_DATA_HOME"] = _SCRATCH
 for _name in ("DAVINCI_DATA_DIR", "DATABASE_URL"):
     os.environ.pop(_name, None)
+# The GitHub of the tests is a simulator on this machine: no second's pause between writes and
+# no waiting for the next minute's budget of comments (tests/github/test_pacing.py checks the
+# pacing GitHub gets).
+os.environ["DAVINCI_GITHUB_WRITE_PAUSE"] = "0"
+os.environ["DAVINCI_GITHUB_WRITES_PER_MINUTE"] = "100000"
 
 
 @pytest.fixture(scope="session")

@@ -89,7 +89,8 @@ def refresh(runtime: Runtime, client: Github, repository: str, number: int,
     config_problem = _reported_here(runtime, repository, number, config_problem)
     with runtime.db.session() as session:
         status = build_status(session, repository, number, config, config_problem)
-    limiter = ContentLimiter(runtime.redis, repository.split("/")[0])
+    limiter = ContentLimiter(runtime.redis, repository.split("/")[0],
+                             per_minute=runtime.settings.github_writes_per_minute)
     published = Published("skipped", 0)
     if config.comment:
         issue = client.get_repo(repository).get_issue(number)

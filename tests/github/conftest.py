@@ -37,7 +37,7 @@ def settings(github_sim: GitHubSimulator, redis_url: str, tmp_path: Path) -> Set
     return Settings(github_app_id=str(github_sim.app_id),
                     github_private_key=github_sim.private_key_pem,
                     webhook_secrets=(WEBHOOK_SECRET,), github_api_url=github_sim.url,
-                    redis_url=redis_url, data_dir=tmp_path / "data")
+                    github_write_pause=0, redis_url=redis_url, data_dir=tmp_path / "data")
 
 
 @pytest.fixture

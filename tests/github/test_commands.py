@@ -37,7 +37,8 @@ def world(github_sim: GitHubSimulator, redis_url: str, sqlite_db: Database,
             attach_pull_request(session, pr, GitBlame(sample.path))
     settings = Settings(github_app_id=str(github_sim.app_id),
                         github_private_key=github_sim.private_key_pem,
-                        github_api_url=github_sim.url, redis_url=redis_url, data_dir=tmp_path)
+                        github_api_url=github_sim.url, redis_url=redis_url, data_dir=tmp_path,
+                        github_write_pause=0)
     runtime = Runtime(settings, _db=sqlite_db)
     yield runtime, installation_client(settings, runtime.redis, INSTALLATION_ID)
     runtime.close()

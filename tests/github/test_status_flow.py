@@ -25,7 +25,7 @@ def runtime(github_sim: GitHubSimulator, redis_url: str, sqlite_db: Database,
             tmp_path: Path) -> Iterator[Runtime]:
     settings = Settings(github_app_id=str(github_sim.app_id),
                         github_private_key=github_sim.private_key_pem,
-                        github_api_url=github_sim.url, redis_url=redis_url,
+                        github_api_url=github_sim.url, github_write_pause=0, redis_url=redis_url,
                         data_dir=tmp_path / "data")
     rt = Runtime(settings, _db=sqlite_db)
     yield rt

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -211,15 +212,40 @@ def test_the_local_backend_says_it_installs_nothing(tmp_path: Path) -> None:
         assert isinstance(box, LocalSandbox)
 
 
+@contextlib.contextmanager
+def held_except(engine: docker.DockerClient, image: str) -> Iterator[list[str]]:
+    """Every environment image on the engine but ``image`` given one more tag while the block
+    runs, so a gc of all environments leaves the images of the machine's other work alone:
+    the engine refuses to remove, unforced, an image that more than one tag names (as one
+    a container uses). Yields their tags."""
+    mine = engine.images.get(image).id
+    extra, held = f"davinci-gc-test-hold-{uuid.uuid4().hex[:8]}", []
+    try:
+        for number, other in enumerate(engine.images.list(filters={"label": "davinci.env=1"})):
+            if other.id != mine:
+                with contextlib.suppress(docker.errors.NotFound):  # removed meanwhile
+                    other.tag(extra, str(number))
+                    held.extend(other.tags)
+        yield held
+    finally:
+        for tag in engine.images.list(name=extra):
+            for name in tag.tags:
+                if name.startswith(extra + ":"):
+                    with contextlib.suppress(docker.errors.NotFound):
+                        engine.images.remove(name)
+
+
 def test_gc_removes_old_environment_images_only(engine: docker.DockerClient,
                                                 repo: GitRepo) -> None:
     built = ensure_environment(repo.path, repo.head(), INSTALL, DEFAULT_IMAGE)
     runner = CliRunner()
-    kept = runner.invoke(main, ["sandbox", "gc", "--environments-older-than", "1"])
-    assert kept.exit_code == 0 and "removed 0 environment image(s)" in kept.stdout
-    engine.images.get(built.image)
-    gone = runner.invoke(main, ["sandbox", "gc", "--environments-older-than", "0"])
+    with held_except(engine, built.image) as held:
+        kept = runner.invoke(main, ["sandbox", "gc", "--environments-older-than", "1"])
+        assert kept.exit_code == 0 and "removed 0 environment image(s)" in kept.stdout
+        engine.images.get(built.image)
+        gone = runner.invoke(main, ["sandbox", "gc", "--environments-older-than", "0"])
     assert gone.exit_code == 0 and built.image in gone.stdout
+    assert not [tag for tag in held if tag in gone.stdout], "a held image stays"
     with pytest.raises(docker.errors.ImageNotFound):
         engine.images.get(built.image)
 

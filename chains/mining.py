@@ -42,9 +42,9 @@ OLD_FIX = timedelta(days=365)
 line the fix changes: of judged links, those older than a year with a shared blame were
 mostly lines the fix met on its way to an older or newer bug."""
 
-
 _RESULT = re.compile(r"^(?:return|yield|await)\s+")
 """What a function body line says before the expression it hands back."""
+
 RESTORE_MIN_LENGTH = 12
 """Put-back lines shorter than this ("return x") are too common to say who removed them."""
 RESTORE_PROBES = 4
@@ -489,15 +489,20 @@ def _carried(blame: Blame, sha: str, line: str) -> bool:
     wanted = substance.shape(line)
     if not wanted:
         return False
-    gone = sum(1 for old in removed if substance.shape(old) == wanted)
-    if gone > 0 and gone >= sum(1 for new in added if substance.shape(new) == wanted):
+    if _removed_as_often(removed, added, lambda text: substance.shape(text) == wanted):
         return True
     code = substance.code_of(line)
     value = _RESULT.sub("", code)
-    if value == code or len(value) < RESTORE_MIN_LENGTH:
-        return False
-    held = sum(1 for old in removed if value in substance.code_of(old))
-    return held > 0 and held >= sum(1 for new in added if value in substance.code_of(new))
+    return value != code and len(value) >= RESTORE_MIN_LENGTH and _removed_as_often(
+        removed, added, lambda text: value in substance.code_of(text))
+
+
+def _removed_as_often(removed: tuple[str, ...], added: tuple[str, ...],
+                      holds: Callable[[str], bool]) -> bool:
+    """Whether a commit removed at least one line that ``holds``, and no fewer than it
+    added: what it wrote of that kind it took from elsewhere."""
+    gone = sum(1 for old in removed if holds(old))
+    return gone > 0 and gone >= sum(1 for new in added if holds(new))
 
 
 def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,
@@ -513,10 +518,10 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     """
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
-    for path, ranges in _changed_code(pr, files, blame):
+    for change, base, ranges in _changed_code(pr, files, blame):
+        path = change.old_path or change.path
         # A fix of type hints is not looked through the PRs that wrote them.
-        hints = not substance.hints_only(blame.show(pr.base_commit, path),
-                                         blame.show(pr.merge_commit, path), path)
+        hints = not substance.hints_only(base, blame.show(pr.merge_commit, path), path)
         for sha, count in _blame_through(blame, pr.base_commit, path, ranges,
                                          graph.ignored_among, hints).items():
             lines_by_commit[sha] += count
@@ -560,24 +565,23 @@ def _strength(share: float, count: int, age: timedelta) -> float:
     return round(min(0.95, 0.6 + 0.25 * share + min(count, 40) / 400 - recency), 3)
 
 
-def _changed_code(pr: PullRequest, files: tuple[FileChange, ...],
-                  blame: Blame) -> list[tuple[str, tuple[LineRange, ...]]]:
-    """The base's code lines the PR changed, per blamable file: those it did not carry
-    elsewhere; or, when it carried every one, those it wrapped in new code in place (a fix
-    that puts `try:` around a call works on that call)."""
-    blamable = [(change, change.old_path or change.path) for change in files
-                if _blamable(change)]
-    bases = {path: blame.show(pr.base_commit, path) for _, path in blamable}
+def _changed_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame
+                  ) -> list[tuple[FileChange, str | None, tuple[LineRange, ...]]]:
+    """The base's code lines the PR changed, per blamable file (with the file's base text):
+    those it did not carry elsewhere; or, when it carried every one, those it wrapped in new
+    code in place (a fix that puts `try:` around a call works on that call)."""
+    blamable = [(change, blame.show(pr.base_commit, change.old_path or change.path))
+                for change in files if _blamable(change)]
     added = _added_code(pr, files, blame)
     carried = Counter(added)  # a line carried from one file to another counts once
-    found = [(path, ranges) for change, path in blamable
-             if (ranges := _substantive(change, bases[path], carried))]
+    found = [(change, base, ranges) for change, base in blamable
+             if (ranges := _substantive(change, base, carried))]
     if found or not blamable:
         return found
     carried = Counter(added)
-    return [(path, ranges) for change, path in blamable
-            if (ranges := _substantive(change, bases[path], carried,
-                                       _wrapped(change, bases[path],
+    return [(change, base, ranges) for change, base in blamable
+            if (ranges := _substantive(change, base, carried,
+                                       _wrapped(change, base,
                                                 blame.show(pr.merge_commit, change.path))))]
 
 

@@ -42,9 +42,9 @@ VENDORED = re.compile(r"(^|/)(vendor|vendored|_vendor|third_party|thirdparty|nod
 GENERATED = re.compile(r"(_pb2(_grpc)?\.pyi?|\.min\.js|\.generated\.\w+)$|(^|/)generated/")
 COMMENT = re.compile(r"^\s*(#|//|/\*|\*|--|;)")
 NAME_FIELDS = ("id", "attr", "arg", "name", "asname", "module")
+"""The fields of syntax nodes that hold identifiers."""
 TYPING_MODULES = frozenset({"__future__", "typing", "typing_extensions", "collections.abc"})
 """Modules a type-hinting change imports from for its annotations."""
-"""The fields of syntax nodes that hold identifiers."""
 _CHILD = object()
 """Marks a child node's place in :func:`_nodes` (the child follows in breadth-first order)."""
 

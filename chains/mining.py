@@ -521,7 +521,7 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     for change, base, ranges in _changed_code(pr, files, blame):
         path = change.old_path or change.path
         # A fix of type hints is not looked through the PRs that wrote them.
-        hints = not substance.hints_only(base, blame.show(pr.merge_commit, path), path)
+        hints = not substance.hints_only(base, blame.show(pr.merge_commit, change.path), path)
         for sha, count in _blame_through(blame, pr.base_commit, path, ranges,
                                          graph.ignored_among, hints).items():
             lines_by_commit[sha] += count

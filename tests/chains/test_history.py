@@ -440,3 +440,22 @@ def test_a_fix_of_type_hints_fixes_who_wrote_them(sqlite_db: Database,
     mine(sqlite_db, repo)
     found = links(sqlite_db)
     assert (3, 4, "fixes") in found and (2, 4, "fixes") not in found
+
+
+def test_a_fix_of_type_hints_in_a_renamed_file_fixes_who_wrote_them(sqlite_db: Database,
+                                                                    tmp_path: Path) -> None:
+    """The fix renames the module on its way: its merged text is read under the new name,
+    so it is still told to be a fix of the hints."""
+    body = "".join(f"\n\ndef step{i}(a: int) -> int:\n    return a + {i}\n" for i in range(6))
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add ratio", {"calc.py": "def ratio(a, b):\n    return a / b\n" + body},
+                      squash=True)
+    repo.pull_request(3, "Declare what ratio takes and gives", {
+        "calc.py": "def ratio(a: int, b: int) -> int:\n    return a / b\n" + body}, squash=True)
+    repo.pull_request(4, "Fix the return type of ratio", {
+        "calc.py": None,
+        "numbers.py": "def ratio(a: int, b: int) -> float:\n    return a / b\n" + body},
+        squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (3, 4, "fixes") in found and (2, 4, "fixes") not in found

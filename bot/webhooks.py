@@ -36,8 +36,9 @@ LOST_WINDOW = timedelta(days=1)
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
 INBOX: Table = Delivery.__table__  # type: ignore[assignment]
-ROW = ("id", "event", "action", "installation_id", "repository", "status", "outcome", "job_ids",
-       "payload", "received_at", "attempts")
+ROW = tuple(INBOX.c.keys())
+"""Every column of the inbox: the INSERT below bypasses the columns' defaults, so `_row`
+gives each one."""
 # The request path's statements, compiled once per dialect and run on the driver's cursor.
 INSERT_DELIVERY = Prepared(insert(INBOX).values({name: bindparam(name) for name in ROW}))
 UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery")).values(

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +57,8 @@ class _Raw:
 YEAR = 365 * 24 * 3600
 IMPORTED_REUSES = 3
 """Numbers named twice that make the older merges an imported history, not a stray title."""
+SYNC_CARRIED = 2
+"""Other PRs' merges a PR must bring to be a branch sync ("Merge main into stable")."""
 
 
 @dataclass
@@ -194,7 +196,25 @@ class GitHistory:
             pr = self._pull_request(raw, commits)
             if pr is not None:
                 prs.append(pr)
+        prs = self._without_syncs(prs)
         return prs[-limit:] if limit is not None else prs
+
+    def _without_syncs(self, prs: list[PullRequest]) -> list[PullRequest]:
+        """The PRs less branch syncs: a PR that brings the merges of SYNC_CARRIED or more
+        other PRs ("Merge main into stable (#N)") carries their work, not work of its own,
+        so the lines it brought stay theirs and its commits' messages do not speak for it."""
+        merges = {pr.merge_commit: pr.number for pr in prs}
+        kept = []
+        for pr in prs:
+            carried = sorted({merges[c.sha] for c in pr.commits
+                              if merges.get(c.sha, pr.number) != pr.number})
+            if len(carried) < SYNC_CARRIED:
+                kept.append(pr)
+                continue
+            named = ", ".join(f"#{n}" for n in carried[:6]) + (" …" if len(carried) > 6 else "")
+            self.skipped.append(f"PR #{pr.number}: a branch sync that brings {len(carried)} "
+                                f"other PRs ({named}), not work of its own")
+        return kept
 
     def _own_numbering(self, ordered: list[_Raw]) -> list[_Raw]:
         """The PRs numbered by this repository, oldest first. A number named by two merges
@@ -346,7 +366,7 @@ class GitBlame:
         self.path = Path(path)
         self._reader: subprocess.Popen[bytes] | None = None
         self._ignore_files: dict[frozenset[str], str] = {}
-        self._changes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._changes: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {}
         self._scratch = tempfile.TemporaryDirectory(prefix="davinci-blame-")
 
     def lines(self, commit: str, path: str, ranges: tuple[LineRange, ...],
@@ -377,18 +397,22 @@ class GitBlame:
                 found[line] = (sha, raw[1:].decode("utf-8", "replace"))
         return found
 
-    def changed_lines(self, sha: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(removed, added) lines of a commit's change against its first parent, all files."""
+    def changed_lines(self, sha: str, where: Callable[[str], bool] | None = None
+                      ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(removed, added) lines of a commit's change against its first parent, in every
+        file or in those whose path ``where`` accepts."""
         if sha not in self._changes:
             diff = subprocess.run(["git", "-C", str(self.path), "show", "--format=", "-U0",
                                    "--no-ext-diff", "--no-color", "--diff-merges=first-parent",
                                    sha], capture_output=True).stdout
-            files = list(parse_diff(diff.decode("utf-8", "replace"), with_lines=True))
+            files = parse_diff(diff.decode("utf-8", "replace"), with_lines=True)
             if len(self._changes) > 4096:
                 self._changes.clear()
-            self._changes[sha] = (tuple(line for f in files for line in f.removed_lines),
-                                  tuple(line for f in files for line in f.added_lines))
-        return self._changes[sha]
+            self._changes[sha] = tuple((f.path, f.removed_lines, f.added_lines) for f in files)
+        kept = [(removed, added) for path, removed, added in self._changes[sha]
+                if where is None or where(path)]
+        return (tuple(line for removed, _ in kept for line in removed),
+                tuple(line for _, added in kept for line in added))
 
     def show(self, commit: str, path: str) -> str | None:
         """The text of ``path`` at ``commit`` (None: absent, binary or over 2 MB), read

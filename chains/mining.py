@@ -12,10 +12,11 @@ import fnmatch
 import hashlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from difflib import SequenceMatcher
 from typing import Protocol
 
 from sqlalchemy import select
@@ -50,6 +51,11 @@ RESTORE_MIN_LENGTH = 12
 RESTORE_PROBES = 4
 """At most this many put-back lines are looked up per PR."""
 COSMETIC_ROUNDS = 3
+PASSING_ROUNDS = 2
+"""How many commits in a row blame looks through for one line edited in passing."""
+PASSING_LIKE = 0.5
+"""How alike (token ratio) a line a commit removed must be to a line it wrote to count as
+the same line's earlier version."""
 IGNORED_ROUNDS = 4
 """How many times blame looks further back through commits of ignored PRs, first."""
 """How many times blame looks further back through cosmetic commits of one file."""
@@ -69,8 +75,9 @@ class Blame(Protocol):
         elsewhere to the commit that wrote them there."""
         ...
 
-    def changed_lines(self, sha: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(removed, added) lines of a commit, all files."""
+    def changed_lines(self, sha: str, where: Callable[[str], bool] | None = None
+                      ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(removed, added) lines of a commit, in every file or those ``where`` accepts."""
         ...
 
     def show(self, commit: str, path: str) -> str | None:
@@ -422,7 +429,8 @@ def _added_lines(pr: PullRequest, change: FileChange,
 
 def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
                    ignored: Callable[[set[str]], frozenset[str]],
-                   hints: bool = True) -> dict[str, int]:
+                   hints: bool = True,
+                   edits: Mapping[int, list[str] | None] | None = None) -> dict[str, int]:
     """Blame that looks through what only re-laid out, renamed, moved or restored code:
     reverts (they put back what others wrote) and commits whose change to ``path`` was
     cosmetic (the same tree once names and docstrings are blanked, and type hints too unless
@@ -430,7 +438,9 @@ def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange
     then line by line a commit that wrote a line in a shape it also removed (a block moved
     and renamed into a new function): those lines go back to whoever wrote them before.
     ``ignored`` says which commits belong to ignored PRs: asked only of the commits blame
-    names, so the cost follows the lines, not the history."""
+    names, so the cost follows the lines, not the history. With ``edits`` (what the fix made
+    of each line, as tokens), a line goes back past a commit that only edited it in passing:
+    one that did not write the tokens the fix changes."""
     looked: set[str] = set()
     carriers: set[str] = set()
     lines = blame.lines(commit, path, ranges)
@@ -457,8 +467,92 @@ def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange
         looked |= carriers
         lines.update(blame.lines(commit, path, diff.ranges(sorted(moved)), frozenset(looked)))
     lines.update(_copied(blame, commit, path, ranges, frozenset(looked), lines))
+    if edits:
+        for number, found in _past_passing(blame, commit, path, lines, edits,
+                                           frozenset(looked)).items():
+            if found is None:
+                del lines[number]
+            else:
+                lines[number] = found
     # A line blame cannot take past its carrier (moved to another file) credits no one.
     return dict(Counter(sha for sha, _ in lines.values() if sha not in carriers))
+
+
+def _replacements(change: FileChange, old: str | None, new: str | None
+                  ) -> dict[int, list[str] | None]:
+    """What the change made of each base line it replaced, as tokens: the most alike line
+    it added in the same hunk, or None when it added none alike (the line went)."""
+    if old is None:
+        return {}
+    old_lines, new_lines = old.split("\n"), (new or "").split("\n")
+    made: dict[int, list[str] | None] = {}
+    for hunk in change.hunks:
+        if hunk.old is None:
+            continue
+        added = [substance.tokens(new_lines[n - 1]) for n in
+                 (range(hunk.new.start, hunk.new.end + 1) if hunk.new else ())
+                 if n <= len(new_lines)]
+        for number in range(hunk.old.start, hunk.old.end + 1):
+            if number <= len(old_lines):
+                made[number] = _most_alike(substance.tokens(old_lines[number - 1]), added)
+    return made
+
+
+def _most_alike(line: list[str], candidates: Iterable[list[str]]) -> list[str] | None:
+    """The candidate most alike ``line`` if at least PASSING_LIKE alike, else None."""
+    matcher = SequenceMatcher(None, autojunk=False)
+    matcher.set_seq2(line)
+    best, found = PASSING_LIKE, None
+    for candidate in candidates:
+        matcher.set_seq1(candidate)
+        if matcher.real_quick_ratio() >= best and matcher.quick_ratio() >= best \
+                and (ratio := matcher.ratio()) >= best:
+            best, found = ratio, candidate
+    return found
+
+
+def _in_passing(blame: Blame, sha: str, line: list[str], fixed: list[str] | None) -> bool:
+    """Whether commit ``sha`` edited ``line`` (tokens) only in passing for a fix that made
+    it ``fixed``: the commit removed a line alike that already held every token the fix
+    changes (a rename beside the bug, an argument added to the buggy call), and the fix
+    puts back nothing the commit took out. A line the fix deletes, only re-indents or only
+    adds to is not told apart this way (what an insertion fixes is not in the line)."""
+    if fixed is None:
+        return False
+    touched = substance.touched(line, fixed)
+    if not touched:
+        return False
+    removed, _ = blame.changed_lines(sha, lambda path: not _not_code(path))
+    before = _most_alike(line, map(substance.tokens, removed))
+    return before is not None and substance.inherited(line, before, touched) \
+        and not substance.put_back(line, before, fixed)
+
+
+def _past_passing(blame: Blame, commit: str, path: str, lines: dict[int, tuple[str, str]],
+                  edits: Mapping[int, list[str] | None], ignore: frozenset[str]
+                  ) -> dict[int, tuple[str, str] | None]:
+    """The lines whose last commit edited them in passing (see `_in_passing`), blamed past
+    it. None: blame cannot go past it (the line came from another file), so it credits no
+    one."""
+    past: dict[int, tuple[str, str] | None] = {}
+    skipped: dict[int, frozenset[str]] = {}
+    current = {number: found for number, found in lines.items() if number in edits}
+    for _ in range(PASSING_ROUNDS):
+        passed: dict[frozenset[str], list[int]] = defaultdict(list)
+        for number, (sha, line) in current.items():
+            if _in_passing(blame, sha, substance.tokens(line), edits[number]):
+                passed[skipped.get(number, frozenset()) | {sha}].append(number)
+        current = {}
+        for passers, numbers in passed.items():
+            again = blame.lines(commit, path, diff.ranges(sorted(numbers)), ignore | passers)
+            for number in numbers:
+                found = again.get(number)
+                if found is None or found[0] in passers:
+                    past[number] = None
+                else:
+                    past[number] = current[number] = found
+                    skipped[number] = passers
+    return past
 
 
 def _copied(blame: Blame, commit: str, path: str, ranges: tuple[LineRange, ...],
@@ -521,9 +615,11 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     for change, base, ranges in _changed_code(pr, files, blame):
         path = change.old_path or change.path
         # A fix of type hints is not looked through the PRs that wrote them.
-        hints = not substance.hints_only(base, blame.show(pr.merge_commit, change.path), path)
+        merged = blame.show(pr.merge_commit, change.path)
+        hints = not substance.hints_only(base, merged, path)
         for sha, count in _blame_through(blame, pr.base_commit, path, ranges,
-                                         graph.ignored_among, hints).items():
+                                         graph.ignored_among, hints,
+                                         _replacements(change, base, merged)).items():
             lines_by_commit[sha] += count
             paths_by_commit[sha].add(path)
     if not lines_by_commit:

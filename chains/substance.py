@@ -15,8 +15,12 @@ mining asks three questions here:
   touched still belong to whoever wrote them;
 
 :func:`shape` is one line with its names blanked, so a line that was only renamed or moved
-by a commit is told from one it wrote; and :func:`never_blamed` names the files no fix is
-credited through (lock files, vendored and generated code, configuration and data).
+by a commit is told from one it wrote; :func:`touched`, :func:`inherited` and
+:func:`put_back` say which tokens of a line a change replaced, whether an earlier version of
+the line already held them and whether the change undoes an earlier edit (a commit that
+edited a line in passing did not write what a later fix of it changes); and
+:func:`never_blamed` names the files no fix is credited through (lock files, vendored and
+generated code, configuration and data).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import itertools
 import keyword
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from difflib import SequenceMatcher
 from pathlib import PurePosixPath
 
 PYTHON_SUFFIXES = (".py", ".pyi")
@@ -61,6 +66,53 @@ def shape(line: str) -> str:
                      and token not in keyword.kwlist else token
                      for token in _TOKEN.findall(line))
     return _DOTTED.sub("_", names)
+
+
+def tokens(line: str) -> list[str]:
+    """The tokens of a line's code (names, numbers, whole strings, single symbols)."""
+    return _TOKEN.findall(code_of(line))
+
+
+def similarity(a: Sequence[str], b: Sequence[str]) -> float:
+    """How alike two token lists are, 0 to 1 (difflib's ratio)."""
+    return SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def touched(old: Sequence[str], new: Sequence[str] | None) -> set[int]:
+    """Positions of ``old``'s tokens that a change to ``new`` replaced or removed (every one
+    when the line went, ``new`` None); an insertion alone touches none."""
+    if new is None:
+        return set(range(len(old)))
+    found: set[int] = set()
+    for tag, i1, i2, _, _ in SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if tag in ("replace", "delete"):
+            found.update(range(i1, i2))
+    return found
+
+
+def inherited(line: Sequence[str], before: Sequence[str], positions: set[int]) -> bool:
+    """Whether the tokens of ``line`` at ``positions`` were all in ``before``, in order: the
+    change that made ``line`` out of ``before`` did not write them."""
+    same: set[int] = set()
+    for block in SequenceMatcher(None, line, before, autojunk=False).get_matching_blocks():
+        same.update(range(block.a, block.a + block.size))
+    return positions <= same
+
+
+def put_back(line: Sequence[str], before: Sequence[str], after: Sequence[str]) -> bool:
+    """Whether ``after`` puts back a word (a name, number or string) of ``before`` that
+    ``line`` lost: the change from ``line`` to ``after`` undoes part of the edit that made
+    ``line`` out of ``before``."""
+    return bool(_new_words(line, before) & _new_words(line, after))
+
+
+def _new_words(old: Sequence[str], new: Sequence[str]) -> set[str]:
+    """The words of ``new`` that a change from ``old`` wrote."""
+    found: set[str] = set()
+    for tag, _, _, j1, j2 in SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if tag in ("replace", "insert"):
+            found.update(word for word in new[j1:j2] if word[0].isalnum() or word[0] in "_'\"")
+    return found
 
 
 def code_of(line: str) -> str:

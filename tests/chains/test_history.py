@@ -459,3 +459,64 @@ def test_a_fix_of_type_hints_in_a_renamed_file_fixes_who_wrote_them(sqlite_db: D
     mine(sqlite_db, repo)
     found = links(sqlite_db)
     assert (3, 4, "fixes") in found and (2, 4, "fixes") not in found
+
+
+def test_a_line_edited_in_passing_is_fixed_past_the_edit(sqlite_db: Database,
+                                                         tmp_path: Path) -> None:
+    """#3 turned #2's `return` into an assignment (to wrap the result) and kept the call as it
+    was; #4 fixes the call's argument, which #2 wrote: the fix is #2's, not #3's."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add resolve", {"resolve.py": (
+        "def resolve(schema, name):\n    instance = load(name)\n"
+        "    return convert(schema)\n")}, squash=True)
+    repo.pull_request(3, "Wrap many=True schemas in arrays", {"resolve.py": (
+        "def resolve(schema, name, many=False):\n    instance = load(name)\n"
+        "    result = convert(schema)\n"
+        "    return {'type': 'array', 'items': result} if many else result\n")}, squash=True)
+    repo.pull_request(4, "Fix resolve of schemas given by name", {"resolve.py": (
+        "def resolve(schema, name, many=False):\n    instance = load(name)\n"
+        "    result = convert(instance)\n"
+        "    return {'type': 'array', 'items': result} if many else result\n")}, squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (2, 4, "fixes") in found and (3, 4, "fixes") not in found
+
+
+def test_a_fix_of_what_the_edit_wrote_fixes_the_edit(sqlite_db: Database,
+                                                     tmp_path: Path) -> None:
+    """#3 added an argument to #2's call; #4 fixes that argument's value: the tokens the
+    fix changes are #3's, so the fix is #3's."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add resolve", {"resolve.py": (
+        "def resolve(schema):\n    return convert(schema)\n")}, squash=True)
+    repo.pull_request(3, "Convert in strict mode", {"resolve.py": (
+        "def resolve(schema):\n    return convert(schema, strict=True)\n")}, squash=True)
+    repo.pull_request(4, "Fix strict mode of resolve", {"resolve.py": (
+        "def resolve(schema):\n    return convert(schema, strict='all')\n")}, squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (3, 4, "fixes") in found and (2, 4, "fixes") not in found
+
+
+def test_a_branch_sync_is_no_pr_and_owns_no_ones_lines(sqlite_db: Database,
+                                                       tmp_path: Path) -> None:
+    """#2 and #3 were merged into `stable`; "Merge stable into main (#4)" brought them to
+    main. #4 is a branch sync, not work of its own: it is not mined, and #5, which fixes
+    #2's code, fixes #2, not the sync."""
+    repo = new_repo(tmp_path)
+    repo.branch("stable")
+    for number, name in ((2, "parse"), (3, "render")):
+        repo.branch(f"pr-{number}", "stable")
+        repo.commit(f"Add {name}", {f"{name}.py": (
+            f"def {name}(text):\n    parts = text.split(',')\n    return parts\n")})
+        merge(repo, "stable", f"pr-{number}",
+              f"Merge pull request #{number} from someone/pr-{number}\n\nAdd {name}")
+    merge(repo, "main", "stable", "Merge stable into main (#4)")
+    repo.pull_request(5, "Fix parse of empty text", {"parse.py": (
+        "def parse(text):\n    parts = [p for p in text.split(',') if p]\n"
+        "    return parts\n")}, squash=True)
+    history = mine(sqlite_db, repo)
+    assert [pr.number for pr in history.pull_requests()] == [2, 3, 5]
+    assert any("#4" in reason and "branch sync" in reason for reason in history.skipped)
+    found = links(sqlite_db)
+    assert (2, 5, "fixes") in found and not [link for link in found if 4 in link[:2]]

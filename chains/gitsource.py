@@ -57,8 +57,10 @@ class _Raw:
 YEAR = 365 * 24 * 3600
 IMPORTED_REUSES = 3
 """Numbers named twice that make the older merges an imported history, not a stray title."""
-SYNC_CARRIED = 2
-"""Other PRs' merges a PR must bring to be a branch sync ("Merge main into stable")."""
+SYNC_CARRIED = 3
+"""Other PRs' merges a PR must bring to be a branch sync; one is enough when its title says
+it merges or syncs ("Merge main into stable")."""
+_SYNC_TITLE = re.compile(r"\b(merg(e|es|ed|ing)|sync\w*)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -201,14 +203,15 @@ class GitHistory:
 
     def _without_syncs(self, prs: list[PullRequest]) -> list[PullRequest]:
         """The PRs less branch syncs: a PR that brings the merges of SYNC_CARRIED or more
-        other PRs ("Merge main into stable (#N)") carries their work, not work of its own,
-        so the lines it brought stay theirs and its commits' messages do not speak for it."""
+        other PRs, or of any when its title says it merges ("Merge main into stable (#N)"),
+        carries their work, not work of its own, so the lines it brought stay theirs and
+        its commits' messages do not speak for it."""
         merges = {pr.merge_commit: pr.number for pr in prs}
         kept = []
         for pr in prs:
             carried = sorted({merges[c.sha] for c in pr.commits
                               if merges.get(c.sha, pr.number) != pr.number})
-            if len(carried) < SYNC_CARRIED:
+            if len(carried) < SYNC_CARRIED and not (carried and _SYNC_TITLE.search(pr.title)):
                 kept.append(pr)
                 continue
             named = ", ".join(f"#{n}" for n in carried[:6]) + (" …" if len(carried) > 6 else "")

@@ -520,3 +520,22 @@ def test_a_branch_sync_is_no_pr_and_owns_no_ones_lines(sqlite_db: Database,
     assert any("#4" in reason and "branch sync" in reason for reason in history.skipped)
     found = links(sqlite_db)
     assert (2, 5, "fixes") in found and not [link for link in found if 4 in link[:2]]
+
+
+def test_a_pr_that_also_brings_two_merges_is_still_a_pr(sqlite_db: Database,
+                                                        tmp_path: Path) -> None:
+    """#4 switches CI and, on the way, merges the maintenance line that brought #2 and #3:
+    a PR with a title of its own that brings fewer than three others is still mined."""
+    repo = new_repo(tmp_path)
+    repo.branch("maint")
+    for number in (2, 3):
+        repo.branch(f"pr-{number}", "maint")
+        repo.commit(f"Fix {number} on maint", {f"m{number}.py": f"M = {number}\n"})
+        merge(repo, "maint", f"pr-{number}",
+              f"Merge pull request #{number} from someone/pr-{number}\n\nFix {number}")
+    repo.branch("ci", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "Bring maint", "maint")
+    repo.commit("Switch CI", {"ci.py": "CI = 'pipelines'\n"})
+    merge(repo, "main", "ci", "Switch CI to pipelines (#4)")
+    history = mine(sqlite_db, repo)
+    assert 4 in [pr.number for pr in history.pull_requests()]

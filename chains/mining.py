@@ -35,6 +35,9 @@ SAME_AREA_WINDOW = timedelta(days=30)
 SAME_AREA_OVERLAP = 0.5
 SAME_AREA_MAX_FILES = 200
 FIX_SHARE = 0.25
+LONE_LINE_SHARE = 0.5
+"""A fix's one line of an earlier PR links to it only when that is at least this share of
+the lines the fix changes (one line among others' is met on the way)."""
 """A fix links to an earlier PR only if that PR wrote at least this share of the lines the fix
 changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
 
@@ -607,8 +610,8 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     blank, comments, docstrings or imports) in files that are not tests, docs, configuration,
     lock files, vendored or generated; blame ignores whitespace, follows moves and copies,
     and looks through format-only PRs and `.git-blame-ignore-revs`. An earlier PR is linked
-    when it wrote at least a quarter of those lines that earlier PRs wrote; the link's
-    strength grows with its share and its line count.
+    when it wrote at least a quarter of those lines that earlier PRs wrote (half, when it
+    wrote only one); the link's strength grows with its share and its line count.
     """
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
@@ -638,7 +641,8 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     for number, count in blamed.items():
         share = count / total
         age = _age(known[number], pr)
-        if share < FIX_SHARE or (age > OLD_FIX and count < total):
+        if share < FIX_SHARE or (count == 1 and share < LONE_LINE_SHARE) \
+                or (age > OLD_FIX and count < total):
             continue
         where = ", ".join(sorted(paths_by_pr[number])[:3])
         noun = "line" if count == 1 else "lines"

@@ -539,3 +539,29 @@ def test_a_pr_that_also_brings_two_merges_is_still_a_pr(sqlite_db: Database,
     merge(repo, "main", "ci", "Switch CI to pipelines (#4)")
     history = mine(sqlite_db, repo)
     assert 4 in [pr.number for pr in history.pull_requests()]
+
+
+def test_one_line_among_others_lines_links_no_one(sqlite_db: Database,
+                                                   tmp_path: Path) -> None:
+    """#4 rewrites two lines of #3 and one of #2 on its way: one line, a third of what it
+    changes, is met in passing, so #4 fixes #3 alone. #5 changes one line of #2 and one of
+    #3: half each, both linked."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add the cart", {"cart.py": (
+        "def total(cart):\n    items = cart.items\n    return sum(i.price for i in items)\n")},
+        squash=True)
+    repo.pull_request(3, "Add coupons", {"cart.py": (
+        "def total(cart):\n    items = cart.items\n    coupon = cart.coupon or 0\n"
+        "    paid = sum(i.price for i in items) - coupon\n    return paid\n")}, squash=True)
+    repo.pull_request(4, "Fix coupons larger than the cart", {"cart.py": (
+        "def total(cart):\n    items = list(cart.items)\n    coupon = cart.coupon or 0.0\n"
+        "    paid = max(0, sum(i.price for i in items) - coupon)\n    return paid\n")},
+        squash=True)
+    repo.pull_request(5, "Fix carts of generators", {"cart.py": (
+        "def total(cart):\n    items = tuple(cart.items)\n    coupon = cart.coupon or 0.0\n"
+        "    paid = max(0, sum(i.price for i in items) - coupon)\n    return round(paid, 2)\n")},
+        squash=True)
+    mine(sqlite_db, repo)
+    found = {link for link in links(sqlite_db) if link[2] == "fixes"}
+    assert (3, 4, "fixes") in found and (2, 4, "fixes") not in found
+    assert {(4, 5, "fixes"), (3, 5, "fixes")} <= found

@@ -104,6 +104,7 @@ def is_bot(author: str) -> bool:
     return bool(_BOTS.search((author or "").strip()))
 
 
+_CHECKERS = r"(?:flake8|ruff|pylint|pyflakes|pycodestyle|mypy|pyright|pyre|pytype)\b"
 _SWEEP = re.compile(
     r"^\W*style\b|🎨"
     r"|\b(?:apply|run|use|add|adopt|migrate to|switch to|enable|introduce)\s+(?:the\s+)?"
@@ -114,14 +115,17 @@ _SWEEP = re.compile(
     r"|\b(?:fix(?:e[sd]|ing)?|silence[sd]?|address(?:e[sd])?)\s+(?:\w+\s+)?"
     r"(?:flake8|lint(?:er|ing)?|ruff|pylint|pyflakes|pycodestyle|pep ?8|isort|black|pre-commit"
     r"|mypy|pyright)"
-    r"(?:\s+(?:issues?|errors?|warnings?|violations?|complaints?|findings?))?\s*(?:$|[(.,;:!])",
+    r"(?:\s+(?:issues?|errors?|warnings?|violations?|complaints?|findings?))?\s*(?:$|[(.,;:!])"
+    r"|\b(?:found|reported|flagged|caught)\s+by\s+(?:\w+\s+)?" + _CHECKERS +
+    r"|\bcompatib\w*\s+with\s+(?:the\s+)?(?:latest\s+|new(?:er|est)?\s+)?" + _CHECKERS,
     re.I)
 
 
 def is_sweep(title: str) -> bool:
     """A title that says the PR restyles code across the project (a formatter or linter
-    adopted, type hints added, a readability pass, what a linter reported fixed: "Fix flake8
-    issues" is a sweep, not a repair): no one's work, blame looks through it."""
+    adopted, type hints added, a readability pass, what a linter or type checker reported
+    fixed: "Fix flake8 issues", "Fix root logger use found by ruff", "Fix compatibility with
+    pyright 1.1.394" are sweeps, not repairs): no one's work, blame looks through it."""
     return bool(_SWEEP.search(title or ""))
 
 

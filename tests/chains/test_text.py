@@ -34,3 +34,16 @@ def test_restores_and_merges_git_wrote() -> None:
     assert text.is_merge_message("Merge pull request #2 from someone/master")
     assert text.is_merge_message("Merge branch 'main' into feature")
     assert not text.is_merge_message("Merge sort: fix the pivot")
+
+
+@pytest.mark.parametrize(("title", "sweep"), [
+    ("Fix flake8 issues", True),
+    ("fix: root logger use found by ruff LOG", True),
+    ("Fix compatibility with pyright 1.1.394", True),
+    ("Fix mypy tests", False),
+    ("Fix crash with mypy plugin", False),
+    ("Fix compatibility with Python 3.13", False),
+    ("Fix error reported by users", False),
+])
+def test_what_a_checker_reported_fixed_is_a_sweep(title: str, sweep: bool) -> None:
+    assert text.is_sweep(title) is sweep

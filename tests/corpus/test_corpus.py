@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import blake3
 import pytest
 from sqlalchemy import func, select
 
@@ -135,7 +136,7 @@ def read_shards(out: Path, manifest: dict[str, object]) -> list[dict[str, object
     lines: list[dict[str, object]] = []
     for shard in manifest["shards"]:  # type: ignore[attr-defined]
         data = (out / shard["file"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == shard["sha256"]
+        assert blake3.blake3(data).hexdigest() == shard["blake3"]
         assert len(data) == shard["bytes"]
         lines += [json.loads(line) for line in data.splitlines()]
     return lines

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import blake3
 import orjson
 import pytest
 from sqlalchemy import insert, select
 
+import corpus.export
 from bot.db import Database
 from corpus import formats, hf
 from corpus.export import ExportError, export
@@ -130,7 +130,7 @@ def test_a_failed_export_leaves_the_previous_version_and_nothing_half_written(
 def test_a_failure_while_shards_are_written_leaves_nothing(sqlite_db: Database,
                                                           tmp_path: Path) -> None:
     """Shards of several megabytes were already being written and hashed when a record
-    failed: the partial files go, and no hashing thread is left behind."""
+    failed: the partial files go."""
     out = tmp_path / "export"
     with sqlite_db.session() as session:
         for seed in range(4):
@@ -141,7 +141,6 @@ def test_a_failure_while_shards_are_written_leaves_nothing(sqlite_db: Database,
     with sqlite_db.session() as session, pytest.raises(orjson.JSONDecodeError):
         export(session, out, "openai", shard_bytes=2_000_000)
     assert list(out.iterdir()) == []
-    assert not [t for t in threading.enumerate() if t.name.startswith("shard-sha256")]
 
 
 def test_export_by_policy(sqlite_db: Database, tmp_path: Path) -> None:
@@ -198,7 +197,7 @@ def test_the_hf_export_loads_as_a_dataset_with_its_card(sqlite_db: Database,
         assert result.manifest is not None
         for shard in json.loads(result.manifest.read_text())["shards"]:
             data = (out / shard["file"]).read_bytes()
-            assert (shard["sha256"], shard["bytes"]) == (hashlib.sha256(data).hexdigest(),
+            assert (shard["blake3"], shard["bytes"]) == (blake3.blake3(data).hexdigest(),
                                                          len(data))
     loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
     assert (loaded["train"].num_rows, loaded["test"].num_rows) == (2, 2)
@@ -272,3 +271,44 @@ def test_an_export_streams_only_its_own_variants_stored_lines(sqlite_db: Databas
     with sqlite_db.session() as session:
         result = export(session, tmp_path / "sharegpt", "sharegpt")
     assert json.loads(result.shards[0].read_bytes())["conversations"][0]["from"] == "system"
+
+
+def test_an_export_writes_the_lines_as_they_were_when_it_began(
+        database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another connection removes a record's stored line and stores another record's while
+    an export is writing: the export still writes every record's own line, read from the
+    state it began with."""
+    with database.session() as session:
+        ids = [append(session, make_record(seed)).id for seed in range(3)]
+        lines = dict(session.execute(select(ExportLineRow.id, ExportLineRow.line)).all())
+    variant = formats.variant("openai")
+    add = corpus.export._ShardWriter.add
+
+    def add_while_lines_change(writer: corpus.export._ShardWriter, line: bytes) -> None:
+        if writer.count == 0 and not writer.shards[:-1]:
+            with database.engine.begin() as other:
+                other.execute(ExportLineRow.__table__.delete().where(
+                    ExportLineRow.id == ids[-1]))
+                other.execute(insert(ExportLineRow).values(id="another", variant=variant,
+                                                           line=b"another record's line\n"))
+        add(writer, line)
+
+    monkeypatch.setattr(corpus.export._ShardWriter, "add", add_while_lines_change)
+    with database.session() as session:
+        result = export(session, tmp_path / "out", "openai")
+    assert result.records == 3
+    assert b"".join(p.read_bytes() for p in result.shards) == b"".join(lines[i] for i in ids)
+
+
+def test_a_session_goes_on_appending_after_an_export(database: Database,
+                                                     tmp_path: Path) -> None:
+    """Another process appended between the export and the session's next append."""
+    with database.session() as session:
+        append(session, make_record(1))
+    with database.session() as session:
+        assert export(session, tmp_path / "out", "openai").records == 1
+        with database.session() as other:
+            append(other, make_record(2))
+        append(session, make_record(3))
+    with database.session() as session:
+        assert export(session, tmp_path / "out", "openai").records == 2

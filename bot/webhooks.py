@@ -38,9 +38,9 @@ CHECKED_KEY = "davinci:inbox:checked"
 """Until when (a Unix time) the jobs of enqueued deliveries were found in Redis."""
 LOST_WINDOW = timedelta(days=1)
 SETTLE = timedelta(minutes=1)
-"""A request records and enqueues a delivery within this (GitHub gives up after 10 s): the
-sweeper leaves younger deliveries to their requests, and starts each check this much before
-the last one ended."""
+"""A request records and enqueues a delivery well within this (GitHub gives up after 10 s),
+and the hosts' clocks agree within it: the sweeper leaves younger deliveries to their
+requests, and starts each check this much before the last one ended."""
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
 INBOX: Table = Delivery.__table__  # type: ignore[assignment]
@@ -177,11 +177,12 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
 
     With ``new`` (the event and its raw body) the delivery comes from GitHub: an id the inbox
     already holds is a DuplicateDelivery and is not routed, unless it failed before (then it
-    is worked again). Without, it is read from the inbox (the sweeper). The lookup, the
-    handler's writes and the delivery's row, with its final status and its jobs, commit in
-    one short transaction before the jobs are enqueued (the jobs read them). On SQLite its
-    first write takes the writer (the handler's rows, flushed once it returned, or the
-    delivery's row) and the commit right after releases it: it is never held across a
+    is worked again). Without, it is read from the inbox while pending (the sweeper).
+
+    The lookup, the handler's writes and the delivery's row, with its final status and its
+    jobs, commit in one short transaction before the jobs are enqueued (the jobs read them).
+    On SQLite its first write takes the writer (the handler's rows, flushed once it returned,
+    or the delivery's row) and the commit right after releases it: it is never held across a
     handler's work or a Redis round trip. A crash before the commit leaves nothing: GitHub
     got no answer, and the delivery is redelivered. A crash between the commit and the
     enqueue leaves the row `enqueued` without its jobs in Redis: the sweeper checks the jobs
@@ -209,9 +210,12 @@ def process(runtime: Runtime, router: Router, delivery_id: str,
 def _found(connection: Connection, delivery_id: str, new: tuple[Event, bytes] | None,
            ) -> Found:
     """The delivery, new or read from the inbox; a DuplicateDelivery when the inbox holds it
-    already, unless it failed."""
+    already, unless it failed (or, read from the inbox, when it is no longer pending)."""
     if new is None:
-        return _stored(connection, delivery_id)
+        stored = _stored(connection, delivery_id)
+        if stored.status != "pending":
+            raise DuplicateDelivery(delivery_id)
+        return stored
     event, raw = new
     held = FIND_STATUS.run(connection, {"delivery": delivery_id}).fetchone()
     if held is not None and held[0] != "failed":

@@ -432,3 +432,26 @@ def test_a_delivery_whose_process_died_before_enqueueing_is_enqueued_by_the_swee
         assert row is not None and (row.status, row.job_ids) == ("enqueued", job_ids)
     assert webhooks.sweep(runtime, build_router())["reopened"] == 0
     assert jobs(runtime) == job_ids
+
+
+def test_a_delivery_finished_after_a_sweep_listed_it_is_not_routed_again(
+        client: FlaskClient, runtime: Runtime) -> None:
+    """Two sweeps at once (a worker's and `davinci sweep`) list the same pending delivery:
+    the one that comes to it after the other finished it leaves it alone."""
+    from bot.webhooks import DuplicateDelivery, process
+
+    post(client, "pull_request", payloads.pull_request(), delivery="d-swept")
+    calls: list[str] = []
+    router = Router()
+
+    @router.register("pull_request")
+    def counted(event: Event, session: Session) -> Outcome:
+        calls.append(event.delivery)
+        return Outcome()
+
+    with pytest.raises(DuplicateDelivery):
+        process(runtime, router, "d-swept")
+    assert calls == []
+    with runtime.db.session() as session:
+        row = session.get(Delivery, "d-swept")
+        assert row is not None and row.status == "enqueued"

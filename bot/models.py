@@ -59,7 +59,9 @@ class Delivery(Base):
     installation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     repository: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
-    """`pending` (not yet routed or enqueue failed), `enqueued`, `ignored` or `failed`."""
+    """`enqueued` (routed; its job ids are recorded, then the jobs enqueued), `ignored`
+    (routed, no job), `failed` (its handler raised; a redelivery works it again) or `pending`
+    (for the sweeper: Redis was down, or its jobs were not found there)."""
     outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
     job_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     payload: Mapped[str] = mapped_column(Text)

@@ -1,9 +1,10 @@
 """`POST /webhooks/github`: verify, record once, route, enqueue; answer in milliseconds.
 
 Order of checks: signature (401) before anything is read into the inbox, then the delivery
-headers (400), the body (400), the inbox insert (a repeated delivery id answers 200
-`duplicate`), routing through the handler registry, and enqueueing. When Redis cannot be
-reached the delivery stays `pending` in the inbox and the sweeper enqueues it later.
+headers (400), the body (400), the inbox (a delivery id it holds answers 200 `duplicate`),
+routing through the handler registry, the delivery's row with what routing decided, and
+enqueueing. When Redis cannot be reached the delivery is kept `pending` in the inbox and the
+sweeper enqueues it later.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from flask import Blueprint, current_app, request
 from redis.exceptions import RedisError
 from rq.job import Job
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +34,13 @@ from bot.runtime import Runtime
 from handlers import Event, JobSpec, Outcome, PayloadError, Router, build_router
 
 EPOCH_KEY = "davinci:epoch"
+CHECKED_KEY = "davinci:inbox:checked"
+"""Until when (a Unix time) the jobs of enqueued deliveries were found in Redis."""
 LOST_WINDOW = timedelta(days=1)
+SETTLE = timedelta(minutes=1)
+"""A request records and enqueues a delivery well within this (GitHub gives up after 10 s),
+and the hosts' clocks agree within it: the sweeper leaves younger deliveries to their
+requests, and starts each check this much before the last one ended."""
 MAX_BODY = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB."""
 INBOX: Table = Delivery.__table__  # type: ignore[assignment]
@@ -43,10 +51,15 @@ gives each one."""
 INSERT_DELIVERY = Prepared(insert(INBOX).values({name: bindparam(name) for name in ROW}))
 UPDATE_DELIVERY = update(INBOX).where(INBOX.c.id == bindparam("delivery")).values(
     status=bindparam("status"), outcome=bindparam("outcome"), job_ids=bindparam("job_ids"))
-FINISH_DELIVERY = Prepared(UPDATE_DELIVERY)
+RECORD_DELIVERY = Prepared(UPDATE_DELIVERY.where(INBOX.c.status == bindparam("found")))
+"""A delivery the inbox held, recorded only if no other process recorded it meanwhile."""
 COUNT_ATTEMPT = Prepared(UPDATE_DELIVERY.values(attempts=INBOX.c.attempts + 1))
 FIND_STATUS = Prepared(select(INBOX.c.status).where(INBOX.c.id == bindparam("delivery")))
-FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload).where(INBOX.c.id == bindparam("delivery"))
+FIND_DELIVERY = select(INBOX.c.event, INBOX.c.payload, INBOX.c.status).where(
+    INBOX.c.id == bindparam("delivery"))
+REOPEN_DELIVERY = update(INBOX).where(
+    INBOX.c.id == bindparam("delivery"), INBOX.c.status == "enqueued").values(
+    status="pending", outcome="its jobs were not in Redis; enqueued again")
 log = structlog.get_logger()
 blueprint = Blueprint("webhooks", __name__)
 
@@ -147,82 +160,119 @@ class Processed:
                 **({"note": self.note} if self.note else {})}
 
 
+@dataclass(frozen=True)
+class Found:
+    """A delivery to work: its event, its raw body when the inbox does not hold it yet, and
+    the status the inbox holds it in (None: not there), which recording it expects to find
+    unchanged."""
+
+    event: Event
+    raw: bytes | None
+    status: str | None
+
+
 def process(runtime: Runtime, router: Router, delivery_id: str,
             new: tuple[Event, bytes] | None = None) -> Processed:
-    """Record, route, enqueue, finish; safe to run again (the sweeper does).
+    """Find, route, record, enqueue; safe to run again (the sweeper does).
 
-    With ``new`` (the event and its raw body) the delivery comes from GitHub and is inserted
-    into the inbox as `pending`, alone in its transaction: an id already there is a
-    DuplicateDelivery and is not routed, unless it failed before (then it is worked again).
-    Without, it is read from the inbox (the sweeper). The handler's writes commit before its
-    jobs are enqueued (the jobs read them, and the delivery's row), and each write is short:
-    SQLite's single writer is never held across a handler or a Redis round trip. A crash at
-    any point leaves the delivery pending, and the sweeper routes it again (a job already
-    enqueued is known and not pushed twice). One UPDATE finishes it: `enqueued`, with the ids
-    of its jobs, before it is answered.
+    With ``new`` (the event and its raw body) the delivery comes from GitHub: an id the inbox
+    already holds is a DuplicateDelivery and is not routed, unless it failed before (then it
+    is worked again). Without, it is read from the inbox while pending (the sweeper).
+
+    The lookup, the handler's writes and the delivery's row, with its final status and its
+    jobs, commit in one short transaction before the jobs are enqueued (the jobs read them).
+    On SQLite its first write takes the writer (the handler's rows, flushed once it returned,
+    or the delivery's row) and the commit right after releases it: it is never held across a
+    handler's work or a Redis round trip. A crash before the commit leaves nothing: GitHub
+    got no answer, and the delivery is redelivered. A crash between the commit and the
+    enqueue leaves the row `enqueued` without its jobs in Redis: the sweeper checks the jobs
+    of the deliveries it has not checked yet and works those without them again (a job
+    already enqueued is known and not pushed twice). When Redis cannot be reached the row is
+    set back to `pending`, for the sweeper.
     """
     with runtime.db.engine.connect() as connection:
-        event = _record(connection, new) if new is not None else _stored(connection, delivery_id)
         try:
-            with connection.begin(), Session(bind=connection) as session:
-                outcome = _route(router, event, session)
-                routed = Processed("pending" if outcome.jobs else "ignored",
-                                   tuple(job.job_id for job in outcome.jobs), outcome.note)
-                if not outcome.jobs:  # finished with the handler's writes
-                    _update(connection, delivery_id, routed)
+            with connection.begin():
+                found = _found(connection, delivery_id, new)
+                outcome = _route(router, found.event, connection)
+                routed = _routed(outcome)
+                _record(connection, found, routed)
         except HandlerFailed as exc:  # its writes were rolled back; the delivery is kept
-            failed = Processed("failed", (), exc.note)
-            with transaction(connection):
-                _update(connection, delivery_id, failed)
-            return failed
+            return _record_failure(connection, found, exc.note)  # as `failed`
         if not outcome.jobs:
             return routed
         failure = _enqueue(runtime, delivery_id, outcome.jobs)
-        if failure is not None:  # Redis is down: the sweeper tries again
-            with transaction(connection):
-                _update(connection, delivery_id, routed, failed_enqueue=True, outcome=failure)
-            return Processed("pending", routed.jobs)
-        enqueued = Processed("enqueued", routed.jobs, routed.note)
-        with transaction(connection):
-            _update(connection, delivery_id, enqueued)
-        return enqueued
+        if failure is None:
+            return routed
+        return _keep_pending(connection, delivery_id, routed, failure)
 
 
-def _record(connection: Connection, new: tuple[Event, bytes]) -> Event:
-    """Insert a new delivery, `pending`; a failed one already there is worked again, any
-    other is a DuplicateDelivery."""
+def _found(connection: Connection, delivery_id: str, new: tuple[Event, bytes] | None,
+           ) -> Found:
+    """The delivery, new or read from the inbox; a DuplicateDelivery when the inbox holds it
+    already, unless it failed (or, read from the inbox, when it is no longer pending)."""
+    if new is None:
+        stored = _stored(connection, delivery_id)
+        if stored.status != "pending":
+            raise DuplicateDelivery(delivery_id)
+        return stored
     event, raw = new
-    try:
-        with transaction(connection):
-            INSERT_DELIVERY.run(connection, _row(event, raw))
-    except IntegrityError as exc:
-        with transaction(connection):
-            found = FIND_STATUS.run(connection, {"delivery": event.delivery}).fetchone()
-        if found is None or found[0] != "failed":
-            raise DuplicateDelivery(event.delivery) from exc
-    return event
+    held = FIND_STATUS.run(connection, {"delivery": delivery_id}).fetchone()
+    if held is not None and held[0] != "failed":
+        raise DuplicateDelivery(delivery_id)
+    return Found(event, raw, None if held is None else held[0])
 
 
-def _stored(connection: Connection, delivery_id: str) -> Event:
-    with connection.begin():
-        found = connection.execute(FIND_DELIVERY, {"delivery": delivery_id}).first()
+def _stored(connection: Connection, delivery_id: str) -> Found:
+    found = connection.execute(FIND_DELIVERY, {"delivery": delivery_id}).first()
     if found is None:
         raise LookupError(f"delivery {delivery_id} is not in the inbox")
-    return Event(found.event, delivery_id, json.loads(found.payload))
+    return Found(Event(found.event, delivery_id, json.loads(found.payload)), None, found.status)
 
 
-def _route(router: Router, event: Event, session: Session) -> Outcome:
-    """The handlers' outcome, their writes flushed into the transaction; HandlerFailed when
-    one of them raised."""
+def _route(router: Router, event: Event, connection: Connection) -> Outcome:
+    """The handlers' outcome, their writes flushed into the connection's transaction;
+    HandlerFailed when one of them raised."""
     if not router.knows(event.name):
         return Outcome(note=f"event {event.name} is not handled")
-    try:
-        outcome = router.dispatch(event, session)
-        session.flush()
-    except Exception as exc:  # a handler's bug must not lose the delivery
-        log.exception("webhook.handler_failed", delivery=event.delivery)
-        raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
+    with Session(bind=connection) as session:
+        try:
+            outcome = router.dispatch(event, session)
+            session.flush()
+        except Exception as exc:  # a handler's bug must not lose the delivery
+            log.exception("webhook.handler_failed", delivery=event.delivery)
+            raise HandlerFailed(f"handler failed: {type(exc).__name__}") from exc
     return outcome
+
+
+def _routed(outcome: Outcome) -> Processed:
+    """`enqueued` with the ids of its jobs, or `ignored` when it named none."""
+    return Processed("enqueued" if outcome.jobs else "ignored",
+                     tuple(job.job_id for job in outcome.jobs), outcome.note)
+
+
+def _record(connection: Connection, found: Found, processed: Processed) -> None:
+    """The delivery's row as ``processed`` says: inserted when new, else updated if its
+    status is still the one it was found in; a DuplicateDelivery when another process
+    recorded it first."""
+    values = {"delivery": found.event.delivery, "status": processed.status,
+              "outcome": processed.note or None, "job_ids": list(processed.jobs)}
+    if found.status is not None:
+        if RECORD_DELIVERY.run(connection, {**values, "found": found.status}).rowcount != 1:
+            raise DuplicateDelivery(found.event.delivery)
+        return
+    assert found.raw is not None, "a delivery not in the inbox comes with its body"
+    try:
+        INSERT_DELIVERY.run(connection, _row(found.event, found.raw, processed))
+    except IntegrityError as exc:  # the same delivery, received twice at once
+        raise DuplicateDelivery(found.event.delivery) from exc
+
+
+def _record_failure(connection: Connection, found: Found, note: str) -> Processed:
+    failed = Processed("failed", (), note)
+    with transaction(connection):
+        _record(connection, found, failed)
+    return failed
 
 
 def _enqueue(runtime: Runtime, delivery_id: str, specs: list[JobSpec]) -> str | None:
@@ -236,14 +286,15 @@ def _enqueue(runtime: Runtime, delivery_id: str, specs: list[JobSpec]) -> str | 
     return None
 
 
-def _update(connection: Connection, delivery_id: str, processed: Processed,
-            failed_enqueue: bool = False, outcome: str | None = None) -> None:
-    """The delivery's row as ``processed`` says; ``failed_enqueue`` counts an attempt;
-    ``outcome``: kept instead of the processed note."""
-    statement = COUNT_ATTEMPT if failed_enqueue else FINISH_DELIVERY
-    statement.run(connection, {"delivery": delivery_id, "status": processed.status,
-                               "outcome": outcome or processed.note or None,
-                               "job_ids": list(processed.jobs)})
+def _keep_pending(connection: Connection, delivery_id: str, routed: Processed,
+                  reason: str) -> Processed:
+    """Redis is down: the delivery back to `pending` with one more attempt and the reason,
+    for the sweeper."""
+    pending = Processed("pending", routed.jobs)
+    with transaction(connection):
+        COUNT_ATTEMPT.run(connection, {"delivery": delivery_id, "status": pending.status,
+                                       "outcome": reason, "job_ids": list(pending.jobs)})
+    return pending
 
 
 def flush(app: Any) -> None:
@@ -251,35 +302,43 @@ def flush(app: Any) -> None:
     app.extensions["davinci.metrics"].flush()
 
 
-def _row(event: Event, raw: bytes) -> dict[str, Any]:
-    """A new delivery's row, `pending`."""
+def _row(event: Event, raw: bytes, processed: Processed) -> dict[str, Any]:
+    """A new delivery's row, as ``processed`` says."""
     installation = event.payload.get("installation")
     repository = event.payload.get("repository")
     return {"id": event.delivery, "event": event.name, "action": event.action,
             "installation_id": installation.get("id") if isinstance(installation, dict) else None,
             "repository": repository.get("full_name") if isinstance(repository, dict) else None,
-            "status": "pending", "outcome": None, "job_ids": [], "payload": raw.decode("utf-8"),
+            "status": processed.status, "outcome": processed.note or None,
+            "job_ids": list(processed.jobs), "payload": raw.decode("utf-8"),
             "received_at": utcnow(), "attempts": 0}
 
 
 def sweep(runtime: Runtime, router: Router, limit: int = 500) -> dict[str, int]:
     """Enqueue deliveries still pending (Redis was down, or a process died mid-way).
 
-    First, if Redis lost its data (restarted without persistence, or flushed), deliveries of
-    the last day whose jobs vanished with it become pending again, and rollouts that mining
-    jobs had enqueued for chains still without a verdict are enqueued again.
+    First, enqueued deliveries whose jobs Redis does not know become pending again: those
+    received since the last sweep (a process died between recording a delivery and
+    enqueueing its jobs), or, if Redis lost its data (restarted without persistence, or
+    flushed), those of the last day, and then rollouts that mining jobs had enqueued for
+    chains still without a verdict are enqueued again.
     """
-    reopened, rollouts = 0, []
-    if redis_lost_data(runtime):
+    lost = redis_lost_data(runtime)
+    reopened = check_enqueued(runtime, lost)
+    rollouts = []
+    if lost:
         from bot.jobs.rollouts import recover_lost_rollouts
 
-        reopened = reopen_lost(runtime)
         rollouts = recover_lost_rollouts(runtime)
     with runtime.db.session() as session:
         ids = _pending(session, limit)
     done = failed = 0
     for delivery_id in ids:
-        result = process(runtime, router, delivery_id)
+        try:
+            result = process(runtime, router, delivery_id)
+        except DuplicateDelivery:  # recorded by another process meanwhile
+            done += 1
+            continue
         if result.status == "pending":
             failed += 1
             break  # Redis is still down; try again at the next sweep
@@ -293,30 +352,50 @@ def redis_lost_data(runtime: Runtime) -> bool:
     return bool(runtime.redis.set(EPOCH_KEY, str(int(time.time())), nx=True))
 
 
-def reopen_lost(runtime: Runtime, window: timedelta = LOST_WINDOW) -> int:
-    """Set enqueued deliveries whose jobs Redis no longer knows back to pending; how many.
-
-    Called when Redis lost its data. Jobs stay known for a day after they finish (their
-    result), so a job that ran is not run again; one that is run again is harmless, since
-    mining is idempotent.
-    """
-    reopened = 0
-    with runtime.db.session() as session:
-        rows = session.scalars(select(Delivery).where(
-            Delivery.status == "enqueued", Delivery.received_at >= utcnow() - window)).all()
-        with runtime.redis.pipeline(transaction=False) as pipe:  # one round trip for all
-            for row in rows:
-                for job in row.job_ids:
-                    pipe.exists(Job.key_for(job))
-            known = iter(pipe.execute())
-        for row in rows:
-            if not all([next(known) for _ in row.job_ids]):
-                row.status = "pending"
-                row.outcome = "its jobs were lost with Redis' data; enqueued again"
-                reopened += 1
-    if reopened:
-        log.warning("webhook.reopened_after_redis_data_loss", deliveries=reopened)
+def check_enqueued(runtime: Runtime, lost: bool) -> int:
+    """Reopen the enqueued deliveries not checked yet whose jobs Redis does not know; how
+    many. Each check starts a little before the last one ended and leaves the newest
+    deliveries to their requests. When Redis lost its data (its mark is gone with it), every
+    delivery of the last day is checked, the newest too."""
+    now = utcnow()
+    mark = None if lost else runtime.redis.get(CHECKED_KEY)
+    if mark is None:
+        since, through = now - LOST_WINDOW, now
+    else:
+        since, through = datetime.fromtimestamp(float(mark), UTC) - SETTLE, now - SETTLE
+    reopened = reopen_lost(runtime, since, through)
+    runtime.redis.set(CHECKED_KEY, str(through.timestamp()))
     return reopened
+
+
+def reopen_lost(runtime: Runtime, since: datetime, through: datetime) -> int:
+    """Set the deliveries received from ``since`` through ``through`` that are enqueued but
+    whose jobs Redis does not know back to pending; how many.
+
+    Jobs stay known for a day after they finish (their result), so a job that ran is not run
+    again; one that is run again is harmless, since mining is idempotent.
+    """
+    with runtime.db.engine.begin() as connection:
+        rows = connection.execute(select(INBOX.c.id, INBOX.c.job_ids).where(
+            INBOX.c.status == "enqueued", INBOX.c.received_at >= since,
+            INBOX.c.received_at <= through)).all()
+    lost = _without_jobs(runtime, rows)  # no transaction open across the round trip
+    if lost:
+        with runtime.db.engine.begin() as connection:
+            connection.execute(REOPEN_DELIVERY, [{"delivery": d} for d in lost])
+        log.warning("webhook.reopened", deliveries=len(lost))
+    return len(lost)
+
+
+def _without_jobs(runtime: Runtime, rows: Sequence[Row[str, list[str]]]) -> list[str]:
+    """The ids of ``rows`` (id, job ids) with a job Redis does not know, asked in one round
+    trip."""
+    with runtime.redis.pipeline(transaction=False) as pipe:
+        for row in rows:
+            for job in row.job_ids:
+                pipe.exists(Job.key_for(job))
+        known = iter(pipe.execute())
+    return [row.id for row in rows if not all([next(known) for _ in row.job_ids])]
 
 
 def _pending(session: Session, limit: int) -> list[str]:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
-from bot.models import Delivery, Installation, Repository
+from bot.db import sqlite_path
+from bot.models import Delivery, Installation, Repository, utcnow
+from bot.queue import enqueue
 from bot.runtime import Runtime
-from handlers import build_router
+from handlers import MINING_QUEUE, Event, JobSpec, Outcome, Router, build_router
 from tests.services import RedisServer
 from tests.webhooks import payloads
 from tests.webhooks.conftest import OLD_SECRET, SECRET
@@ -342,3 +350,108 @@ def test_the_sweeper_finishing_a_delivery_whose_jobs_were_enqueued_adds_no_job(
     with runtime.db.session() as session:
         row = session.get(Delivery, "d-early")
         assert row is not None and row.status == "enqueued" and row.job_ids == jobs(runtime)
+
+
+def another_writer(runtime: Runtime) -> sqlite3.Connection:
+    """Another process's connection to the database, in a write transaction at once: it
+    raises `database is locked` while anyone holds SQLite's writer."""
+    path = sqlite_path(runtime.db.url)
+    assert path is not None
+    connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    return connection
+
+
+def test_the_jobs_are_enqueued_after_the_delivery_and_its_handlers_writes_are_committed(
+        app: Flask, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job reads the inbox and what the handler wrote, so both are there when it is
+    pushed; and no one holds SQLite's writer during the handler's work or the round trip
+    to Redis."""
+    from bot import webhooks
+
+    router = Router()
+
+    @router.register("ping")
+    def records_a_repository(event: Event, session: Session) -> Outcome:
+        another_writer(runtime).close()
+        session.add(Repository(id=7, full_name="textkit-dev/seven"))
+        return Outcome(jobs=[JobSpec(MINING_QUEUE, "builtins.print", (7,), "job-seven")])
+
+    seen: list[tuple[str, list[str], str]] = []
+
+    def observed_enqueue(redis: Redis, spec: JobSpec) -> bool:
+        writer = another_writer(runtime)
+        status, job_ids = writer.execute("SELECT status, job_ids FROM webhook_deliveries "
+                                         "WHERE id = 'd-order'").fetchone()
+        [name] = writer.execute("SELECT full_name FROM repositories WHERE id = 7").fetchone()
+        writer.close()
+        seen.append((status, json.loads(job_ids), name))
+        return enqueue(redis, spec)
+
+    monkeypatch.setattr(webhooks, "enqueue", observed_enqueue)
+    app.extensions["davinci.router"] = router
+    answer = post(app.test_client(), "ping", payloads.ping(), delivery="d-order")
+    assert answer.status_code == 202 and answer.get_json()["status"] == "enqueued"
+    assert seen == [("enqueued", ["job-seven"], "textkit-dev/seven")]
+    assert jobs(runtime) == ["job-seven"]
+
+
+class ProcessKilled(BaseException):
+    """Raised where a process dies: nothing after that point runs."""
+
+
+def test_a_delivery_whose_process_died_before_enqueueing_is_enqueued_by_the_sweeper(
+        client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot import webhooks
+
+    assert webhooks.sweep(runtime, build_router())["reopened"] == 0  # it has run before
+
+    def killed(redis: Redis, spec: JobSpec) -> bool:
+        raise ProcessKilled
+
+    monkeypatch.setattr(webhooks, "enqueue", killed)
+    with pytest.raises(ProcessKilled):
+        post(client, "pull_request", payloads.pull_request(), delivery="d-killed")
+    monkeypatch.undo()
+    with runtime.db.session() as session:
+        row = session.get(Delivery, "d-killed")
+        assert row is not None and row.status == "enqueued" and len(row.job_ids) == 1
+        job_ids = row.job_ids
+    assert jobs(runtime) == []
+    # A delivery younger than a request can take may still be on its way: left to it.
+    assert webhooks.sweep(runtime, build_router())["reopened"] == 0
+    assert jobs(runtime) == []
+    with runtime.db.engine.begin() as connection:  # a minute and a half later
+        connection.execute(update(Delivery).where(Delivery.id == "d-killed").values(
+            received_at=utcnow() - timedelta(seconds=90)))
+    result = webhooks.sweep(runtime, build_router())
+    assert (result["reopened"], result["processed"], result["still_pending"]) == (1, 1, 0)
+    assert jobs(runtime) == job_ids
+    with runtime.db.session() as session:
+        row = session.get(Delivery, "d-killed")
+        assert row is not None and (row.status, row.job_ids) == ("enqueued", job_ids)
+    assert webhooks.sweep(runtime, build_router())["reopened"] == 0
+    assert jobs(runtime) == job_ids
+
+
+def test_a_delivery_finished_after_a_sweep_listed_it_is_not_routed_again(
+        client: FlaskClient, runtime: Runtime) -> None:
+    """Two sweeps at once (a worker's and `davinci sweep`) list the same pending delivery:
+    the one that comes to it after the other finished it leaves it alone."""
+    from bot.webhooks import DuplicateDelivery, process
+
+    post(client, "pull_request", payloads.pull_request(), delivery="d-swept")
+    calls: list[str] = []
+    router = Router()
+
+    @router.register("pull_request")
+    def counted(event: Event, session: Session) -> Outcome:
+        calls.append(event.delivery)
+        return Outcome()
+
+    with pytest.raises(DuplicateDelivery):
+        process(runtime, router, "d-swept")
+    assert calls == []
+    with runtime.db.session() as session:
+        row = session.get(Delivery, "d-swept")
+        assert row is not None and row.status == "enqueued"

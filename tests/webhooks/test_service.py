@@ -117,3 +117,4 @@ def test_a_handler_that_fails_marks_the_delivery_failed_and_a_redelivery_retries
     assert calls == ["d-fail", "d-fail"]
     third = post(client, "ping", payloads.ping(), delivery="d-fail")
     assert third.get_json() == {"status": "duplicate", "delivery": "d-fail"}
+    assert calls == ["d-fail", "d-fail"], "a duplicate is not routed"

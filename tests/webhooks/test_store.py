@@ -6,19 +6,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rq import Queue
-from sqlalchemy import bindparam, insert
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bot.app import create_app
 from bot.db import Database
 from bot.models import Delivery, Repository
 from bot.prepared import Prepared, transaction
-from bot.runtime import Runtime
+from bot.runtime import MINING_QUEUE, Runtime
 from bot.settings import Settings
 from bot.webhooks import flush
+from handlers import Event, JobSpec, Outcome, Router
 from tests.webhooks import payloads
 from tests.webhooks.conftest import SECRET
 
@@ -81,3 +84,54 @@ def test_the_drivers_errors_are_sqlalchemys_and_roll_back(runtime: Runtime) -> N
             add.run(connection, values)
     with runtime.db.session() as session:
         assert [r.full_name for r in session.query(Repository)] == ["o/r"]
+
+
+@pytest.mark.parametrize("before", ["new", "failed"])
+def test_a_delivery_another_process_records_while_this_one_routes_it_is_a_duplicate(
+        runtime: Runtime, before: str) -> None:
+    """The same delivery id twice at once (a redelivery racing the original, or two
+    redeliveries of one that failed): the one that records it second answers `duplicate`,
+    enqueues nothing and keeps none of its handler's writes."""
+    router = Router()
+    calls: list[str] = []
+
+    @router.register("ping")
+    def racing(event: Event, session: Session) -> Outcome:
+        calls.append(event.delivery)
+        if before == "failed" and len(calls) == 1:
+            raise RuntimeError("a bug in a handler")
+        recorded_elsewhere(runtime, event.delivery)
+        session.add(Repository(id=8, full_name="textkit-dev/eight"))
+        return Outcome(jobs=[JobSpec(MINING_QUEUE, "builtins.print", (8,), "job-eight")])
+
+    app = create_app(runtime=runtime)
+    app.extensions["davinci.router"] = router
+    client = app.test_client()
+    body = payloads.encode(payloads.ping())
+
+    def deliver() -> Any:
+        return client.post("/webhooks/github", data=body,
+                           headers=payloads.headers("ping", body, SECRET, "d-race"))
+
+    if before == "failed":
+        assert deliver().status_code == 500
+    answer = deliver()
+    flush(app)
+    assert (answer.status_code, answer.get_json()) == (
+        200, {"status": "duplicate", "delivery": "d-race"})
+    assert Queue(MINING_QUEUE, connection=runtime.redis).job_ids == []
+    with runtime.db.session() as session:
+        assert session.query(Repository).count() == 0
+        row = session.get(Delivery, "d-race")
+        assert row is not None and (row.status, row.outcome) == ("ignored", "done elsewhere")
+
+
+def recorded_elsewhere(runtime: Runtime, delivery: str) -> None:
+    """Another process records ``delivery`` (inserts it, or finishes the failed row)."""
+    with runtime.db.session() as session:
+        if session.get(Delivery, delivery) is None:
+            session.add(Delivery(id=delivery, event="ping", payload="{}", status="ignored",
+                                 outcome="done elsewhere"))
+        else:
+            session.execute(update(Delivery).where(Delivery.id == delivery).values(
+                status="ignored", outcome="done elsewhere"))

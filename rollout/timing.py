@@ -63,9 +63,9 @@ class TimedSandbox:
         finally:
             self.clock.spent[self.clock.category] += time.perf_counter() - start
 
-    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None
-             ) -> ExecResult:
-        return self._timed(lambda: self.inner.exec(command, timeout, stdin))
+    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None,
+             output_cap: int | None = None) -> ExecResult:
+        return self._timed(lambda: self.inner.exec(command, timeout, stdin, output_cap))
 
     def end_processes(self) -> int:
         return self._timed(self.inner.end_processes)

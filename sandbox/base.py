@@ -55,8 +55,11 @@ class Sandbox(Protocol):
     start_commit: str
     """The source repository's commit whose files the work tree started from."""
 
-    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None
-             ) -> ExecResult: ...
+    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None,
+             output_cap: int | None = None) -> ExecResult:
+        """Run ``command`` in the work tree; stdout and stderr are each kept up to
+        ``output_cap`` bytes (None: the sandbox's own cap), the rest counted and dropped."""
+        ...
 
     def end_processes(self) -> int:
         """End every process that commands in this sandbox started; how many there were."""

@@ -108,7 +108,7 @@ class DockerSandbox:
             raise SandboxError(f"sandbox set-up failed: {setup.stderr.strip()}")
 
     def _run(self, command: str, timeout: float, workdir: str = WORKDIR,
-             stdin_data: bytes | None = None) -> ExecResult:
+             stdin_data: bytes | None = None, output_cap: int | None = None) -> ExecResult:
         started = time.perf_counter()
         api = self.engine.api
         seconds = str(max(1, int(timeout + 0.999)))
@@ -130,7 +130,8 @@ class DockerSandbox:
                 stream = _demux_socket(raw)
             else:
                 stream = api.exec_start(exec_id, stream=True, demux=True)
-            out, err = CappedBuffer(self.limits.output_cap), CappedBuffer(self.limits.output_cap)
+            cap = self.limits.output_cap if output_cap is None else output_cap
+            out, err = CappedBuffer(cap), CappedBuffer(cap)
             for stdout, stderr in stream:
                 if stdout:
                     out.feed(stdout)
@@ -144,9 +145,9 @@ class DockerSandbox:
         return ExecResult(int(code if code is not None else -1), out.text(), err.text(),
                           duration, timed_out, out.truncated, err.truncated)
 
-    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None
-             ) -> ExecResult:
-        return self._run(command, timeout, stdin_data=stdin)
+    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None,
+             output_cap: int | None = None) -> ExecResult:
+        return self._run(command, timeout, stdin_data=stdin, output_cap=output_cap)
 
     def end_processes(self) -> int:
         """End every process of the agent's user; how many there were.

@@ -64,17 +64,19 @@ class LocalSandbox:
         resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None
-             ) -> ExecResult:
-        return self._exec(command, timeout, stdin, self.root)
+    def exec(self, command: str, timeout: float = 60.0, stdin: bytes | None = None,
+             output_cap: int | None = None) -> ExecResult:
+        return self._exec(command, timeout, stdin, self.root, output_cap)
 
-    def _exec(self, command: str, timeout: float, stdin: bytes | None, cwd: Path) -> ExecResult:
+    def _exec(self, command: str, timeout: float, stdin: bytes | None, cwd: Path,
+              output_cap: int | None = None) -> ExecResult:
         started = time.perf_counter()
         process = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=self._env(),
                                    stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    start_new_session=True, preexec_fn=self._limits)
-        out, err = CappedBuffer(self.output_cap), CappedBuffer(self.output_cap)
+        cap = self.output_cap if output_cap is None else output_cap
+        out, err = CappedBuffer(cap), CappedBuffer(cap)
         readers = [threading.Thread(target=_drain, args=(stream, buffer), daemon=True)
                    for stream, buffer in ((process.stdout, out), (process.stderr, err))]
         for reader in readers:

@@ -103,6 +103,11 @@ class HiddenTests:
 
 
 _PREPARE = Path(testinfra.__file__).read_text()
+REPORT_CAP = 64 << 20
+"""The most of the verifier's step's answer read back: it carries the test report, one line
+of XML per test (a suite of many thousand parametrized tests writes megabytes)."""
+PREIMPORTED = "-W ignore::pytest.PytestAssertRewriteWarning"
+"""What the runner's early import of the plugins costs, not the project's concern."""
 
 
 def run_hidden(sandbox: Sandbox, tests: HiddenTests) -> TestRun:
@@ -128,7 +133,10 @@ def run_hidden(sandbox: Sandbox, tests: HiddenTests) -> TestRun:
                    f'--rootdir="$PWD" -c {config_path} '
                    + " ".join(shlex.quote(t) for t in tests.targets))
         prefix = isolated_runner(tests.runner)
-        command = (f'{prefix} {private}/run.py "$PWD" {options}' if prefix is not None
+        # The runner imports the installed plugins before pytest can rewrite their asserts;
+        # pytest warns of that, and a project whose warnings are errors would not start.
+        command = (f'{prefix} {private}/run.py "$PWD" {PREIMPORTED} {options}'
+                   if prefix is not None
                    else f"PYTHONDONTWRITEBYTECODE=1 {tests.runner} {options}")
         result = sandbox.exec(command, timeout=tests.timeout)
     finally:
@@ -159,7 +167,10 @@ def isolated_runner(runner: str) -> str | None:
 
 def _infra_step(sandbox: Sandbox, request: Mapping[str, object]) -> dict[str, Any]:
     result = sandbox.exec(f"python3 -I -c {shlex.quote(_PREPARE)}", timeout=120,
-                          stdin=json.dumps(request).encode())
+                          stdin=json.dumps(request).encode(), output_cap=REPORT_CAP)
+    if result.stdout_truncated:
+        raise SandboxError(f"could not {request['step']} the hidden test run: its answer (the "
+                           f"test report) is larger than {REPORT_CAP >> 20} MiB")
     try:
         answer = json.loads(result.stdout) if result.ok else None
     except json.JSONDecodeError:

@@ -1,0 +1,69 @@
+"""The verifier's hidden test run on real suites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+
+from sandbox.docker import DockerSandbox
+from sandbox.factory import DEFAULT_IMAGE
+from sandbox.output import DEFAULT_CAP
+from sandbox.testrun import PASSED, HiddenTests, run_hidden
+from tests.gitrepo import GitRepo
+
+CASES = 5000
+
+
+def test_a_suite_whose_report_outgrows_the_output_cap_is_read_whole(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """Thousands of parametrized tests write a report of megabytes, far over what a command's
+    output keeps: the verifier still reads every outcome (a real suite, `packaging`'s, was
+    failed as "could not restore the hidden test run")."""
+    repo = GitRepo.init(tmp_path / "many", name="many")
+    commit = repo.commit("Many cases", {
+        "calc.py": "def double(x):\n    return 2 * x\n",
+        "tests/test_calc.py": (
+            "import pytest\n\nimport calc\n\n\n"
+            f"@pytest.mark.parametrize('x', range({CASES}))\n"
+            "def test_double_of_a_rather_long_named_parameter(x):\n"
+            "    assert calc.double(x) == x + x\n")})
+    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
+        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (), (), timeout=240.0))
+    assert run.error is None, run.error
+    assert len(run.outcomes) == CASES and set(run.outcomes.values()) == {PASSED}
+    assert CASES * 100 > DEFAULT_CAP, "the report must outgrow a command's output cap"
+
+
+def test_a_project_whose_warnings_are_errors_runs_with_installed_plugins(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """The runner imports the installed pytest plugins before the work tree joins the path,
+    so pytest cannot rewrite their asserts and warns; a project with
+    `filterwarnings = ["error"]` (as `packaging` has) must still run its tests."""
+    context = tmp_path / "image"
+    (context / "earlyplug-1.0.dist-info").mkdir(parents=True)
+    (context / "earlyplug.py").write_text("def pytest_configure(config):\n    pass\n")
+    (context / "earlyplug-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: earlyplug\nVersion: 1.0\n")
+    (context / "earlyplug-1.0.dist-info" / "entry_points.txt").write_text(
+        "[pytest11]\nearlyplug = earlyplug\n")
+    (context / "earlyplug-1.0.dist-info" / "RECORD").write_text(
+        "earlyplug.py,,\nearlyplug-1.0.dist-info/METADATA,,\n")
+    (context / "Dockerfile").write_text(
+        f"FROM {DEFAULT_IMAGE}\nCOPY . /tmp/plug\nUSER root\n"
+        "RUN site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') "
+        "&& mkdir -p \"$site\" && cp -r /tmp/plug/earlyplug.py "
+        "/tmp/plug/earlyplug-1.0.dist-info \"$site\"/\n")
+    image, _ = engine.images.build(path=str(context), labels={"davinci.env": "1"}, rm=True)
+    repo = GitRepo.init(tmp_path / "strict", name="strict")
+    config = '[tool.pytest.ini_options]\nfilterwarnings = ["error"]\n'
+    commit = repo.commit("Strict warnings", {
+        "pyproject.toml": config,
+        "calc.py": "def double(x):\n    return 2 * x\n",
+        "tests/test_calc.py": "import calc\n\n\ndef test_double():\n"
+                              "    assert calc.double(2) == 4\n"})
+    with DockerSandbox(repo.path, commit, image.id, engine=engine) as box:
+        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (),
+                                          (("pyproject.toml", config),), timeout=120.0))
+    assert run.error is None, run.error
+    assert run.outcomes == {"tests/test_calc.py::test_double": PASSED}

@@ -45,10 +45,29 @@ try:
             pass
 except ImportError:
     pass
-sys.path.insert(0, root)
+import os
+tree = [root] + [os.path.join(root, "src")] * os.path.isdir(os.path.join(root, "src"))
+sys.path[:0] = tree
+# A package of the work tree that the runner imported from the installed ones on its way
+# (`packaging`, `pluggy`: pytest needs them) is the project under test: its tests import
+# the work tree's. The runner keeps the modules it holds.
+own = set()
+for folder in tree:
+    for name in os.listdir(folder):
+        stem = name[:-3] if name.endswith(".py") else name
+        if stem.isidentifier() and (name.endswith(".py") or os.path.isfile(
+                os.path.join(folder, name, "__init__.py"))):
+            own.add(stem)
+own -= {"pytest", "_pytest", "py", "conftest", "sitecustomize", "usercustomize"}
+for module in list(sys.modules):
+    found = getattr(sys.modules[module], "__file__", None) or ""
+    if module.split(".")[0] in own and not os.path.realpath(found).startswith(root + os.sep):
+        del sys.modules[module]
 sys.exit(pytest.main(args))
 """
-"""The runner: pytest and its plugins are imported before the work tree joins the path."""
+"""The runner: pytest and its plugins are imported before the work tree joins the path;
+then the work tree (and its `src/`) comes first, and a package of it that the runner had
+imported from the installed ones is imported again from the work tree by the tests."""
 
 
 def is_test_infrastructure(path: str) -> bool:

@@ -67,3 +67,25 @@ def test_a_project_whose_warnings_are_errors_runs_with_installed_plugins(
                                           (("pyproject.toml", config),), timeout=120.0))
     assert run.error is None, run.error
     assert run.outcomes == {"tests/test_calc.py::test_double": PASSED}
+
+
+def test_a_project_the_runner_depends_on_is_tested_from_the_work_tree(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """pytest imports `packaging` (an installed copy) before the tests run; the repository
+    under test is `packaging` itself, in a `src/` layout: its tests import the work tree's,
+    with the module the PR adds."""
+    repo = GitRepo.init(tmp_path / "packaging", name="packaging")
+    commit = repo.commit("Add direct_url", {
+        "src/packaging/__init__.py": "__version__ = '99.0.dev0'\n",
+        "src/packaging/direct_url.py": "def scheme(url):\n    return url.split(':', 1)[0]\n",
+        "tests/test_direct_url.py": (
+            "import packaging\nfrom packaging.direct_url import scheme\n\n\n"
+            "def test_scheme():\n    assert scheme('file:///x') == 'file'\n\n\n"
+            "def test_version_is_the_work_trees():\n"
+            "    assert packaging.__version__ == '99.0.dev0'\n")})
+    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
+        assert box.exec("python3 -c 'import packaging'").ok, "the image has packaging"
+        run = run_hidden(box, HiddenTests(("tests/test_direct_url.py",), (), (),
+                                          timeout=120.0))
+    assert run.error is None, run.error
+    assert set(run.outcomes.values()) == {PASSED} and len(run.outcomes) == 2, run.outcomes

@@ -116,7 +116,9 @@ def reason_kind(reason: str) -> str:
     first = reason.split("\n", 1)[0]
     head, _, inner = first.partition(" (")
     kind = _kind(head)
-    if inner and re.match(r"(no verifiable stage|only N of N stages verifiable)", kind):
+    if kind.startswith("only N of N stages verifiable"):
+        kind = "too few stages verifiable"
+    if inner and re.match(r"(no verifiable stage|too few stages verifiable)", kind):
         return f"{kind}: {_kind(inner.split(';')[0])}"[:100]
     return kind or reason[:100]
 

@@ -99,3 +99,13 @@ def test_run_through_rq_workers(tmp_path: Path, redis_url: str) -> None:
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+
+
+def test_funnel_reasons_group_chains_and_read_as_words() -> None:
+    """Reasons of different chains fall in one group, and the group reads as words."""
+    lost = "no test fails before the gold patch and passes after it"
+    one = f"only 1 of 2 stages verifiable, 2 needed (PR #1028: {lost})"
+    two = f"only 2 of 4 stages verifiable, 3 needed (PR #7: {lost}; PR #9: tests do not run)"
+    assert reason_kind(one) == reason_kind(two) == f"too few stages verifiable: {lost}"
+    assert reason_kind("no verifiable stage (PR #9: tests do not run: the stage has no test "
+                       "files to run)") == "no verifiable stage: tests do not run"

@@ -6,13 +6,22 @@ export rules play no part) and makes a fresh git repository whose one commit is 
 (:data:`SEED`). Later commits, tags, reflogs and packed objects of the source repository are
 never in it, so `git log --all` or `git cat-file --batch-all-objects` show nothing past the
 state the task starts from.
+
+The tree is the commit's, plus the version module a build would generate into it
+(:func:`generated_version_files`: setuptools_scm's `write_to`/`version_file`, hatch-vcs's
+`version-file`), which git does not hold: without it a package that imports its
+`_version.py` cannot be imported from the work tree. It is part of the starting commit, so
+it is never in the agent's diff.
 """
 
 from __future__ import annotations
 
 import io
+import posixpath
+import re
 import subprocess
 import tarfile
+import tomllib
 from pathlib import Path
 
 from sandbox.base import SandboxError
@@ -25,6 +34,36 @@ SEED = (f"git init -q -b main && git add -A -f && {_GIT_ENV} git commit -q --no-
 """Run in the work tree once the files are there: a repository with one commit, the tree."""
 
 
+VERSION_MODULE = (b"# The version module a build of this project writes; a stand-in.\n"
+                  b"__version__ = version = '0.0.0'\n"
+                  b"__version_tuple__ = version_tuple = (0, 0, 0)\n")
+_WRITE_TO = re.compile(r"""\b(?:write_to|version_file)["']?\s*[=:]\s*["']([^"']+)["']""")
+
+
+def generated_version_files(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Path -> content of the Python version modules the project's build generates (named by
+    ``files``: `pyproject.toml`, `setup.py`) that the tree does not hold."""
+    named: list[str] = []
+    try:
+        project = tomllib.loads(files.get("pyproject.toml", b"").decode("utf-8", "replace"))
+    except tomllib.TOMLDecodeError:
+        project = {}
+    tool = project.get("tool", {}) if isinstance(project.get("tool"), dict) else {}
+    scm = tool.get("setuptools_scm", {})
+    vcs = tool.get("hatch", {}).get("build", {}).get("hooks", {}).get("vcs", {}) \
+        if isinstance(tool.get("hatch"), dict) else {}
+    for table, key in ((scm, "write_to"), (scm, "version_file"), (vcs, "version-file")):
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            named.append(table[key])
+    named += _WRITE_TO.findall(files.get("setup.py", b"").decode("utf-8", "replace"))
+    found = {}
+    for path in named:
+        clean = posixpath.normpath(path)
+        if clean.endswith(".py") and not clean.startswith(("/", "..")) and clean not in files:
+            found[clean] = VERSION_MODULE
+    return found
+
+
 def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
     """A tar of the files of ``commit`` (modes and symlinks kept, submodules as empty
     folders), owned by ``owner``. Raises SandboxError when the commit is not in ``repo``."""
@@ -33,8 +72,16 @@ def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
     except SandboxError as exc:
         raise SandboxError(f"commit {commit} is not in {repo.name}: {exc}") from exc
     contents = blobs(repo, [sha for mode, kind, sha, _ in entries if kind == "blob"])
+    by_path = {path: contents[sha] for mode, kind, sha, path in entries
+               if kind == "blob" and mode != "120000"}
+    generated = generated_version_files(by_path)
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path, data in generated.items():
+            info = tarfile.TarInfo(path)
+            info.uid = info.gid = owner
+            info.mtime, info.size, info.mode = 946684800, len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
         for mode, kind, sha, path in entries:
             info = tarfile.TarInfo(path)
             info.uid = info.gid = owner

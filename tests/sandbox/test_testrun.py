@@ -89,3 +89,37 @@ def test_a_project_the_runner_depends_on_is_tested_from_the_work_tree(
                                           timeout=120.0))
     assert run.error is None, run.error
     assert set(run.outcomes.values()) == {PASSED} and len(run.outcomes) == 2, run.outcomes
+
+
+def test_a_package_that_imports_its_generated_version_module_is_tested(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """setuptools_scm writes `src/kit/_version.py` at build time and git does not hold it:
+    the work tree gets the module a build would write (in its starting commit, so never in
+    the agent's diff), and the package imports."""
+    repo = GitRepo.init(tmp_path / "kit", name="kit")
+    commit = repo.commit("Versioned", {
+        "pyproject.toml": '[tool.setuptools_scm]\nversion_file = "src/kit/_version.py"\n',
+        ".gitignore": "src/kit/_version.py\n",
+        "src/kit/__init__.py": "from ._version import version as __version__\n\n"
+                               "def double(x):\n    return 2 * x\n",
+        "tests/test_kit.py": "import kit\n\n\ndef test_double():\n"
+                             "    assert kit.double(2) == 4 and kit.__version__\n"})
+    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
+        run = run_hidden(box, HiddenTests(("tests/test_kit.py",), (), (), timeout=120.0))
+        assert box.diff() == ""
+    assert run.error is None, run.error
+    assert set(run.outcomes.values()) == {PASSED}, run.outcomes
+
+
+def test_the_version_modules_a_build_writes_are_read_from_its_configuration() -> None:
+    from sandbox.tree import VERSION_MODULE, generated_version_files
+    hatch = b'[tool.hatch.build.hooks.vcs]\nversion-file = "src/a/version.py"\n'
+    assert generated_version_files({"pyproject.toml": hatch}) == {"src/a/version.py":
+                                                                 VERSION_MODULE}
+    setup = b"setup(use_scm_version={'write_to': 'b/_version.py'})\n"
+    assert list(generated_version_files({"setup.py": setup})) == ["b/_version.py"]
+    held = {"pyproject.toml": b'[tool.setuptools_scm]\nwrite_to = "c/_v.py"\n', "c/_v.py": b""}
+    assert generated_version_files(held) == {}
+    outside = b'[tool.setuptools_scm]\nwrite_to = "../elsewhere.py"\n'
+    assert generated_version_files({"pyproject.toml": outside}) == {}
+    assert generated_version_files({"pyproject.toml": b"not [ toml"}) == {}

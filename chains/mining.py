@@ -35,11 +35,11 @@ SAME_AREA_WINDOW = timedelta(days=30)
 SAME_AREA_OVERLAP = 0.5
 SAME_AREA_MAX_FILES = 200
 FIX_SHARE = 0.25
+"""A fix links to an earlier PR only if that PR wrote at least this share of the lines the fix
+changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
 LONE_LINE_SHARE = 0.5
 """A fix's one line of an earlier PR links to it only when that is at least this share of
 the lines the fix changes (one line among others' is met on the way)."""
-"""A fix links to an earlier PR only if that PR wrote at least this share of the lines the fix
-changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
 
 OLD_FIX = timedelta(days=365)
 """A fix links to a PR merged longer than this before it only when that PR wrote every code
@@ -54,14 +54,14 @@ RESTORE_MIN_LENGTH = 12
 RESTORE_PROBES = 4
 """At most this many put-back lines are looked up per PR."""
 COSMETIC_ROUNDS = 3
+"""How many times blame looks further back through cosmetic commits of one file."""
+IGNORED_ROUNDS = 4
+"""How many times blame looks further back through commits of ignored PRs, first."""
 PASSING_ROUNDS = 2
 """How many commits in a row blame looks through for one line edited in passing."""
 PASSING_LIKE = 0.5
 """How alike (token ratio) a line a commit removed must be to a line it wrote to count as
 the same line's earlier version."""
-IGNORED_ROUNDS = 4
-"""How many times blame looks further back through commits of ignored PRs, first."""
-"""How many times blame looks further back through cosmetic commits of one file."""
 LAYOUT_SHARE = 0.75
 """A PR is a re-layout (a formatter's run) when at least this share of the code files it
 changes keep their syntax tree."""
@@ -514,19 +514,19 @@ def _most_alike(line: list[str], candidates: Iterable[list[str]]) -> list[str] |
     return found
 
 
-def _in_passing(blame: Blame, sha: str, line: list[str], fixed: list[str] | None) -> bool:
-    """Whether commit ``sha`` edited ``line`` (tokens) only in passing for a fix that made
-    it ``fixed``: the commit removed a line alike that already held every token the fix
-    changes (a rename beside the bug, an argument added to the buggy call), and the fix
-    puts back nothing the commit took out. A line the fix deletes, only re-indents or only
-    adds to is not told apart this way (what an insertion fixes is not in the line)."""
+def _in_passing(removed: list[list[str]], line: list[str], fixed: list[str] | None) -> bool:
+    """Whether the commit that removed ``removed`` (code lines, as tokens) edited ``line``
+    only in passing for a fix that made it ``fixed``: it removed a line alike that already
+    held every token the fix changes (a rename beside the bug, an argument added to the
+    buggy call), and the fix puts back nothing the commit took out. A line the fix deletes,
+    only re-indents or only adds to is not told apart this way (what an insertion fixes is
+    not in the line)."""
     if fixed is None:
         return False
     touched = substance.touched(line, fixed)
     if not touched:
         return False
-    removed, _ = blame.changed_lines(sha, lambda path: not _not_code(path))
-    before = _most_alike(line, map(substance.tokens, removed))
+    before = _most_alike(line, removed)
     return before is not None and substance.inherited(line, before, touched) \
         and not substance.put_back(line, before, fixed)
 
@@ -539,11 +539,15 @@ def _past_passing(blame: Blame, commit: str, path: str, lines: dict[int, tuple[s
     one."""
     past: dict[int, tuple[str, str] | None] = {}
     skipped: dict[int, frozenset[str]] = {}
+    removed: dict[str, list[list[str]]] = {}  # a commit's removed code lines, tokenized once
     current = {number: found for number, found in lines.items() if number in edits}
     for _ in range(PASSING_ROUNDS):
         passed: dict[frozenset[str], list[int]] = defaultdict(list)
         for number, (sha, line) in current.items():
-            if _in_passing(blame, sha, substance.tokens(line), edits[number]):
+            if sha not in removed:
+                code, _ = blame.changed_lines(sha, lambda path: not _not_code(path))
+                removed[sha] = [substance.tokens(text) for text in code]
+            if _in_passing(removed[sha], substance.tokens(line), edits[number]):
                 passed[skipped.get(number, frozenset()) | {sha}].append(number)
         current = {}
         for passers, numbers in passed.items():

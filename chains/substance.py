@@ -73,11 +73,6 @@ def tokens(line: str) -> list[str]:
     return _TOKEN.findall(code_of(line))
 
 
-def similarity(a: Sequence[str], b: Sequence[str]) -> float:
-    """How alike two token lists are, 0 to 1 (difflib's ratio)."""
-    return SequenceMatcher(None, a, b, autojunk=False).ratio()
-
-
 def touched(old: Sequence[str], new: Sequence[str] | None) -> set[int]:
     """Positions of ``old``'s tokens that a change to ``new`` replaced or removed (every one
     when the line went, ``new`` None); an insertion alone touches none."""

@@ -34,6 +34,16 @@ def merge(repo: GitRepo, into: str, branch: str, message: str) -> str:
     return repo.head()
 
 
+def merged_into(repo: GitRepo, line: str, number: int, title: str,
+                files: dict[str, str | bytes | None]) -> str:
+    """PR ``number`` branched from ``line``, one commit, merged back into ``line`` the way
+    GitHub's merge button does."""
+    repo.branch(f"pr-{number}", line)
+    repo.commit(title, files)
+    return merge(repo, line, f"pr-{number}",
+                 f"Merge pull request #{number} from someone/pr-{number}\n\n{title}")
+
+
 def new_repo(tmp_path: Path) -> GitRepo:
     repo = GitRepo.init(tmp_path / "kit", owner="textkit-dev", name="textkit")
     repo.commit("init", {"kit.py": "def one():\n    return 1\n"})
@@ -506,11 +516,8 @@ def test_a_branch_sync_is_no_pr_and_owns_no_ones_lines(sqlite_db: Database,
     repo = new_repo(tmp_path)
     repo.branch("stable")
     for number, name in ((2, "parse"), (3, "render")):
-        repo.branch(f"pr-{number}", "stable")
-        repo.commit(f"Add {name}", {f"{name}.py": (
+        merged_into(repo, "stable", number, f"Add {name}", {f"{name}.py": (
             f"def {name}(text):\n    parts = text.split(',')\n    return parts\n")})
-        merge(repo, "stable", f"pr-{number}",
-              f"Merge pull request #{number} from someone/pr-{number}\n\nAdd {name}")
     merge(repo, "main", "stable", "Merge stable into main (#4)")
     repo.pull_request(5, "Fix parse of empty text", {"parse.py": (
         "def parse(text):\n    parts = [p for p in text.split(',') if p]\n"
@@ -529,10 +536,8 @@ def test_a_pr_that_also_brings_two_merges_is_still_a_pr(sqlite_db: Database,
     repo = new_repo(tmp_path)
     repo.branch("maint")
     for number in (2, 3):
-        repo.branch(f"pr-{number}", "maint")
-        repo.commit(f"Fix {number} on maint", {f"m{number}.py": f"M = {number}\n"})
-        merge(repo, "maint", f"pr-{number}",
-              f"Merge pull request #{number} from someone/pr-{number}\n\nFix {number}")
+        merged_into(repo, "maint", number, f"Fix {number} on maint",
+                    {f"m{number}.py": f"M = {number}\n"})
     repo.branch("ci", "main")
     repo.git("merge", "-q", "--no-ff", "-m", "Bring maint", "maint")
     repo.commit("Switch CI", {"ci.py": "CI = 'pipelines'\n"})

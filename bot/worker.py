@@ -5,9 +5,14 @@ worker dies with the job (machine lost, OOM kill, SIGKILL), the heartbeat stops;
 expires, any worker's maintenance retries the job (our jobs carry rq retries) or marks it
 failed. rq's own limit is the monitoring interval plus 60 seconds and its maintenance runs
 every ten minutes (also the only time a worker takes over the scheduler of a dead one, so
-retries scheduled for later would wait); here both follow `DAVINCI_ABANDONED_AFTER`, and the
-sweeper thread also enqueues webhook deliveries left pending while Redis was down and, every ten
-minutes, asks GitHub to redeliver the deliveries that failed to arrive (bot.redeliver).
+retries scheduled for later would wait); here both follow `DAVINCI_ABANDONED_AFTER`. The
+sweeper thread recovers abandoned jobs, enqueues webhook deliveries left pending while Redis
+was down and, every ten minutes, asks GitHub to redeliver the deliveries that failed to arrive
+(bot.redeliver).
+
+Only the main thread starts processes (the work horse, the scheduler): a process forked from
+another thread can inherit a lock some other thread held, and hang for ever, and the worker's
+warm shutdown with it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from requests import RequestException
 from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import webhooks
@@ -46,6 +52,12 @@ class DavinciWorker(Worker):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.abandoned_after = abandoned_after
 
+    @property
+    def dequeue_timeout(self) -> int:
+        """An idle worker's blocking dequeue gives way to maintenance (which takes over a dead
+        worker's scheduler) every maintenance interval, not every worker TTL (minutes)."""
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         ttl = super().get_heartbeat_ttl(job, working_time)
         grace = self.abandoned_after - self.job_monitoring_interval
@@ -57,7 +69,9 @@ def recover_abandoned(queues: list[Queue], runtime: Runtime | None = None) -> in
     ``runtime``, the runs of abandoned rollouts say what became of them."""
     found = 0
     for queue in queues:
-        registry = StartedJobRegistry(queue=queue)
+        # Off the main thread, rq's default time limit for the failure callback (SIGALRM)
+        # cannot be set, and the callback would not run.
+        registry = StartedJobRegistry(queue=queue, death_penalty_class=TimerDeathPenalty)
         expired = registry.get_expired_job_ids()
         if expired:
             log.warning("worker.abandoned_jobs", queue=queue.name, jobs=expired)
@@ -71,27 +85,11 @@ def recover_abandoned(queues: list[Queue], runtime: Runtime | None = None) -> in
     return found
 
 
-def take_over_scheduler(worker: Worker) -> None:
-    """Start this worker's scheduler if no live one holds the lock any more.
-
-    The scheduler moves retries that are due back to their queue. When the worker running it
-    dies, its lock expires a minute later, but an idle rq worker only tries to take over at
-    maintenance, which waits for its blocking dequeue (minutes): retries would sit still.
-    """
-    scheduler = worker.scheduler
-    if scheduler is None or (scheduler._process is not None and scheduler._process.is_alive()):
-        return
-    scheduler.acquire_locks(auto_start=True)
-    if scheduler.acquired_locks:
-        log.info("worker.scheduler_taken_over", queues=sorted(scheduler.acquired_locks))
-
-
 def start_sweeper(runtime: Runtime, queues: list[Queue], every: float,
-                  worker: Worker | None = None,
                   stop: threading.Event | None = None) -> threading.Thread:
     """Every ``every`` seconds, one worker (a Redis lock elects it) recovers abandoned jobs
-    and enqueues pending webhook deliveries; each worker takes over a dead scheduler. Runs
-    until ``stop`` is set (for ever without one)."""
+    and enqueues pending webhook deliveries. Runs until ``stop`` is set (for ever without
+    one)."""
     from handlers import build_router
 
     router = build_router()
@@ -106,8 +104,6 @@ def start_sweeper(runtime: Runtime, queues: list[Queue], every: float,
         """One round; whatever fails is logged and the next round goes on (an exception that
         ended the loop would stop recovery on this worker for good)."""
         try:
-            if worker is not None:
-                take_over_scheduler(worker)
             lock = runtime.redis.lock("davinci:lock:sweep", timeout=max(every * 4, 60),
                                       blocking_timeout=0)
             if lock.acquire():
@@ -157,7 +153,7 @@ def run_worker(runtime: Runtime, queue_names: tuple[str, ...], burst: bool) -> N
     queues = [runtime.queue(name) for name in queue_names]
     worker = DavinciWorker(queues, connection=runtime.redis, abandoned_after=abandoned_after)
     if not burst:
-        start_sweeper(runtime, queues, min(SWEEP_SECONDS, abandoned_after / 2), worker)
+        start_sweeper(runtime, queues, min(SWEEP_SECONDS, abandoned_after / 2))
     else:
         recover_abandoned(queues, runtime)
     # rq sets its loggers to INFO on import; ours say what the process logs.

@@ -79,6 +79,8 @@ def test_a_worker_killed_mid_rollout_is_replaced_and_the_trajectory_stored_once(
     taken_over = (tmp_path / "worker-2.log").read_text()
     assert "davinci-rollouts: rollout textkit-dev/textkit" in taken_over, \
         "the second worker ran the abandoned rollout"
+    assert "Acquired scheduler lock" in taken_over, "it took over the dead worker's scheduler"
+    assert "callback for job" not in taken_over, "the abandoned job's failure callback ran"
     comment = [c.body for c in sim.comments_on(REPO, 2)]
     assert len(comment) == 1 and "**Rollout:** accepted (score 1.00)" in comment[0]
     database = Database(env["DATABASE_URL"])

@@ -34,6 +34,9 @@ from chains.store import ChainRow, LinkRow, MemberRow, PullRequestRow
 SAME_AREA_WINDOW = timedelta(days=30)
 SAME_AREA_OVERLAP = 0.5
 SAME_AREA_MAX_FILES = 200
+TRACKER_PRS = 3
+"""An issue this many earlier PRs name is an umbrella (a tracker, an audit or a review whose
+findings are fixed one PR each): naming it links a PR to no one."""
 FIX_SHARE = 0.25
 """A fix links to an earlier PR only if that PR wrote at least this share of the lines the fix
 changes: a sweep over many PRs' lines (typos, a rename) is not a repair of each of them."""
@@ -295,15 +298,22 @@ def _references(graph: Graph, pr: PullRequest, body: str, found: list[text.Menti
 
 def _shared_issues(graph: Graph, pr: PullRequest, issues: dict[int, bool],
                    out: _Candidates) -> None:
+    """Links to the earlier PRs that name an issue ``pr`` names, unless the issue is an
+    umbrella (TRACKER_PRS earlier PRs name it)."""
     refs = [ref for ref in graph.issue_refs(issues) if ref[1] != pr.number]
     known = _earlier(graph, pr, {number for _, number, _ in refs})
+    naming: dict[int, list[tuple[int, bool]]] = defaultdict(list)
     for issue, number, closing in refs:
-        if number not in known:
+        if number in known:
+            naming[issue].append((number, closing))
+    for issue, earlier in naming.items():
+        if len(earlier) >= TRACKER_PRS:
             continue
-        both_close = closing and issues[issue]
-        words = "both close" if both_close else "both reference"
-        out.add(Link(number, pr.number, LinkKind.SHARES_ISSUE, f"{words} #{issue}",
-                     0.8 if both_close else 0.6))
+        for number, closing in earlier:
+            both_close = closing and issues[issue]
+            words = "both close" if both_close else "both reference"
+            out.add(Link(number, pr.number, LinkKind.SHARES_ISSUE, f"{words} #{issue}",
+                         0.8 if both_close else 0.6))
 
 
 def _blamable(change: FileChange) -> bool:

@@ -570,3 +570,21 @@ def test_one_line_among_others_lines_links_no_one(sqlite_db: Database,
     found = {link for link in links(sqlite_db) if link[2] == "fixes"}
     assert (3, 4, "fixes") in found and (2, 4, "fixes") not in found
     assert {(4, 5, "fixes"), (3, 5, "fixes")} <= found
+
+
+def test_an_issue_many_prs_name_is_an_umbrella_that_links_no_one(sqlite_db: Database,
+                                                                  tmp_path: Path) -> None:
+    """A review's findings (#40) fixed one PR each: the first three are linked as sharing
+    it, the fourth and fifth are not (three earlier PRs name it: an umbrella). #51 and #52,
+    the only two naming #50, are linked."""
+    repo = new_repo(tmp_path)
+    for number in range(41, 46):
+        repo.pull_request(number, f"Tidy module {number}", {f"m{number}.py": f"N = {number}\n"},
+                          messages=(f"Flagged in the review of #40, item {number - 40}",))
+    repo.pull_request(51, "Start the report", {"report.py": "def report():\n    pass\n"},
+                      messages=("Part of #50",))
+    repo.pull_request(52, "Finish the report", {"report.py": "def report():\n    return 1\n"},
+                      messages=("Finishes #50",))
+    mine(sqlite_db, repo)
+    shared = {(a, b) for a, b, kind in links(sqlite_db) if kind == "shares_issue"}
+    assert shared == {(41, 42), (41, 43), (42, 43), (51, 52)}

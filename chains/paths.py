@@ -1,5 +1,8 @@
 """What a path in a repository is: test code or prose. One rule for mining and rollouts alike
-(a rollout's test patch is exactly what mining counts as a PR's tests)."""
+(a rollout's test patch is exactly what mining counts as a PR's tests, and the hidden run
+takes every such file from the reference).
+
+This module also runs inside the sandbox (sandbox.testinfra): standard library only."""
 
 from __future__ import annotations
 

@@ -17,8 +17,7 @@ from chains.model import Commit, LinkKind, PullRequest
 from rollout.gitdiff import GitError, SplitPatch, file_at, split_change
 from rollout.instructions import InstructionWriter, TemplateWriter
 from sandbox.testinfra import is_test_infrastructure
-from sandbox.testrun import DEFAULT_RUNNER, HiddenTests
-from sandbox.tree import tree_entries
+from sandbox.testrun import DEFAULT_RUNNER, HiddenTests, ReferenceFile, reference_harness
 
 
 class TaskError(Exception):
@@ -45,16 +44,15 @@ class Stage:
     earlier stage's that still exists at this PR's merge."""
     commits: tuple[Commit, ...] = ()
     """The PR's own commits, oldest first (what the replay policy replays)."""
-    infrastructure: tuple[tuple[str, str], ...] = ()
-    """Every test infrastructure file at the merge (conftest.py, pytest configuration, …),
+    harness: tuple[ReferenceFile, ...] = ()
+    """Every test file and test infrastructure file at the merge (testinfra.is_harness),
     put back in this state for the hidden run."""
     merged_at: str = ""
     """When the PR merged (ISO 8601), for time-based splits of the corpus."""
 
     def hidden(self, runner: str = DEFAULT_RUNNER, timeout: float = 300.0) -> HiddenTests:
         """What the verifier's run of this stage needs."""
-        return HiddenTests(self.test_targets, self.hidden_tests, self.infrastructure, runner,
-                           timeout)
+        return HiddenTests(self.test_targets, self.hidden_tests, self.harness, runner, timeout)
 
 
 @dataclass(frozen=True)
@@ -163,12 +161,5 @@ def _stage(repo: Path, pr: PullRequest, split: SplitPatch, link: str | None,
                  gold_patch=split.gold_patch, test_patch=split.test_patch,
                  gold_files=split.gold_files, test_files=split.test_files,
                  hidden_tests=hidden, test_targets=targets, commits=pr.commits,
-                 infrastructure=_infrastructure(repo, merge),
+                 harness=reference_harness(repo, merge),
                  merged_at=pr.merged_at.isoformat() if pr.merged_at else "")
-
-
-def _infrastructure(repo: Path, commit: str) -> tuple[tuple[str, str], ...]:
-    paths = [path for _, kind, _, path in tree_entries(repo, commit)
-             if kind == "blob" and is_test_infrastructure(path)]
-    found = ((path, file_at(repo, commit, path)) for path in paths)
-    return tuple((path, text) for path, text in found if text is not None)

@@ -1,26 +1,30 @@
-"""Test infrastructure: what can change how the hidden tests run, and putting it back.
+"""The test harness: what the hidden run takes from the reference, and putting it back.
 
-One rule (:func:`is_test_infrastructure`) says which files of a work tree can change the
-outcome of a pytest run without being the code under test: every `conftest.py`, the
+Two rules say which files of a work tree can change the outcome of the hidden tests without
+being the code under test. :func:`is_test_infrastructure`: every `conftest.py`, the
 configuration files pytest reads at the root, and what could shadow the runner or run at
 interpreter start (`pytest.py` at the root, `sitecustomize.py`, `usercustomize.py`, `.pth`
-files). Folders named like the runner's own packages are not in it: the runner imports its
-packages before the work tree joins the path, and such a folder may be the very project
-under test (pluggy, pytest).
+files). :func:`is_harness`: that, and every test file by the project's one test-file rule
+(`chains.paths.is_test_path`): a test module's `__init__.py`, its helpers and data files are
+what the hidden tests import and read. Folders named like the runner's own packages are not
+in it: the runner imports its packages before the work tree joins the path, and such a
+folder may be the very project under test (pluggy, pytest).
 
-This module is imported on the host and its source is also run inside the sandbox with
-``python3 -I`` (standard library only, no imports of ours): :func:`prepare` sets the agent's
-versions of those files aside and writes the reference versions and the hidden tests;
-:func:`restore` reads the report and puts the agent's files back.
+This module is imported on the host, and its source and that of `chains.paths` (standard
+library only) are also run inside the sandbox with ``python3 -I`` (:data:`BOOT`):
+:func:`prepare` sets aside the agent's harness files that differ from the reference (and
+those the reference does not have) and writes the reference's; :func:`restore` reads the
+report and puts the agent's files back.
 """
 
 from __future__ import annotations
 
-import json
+import base64
 import os
 import shutil
-import sys
 import tempfile
+
+from chains.paths import is_test_path
 
 NAMES = ("conftest.py", "sitecustomize.py", "usercustomize.py")
 ROOT_NAMES = ("pytest.py", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini",
@@ -70,6 +74,23 @@ then the work tree (and its `src/`) comes first, and a package of it that the ru
 imported from the installed ones is imported again from the work tree by the tests."""
 
 
+BOOT = """import json, sys, types
+request = json.loads(sys.stdin.buffer.read())
+for name, source in request.pop("modules"):
+    module = types.ModuleType(name)
+    parent, _, child = name.rpartition(".")
+    if parent:
+        package = sys.modules.setdefault(parent, types.ModuleType(parent))
+        package.__path__ = []
+        setattr(package, child, module)
+    sys.modules[name] = module
+    exec(compile(source, name.replace(".", "/") + ".py", "exec"), module.__dict__)
+sys.stdout.write(json.dumps(sys.modules["sandbox.testinfra"].answer(request)))
+"""
+"""The hidden run's helper in the sandbox: our modules come with the request, so nothing of
+the work tree is imported in their place."""
+
+
 def is_test_infrastructure(path: str) -> bool:
     parts = path.split("/")
     name = parts[-1]
@@ -78,44 +99,69 @@ def is_test_infrastructure(path: str) -> bool:
     return len(parts) == 1 and name in ROOT_NAMES
 
 
-def pytest_config(files: dict[str, str | None]) -> str | None:
+def is_harness(path: str) -> bool:
+    """A file the hidden run takes from the reference, whatever the agent made of it."""
+    return is_test_infrastructure(path) or is_test_path(path)
+
+
+def pytest_config(files: dict[str, bytes | None]) -> str | None:
     """The root configuration file pytest would read among ``files`` (path -> content)."""
     for name in ROOT_CONFIGS:
         content = files.get(name)
         if content is None:
             continue
         section = CONFIG_SECTIONS.get(name)
-        if section is None or section in content:
+        if section is None or section.encode() in content:
             return name
     return None
 
 
-def prepare(root: str, write: dict[str, str | None]) -> dict[str, object]:
-    """Set aside every infrastructure file and every path of ``write``; write ``write``
-    (None: leave absent); make a private folder for the report and the runner. What the
-    agent's tree does not allow (a file where a folder must be, a full disk) is reported
-    as ``error``, never raised: the run then counts as not run."""
+def encode(content: bytes | None, mode: str = "100644") -> dict[str, object] | None:
+    """A file of the reference as :func:`prepare` takes it (None: absent there). ``mode``
+    is git's: 100755 an executable, 120000 a symbolic link whose target is ``content``."""
+    if content is None:
+        return None
+    return {"data": base64.b64encode(content).decode("ascii"), "mode": mode}
+
+
+def prepare(root: str, write: dict[str, dict[str, object] | None]) -> dict[str, object]:
+    """Put the harness in the reference state: ``write`` holds the reference's files
+    (:func:`encode`; None: absent there). The agent's harness files and its files at those
+    paths are set aside unless they are the reference's already; the reference's are
+    written; a private folder is made for the report and the runner. What the agent's tree
+    does not allow (a file where a folder must be, a full disk) is reported as ``error``,
+    never raised: the run then counts as not run."""
     moved: list[str] = []
     written: list[str] = []
     hidden = ""
     try:
         hidden = tempfile.mkdtemp(prefix=".davinci-hidden-", dir=os.path.dirname(root))
         aside = os.path.join(hidden, "aside")
-        present = set(_infrastructure(root))
+        wanted = {path: _decoded(item) for path, item in write.items()}
+        present = set(_harness(root))
         present |= {p for p in write if os.path.lexists(os.path.join(root, p))}
         for path in sorted(present):
+            if _already(os.path.join(root, path), wanted.get(path)):
+                del wanted[path]
+                continue
             target = os.path.join(aside, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.rename(os.path.join(root, path), target)
             moved.append(path)
-        for path, content in sorted(write.items()):
-            if content is None:
+        for path, item in sorted(wanted.items()):
+            if item is None:
                 continue
+            content, mode = item
             target = os.path.join(root, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             written.append(path)
-            with open(target, "w", encoding="utf-8") as handle:
+            if mode == "120000":
+                os.symlink(content.decode("utf-8", "surrogateescape"), target)
+                continue
+            with open(target, "wb") as handle:
                 handle.write(content)
+            if mode == "100755":
+                os.chmod(target, 0o755)  # noqa: S103 - git's mode for an executable
         for name, text in (("run.py", SHIM), ("pytest.ini", "[pytest]\n")):
             with open(os.path.join(hidden, name), "w", encoding="utf-8") as handle:
                 handle.write(text)
@@ -135,7 +181,7 @@ def restore(root: str, hidden: str, written: list[str]) -> dict[str, object]:
     for path in written:
         target = os.path.join(root, path)
         try:
-            if os.path.lexists(target) and not os.path.isdir(target):
+            if os.path.islink(target) or os.path.isfile(target):
                 os.remove(target)
         except OSError as exc:
             problems.append(str(exc))
@@ -155,13 +201,37 @@ def restore(root: str, hidden: str, written: list[str]) -> dict[str, object]:
     return {"report": text, "problems": problems}
 
 
-def _infrastructure(root: str) -> list[str]:
+def _decoded(item: dict[str, object] | None) -> tuple[bytes, str] | None:
+    if item is None:
+        return None
+    return base64.b64decode(str(item["data"])), str(item.get("mode", "100644"))
+
+
+def _already(path: str, item: tuple[bytes, str] | None) -> bool:
+    """Whether the file at ``path`` is the reference's ``item`` as it is (mode included)."""
+    if item is None:
+        return False
+    content, mode = item
+    if mode == "120000":
+        return os.path.islink(path) and os.readlink(path).encode(
+            "utf-8", "surrogateescape") == content
+    if os.path.islink(path) or not os.path.isfile(path):
+        return False
+    if (mode == "100755") != bool(os.stat(path).st_mode & 0o100):
+        return False
+    if os.path.getsize(path) != len(content):
+        return False
+    with open(path, "rb") as handle:
+        return handle.read() == content
+
+
+def _harness(root: str) -> list[str]:
     found = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if not (folder == root and d == ".git")]
         for name in names:
             path = os.path.relpath(os.path.join(folder, name), root)
-            if is_test_infrastructure(path):
+            if is_harness(path):
                 found.append(path)
         for name in dirs:  # a folder linked from elsewhere could bring a conftest.py along
             target = os.path.join(folder, name)
@@ -175,15 +245,9 @@ def _inside(path: str, root: str) -> bool:
     return path == real or path.startswith(real + os.sep)
 
 
-def main() -> None:
-    request = json.load(sys.stdin)
+def answer(request: dict[str, object]) -> dict[str, object]:
+    """One step of the hidden run, in the work tree (the current folder)."""
     root = os.getcwd()
     if request["step"] == "prepare":
-        answer = prepare(root, request["write"])
-    else:
-        answer = restore(root, request["dir"], request["written"])
-    json.dump(answer, sys.stdout)
-
-
-if __name__ == "__main__":
-    main()
+        return prepare(root, request["write"])  # type: ignore[arg-type]
+    return restore(root, str(request["dir"]), list(request["written"]))  # type: ignore[call-overload]

@@ -2,7 +2,8 @@
 
 :func:`run_tests` is a plain run, as a developer would type it. :func:`run_hidden` is the
 verifier's run, which the agent cannot touch: every process the agent started is ended
-first, the test infrastructure is put in its reference state (sandbox.testinfra), pytest
+first, the test harness (every test file and the test infrastructure) is put in its reference
+state (sandbox.testinfra), pytest
 starts isolated (``python3 -I``, its plugins imported before the work tree joins the path,
 explicit ``--rootdir`` and ``-c``), the report goes to a folder made after the agent's
 processes are gone, and afterwards the agent's own files are put back.
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chains import paths
 from sandbox import testinfra
 from sandbox.base import ExecResult, Sandbox, SandboxError
+from sandbox.tree import blobs, tree_entries
 
 DEFAULT_RUNNER = "python3 -m pytest"
 PASSED = "passed"
@@ -36,9 +39,11 @@ class Integrity:
     processes_ended: int
     """The agent's processes ended before the run, and those the run left behind after it."""
     set_aside: tuple[str, ...]
-    """The agent's files moved away for the run: infrastructure and the hidden tests' paths."""
+    """The agent's files moved away for the run: harness files that were not the
+    reference's."""
     restored: tuple[str, ...]
-    """Files written from the reference: hidden tests and test infrastructure."""
+    """Files written from the reference: the harness files the agent's tree did not have as
+    the reference has them."""
     isolated: bool
     """Whether pytest was started isolated (False for a configured runner that is not
     pytest, which runs as configured)."""
@@ -90,19 +95,40 @@ def run_tests(sandbox: Sandbox, targets: tuple[str, ...], timeout: float,
 
 
 @dataclass(frozen=True)
+class ReferenceFile:
+    """A file of the test harness as the reference (the PR's merge) has it."""
+
+    path: str
+    content: bytes
+    mode: str = "100644"
+    """git's: 100755 an executable, 120000 a symbolic link (``content`` is its target)."""
+
+
+@dataclass(frozen=True)
 class HiddenTests:
     """Everything the verifier's run needs, all taken from the reference (the PR's merge)."""
 
     targets: tuple[str, ...]
     files: tuple[tuple[str, str | None], ...]
-    """Test files as the reference has them (None: absent there)."""
-    infrastructure: tuple[tuple[str, str], ...]
-    """Every test infrastructure file of the reference (testinfra.is_test_infrastructure)."""
+    """The stages' test files (None: absent in the reference, removed for the run)."""
+    harness: tuple[ReferenceFile, ...]
+    """Every harness file of the reference (testinfra.is_harness): its test files, helpers
+    and data, and its test infrastructure."""
     runner: str = DEFAULT_RUNNER
     timeout: float = 300.0
 
 
-_PREPARE = Path(testinfra.__file__).read_text()
+def reference_harness(repo: Path, commit: str) -> tuple[ReferenceFile, ...]:
+    """Every harness file of ``commit`` in the git repository ``repo``."""
+    entries = [(mode, sha, path) for mode, kind, sha, path in tree_entries(repo, commit)
+               if kind == "blob" and testinfra.is_harness(path)]
+    content = blobs(repo, [sha for _, sha, _ in entries])
+    return tuple(ReferenceFile(path, content[sha], mode) for mode, sha, path in entries)
+
+
+_MODULES = tuple((module.__name__, Path(str(module.__file__)).read_text())
+                 for module in (paths, testinfra))
+"""What the sandbox's side of the hidden run executes (testinfra.BOOT)."""
 REPORT_CAP = 64 << 20
 """The most of the verifier's step's answer read back: it carries the test report, one line
 of XML per test (a suite of many thousand parametrized tests writes megabytes)."""
@@ -115,8 +141,10 @@ def run_hidden(sandbox: Sandbox, tests: HiddenTests) -> TestRun:
     if not tests.targets:
         return TestRun(error="the stage has no test files to run")
     ended = sandbox.end_processes()
-    write: dict[str, str | None] = dict(tests.files)
-    write.update(tests.infrastructure)
+    write = {path: testinfra.encode(None if content is None
+                                    else content.encode("utf-8", "surrogateescape"))
+             for path, content in tests.files}
+    write.update((f.path, testinfra.encode(f.content, f.mode)) for f in tests.harness)
     prepared = _infra_step(sandbox, {"step": "prepare", "write": write})
     folder, written = str(prepared["dir"]), list(prepared["written"])
     if prepared.get("error"):
@@ -126,7 +154,7 @@ def run_hidden(sandbox: Sandbox, tests: HiddenTests) -> TestRun:
                        integrity=Integrity(ended, tuple(prepared["set_aside"]), tuple(written),
                                            False, ""))
     try:
-        config = testinfra.pytest_config(dict(tests.infrastructure))
+        config = testinfra.pytest_config({f.path: f.content for f in tests.harness})
         private = shlex.quote(folder)
         config_path = f'"$PWD"/{shlex.quote(config)}' if config else f"{private}/pytest.ini"
         options = (f"-p no:cacheprovider -q -rfE --junitxml={private}/report.xml "
@@ -166,8 +194,9 @@ def isolated_runner(runner: str) -> str | None:
 
 
 def _infra_step(sandbox: Sandbox, request: Mapping[str, object]) -> dict[str, Any]:
-    result = sandbox.exec(f"python3 -I -c {shlex.quote(_PREPARE)}", timeout=120,
-                          stdin=json.dumps(request).encode(), output_cap=REPORT_CAP)
+    result = sandbox.exec(f"python3 -I -c {shlex.quote(testinfra.BOOT)}", timeout=120,
+                          stdin=json.dumps({**request, "modules": _MODULES}).encode(),
+                          output_cap=REPORT_CAP)
     if result.stdout_truncated:
         raise SandboxError(f"could not {request['step']} the hidden test run: its answer (the "
                            f"test report) is larger than {REPORT_CAP >> 20} MiB")
@@ -176,8 +205,11 @@ def _infra_step(sandbox: Sandbox, request: Mapping[str, object]) -> dict[str, An
     except json.JSONDecodeError:
         answer = None
     if not isinstance(answer, dict):
-        raise SandboxError(f"could not {request['step']} the hidden test run: "
-                           f"{(result.stderr or result.stdout).strip()[-500:]}")
+        said = (result.stderr or result.stdout).strip()[-500:]
+        how = ("it timed out after 120 s" if result.timed_out
+               else f"it exited with {result.exit_code}" + (f": {said}" if said else
+                                                            " and printed nothing"))
+        raise SandboxError(f"could not {request['step']} the hidden test run: {how}")
     return answer
 
 

@@ -9,7 +9,7 @@ import docker
 from sandbox.docker import DockerSandbox
 from sandbox.factory import DEFAULT_IMAGE
 from sandbox.output import DEFAULT_CAP
-from sandbox.testrun import PASSED, HiddenTests, run_hidden
+from sandbox.testrun import PASSED, HiddenTests, reference_harness, run_hidden
 from tests.gitrepo import GitRepo
 
 CASES = 5000
@@ -29,7 +29,8 @@ def test_a_suite_whose_report_outgrows_the_output_cap_is_read_whole(
             "def test_double_of_a_rather_long_named_parameter(x):\n"
             "    assert calc.double(x) == x + x\n")})
     with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
-        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (), (), timeout=240.0))
+        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (),
+                                          reference_harness(repo.path, commit), timeout=240.0))
     assert run.error is None, run.error
     assert len(run.outcomes) == CASES and set(run.outcomes.values()) == {PASSED}
     assert CASES * 100 > DEFAULT_CAP, "the report must outgrow a command's output cap"
@@ -64,7 +65,7 @@ def test_a_project_whose_warnings_are_errors_runs_with_installed_plugins(
                               "    assert calc.double(2) == 4\n"})
     with DockerSandbox(repo.path, commit, image.id, engine=engine) as box:
         run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (),
-                                          (("pyproject.toml", config),), timeout=120.0))
+                                          reference_harness(repo.path, commit), timeout=120.0))
     assert run.error is None, run.error
     assert run.outcomes == {"tests/test_calc.py::test_double": PASSED}
 
@@ -85,7 +86,8 @@ def test_a_project_the_runner_depends_on_is_tested_from_the_work_tree(
             "    assert packaging.__version__ == '99.0.dev0'\n")})
     with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
         assert box.exec("python3 -c 'import packaging'").ok, "the image has packaging"
-        run = run_hidden(box, HiddenTests(("tests/test_direct_url.py",), (), (),
+        run = run_hidden(box, HiddenTests(("tests/test_direct_url.py",), (),
+                                          reference_harness(repo.path, commit),
                                           timeout=120.0))
     assert run.error is None, run.error
     assert set(run.outcomes.values()) == {PASSED} and len(run.outcomes) == 2, run.outcomes
@@ -105,7 +107,8 @@ def test_a_package_that_imports_its_generated_version_module_is_tested(
         "tests/test_kit.py": "import kit\n\n\ndef test_double():\n"
                              "    assert kit.double(2) == 4 and kit.__version__\n"})
     with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
-        run = run_hidden(box, HiddenTests(("tests/test_kit.py",), (), (), timeout=120.0))
+        run = run_hidden(box, HiddenTests(("tests/test_kit.py",), (),
+                                          reference_harness(repo.path, commit), timeout=120.0))
         assert box.diff() == ""
     assert run.error is None, run.error
     assert set(run.outcomes.values()) == {PASSED}, run.outcomes

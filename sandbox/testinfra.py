@@ -104,6 +104,13 @@ def is_harness(path: str) -> bool:
     return is_test_infrastructure(path) or is_test_path(path)
 
 
+def is_bytecode(path: str) -> bool:
+    """Compiled Python, set aside for the hidden run: the tests run the sources the record
+    keeps, not code compiled from other sources (Python would load a `.pyc` whose recorded
+    size and time match the source, or one with no source at all)."""
+    return path.endswith((".pyc", ".pyo"))
+
+
 def pytest_config(files: dict[str, bytes | None]) -> str | None:
     """The root configuration file pytest would read among ``files`` (path -> content)."""
     for name in ROOT_CONFIGS:
@@ -127,8 +134,9 @@ def encode(content: bytes | None, mode: str = "100644") -> dict[str, object] | N
 def prepare(root: str, write: dict[str, dict[str, object] | None]) -> dict[str, object]:
     """Put the harness in the reference state: ``write`` holds the reference's files
     (:func:`encode`; None: absent there). The agent's harness files and its files at those
-    paths are set aside unless they are the reference's already; the reference's are
-    written; a private folder is made for the report and the runner. What the agent's tree
+    paths are set aside unless they are the reference's already, and so is every compiled
+    file (:func:`is_bytecode`); the reference's are written; a private folder is made for
+    the report and the runner. What the agent's tree
     does not allow (a file where a folder must be, a full disk) is reported as ``error``,
     never raised: the run then counts as not run."""
     moved: list[str] = []
@@ -231,7 +239,7 @@ def _harness(root: str) -> list[str]:
         dirs[:] = [d for d in dirs if not (folder == root and d == ".git")]
         for name in names:
             path = os.path.relpath(os.path.join(folder, name), root)
-            if is_harness(path):
+            if is_harness(path) or is_bytecode(path):
                 found.append(path)
         for name in dirs:  # a folder linked from elsewhere could bring a conftest.py along
             target = os.path.join(folder, name)

@@ -213,6 +213,32 @@ def test_a_test_helper_that_rewrites_reports(attempt: Callable[..., RolloutResul
     _rejected(attempt(write("calc/stats.py", WRONG), write("tests/__init__.py", IN_PROCESS)))
 
 
+def test_bytecode_of_other_code_than_the_source(attempt: Callable[..., RolloutResult]) -> None:
+    """What the record keeps is the source: bytecode compiled from the right code, left
+    behind with the size and time of a wrong source, must not be what the tests run."""
+    wrong = WRONG.ljust(len(STATS_V1) - 1) + "\n"
+    assert len(wrong) == len(STATS_V1)
+    result = attempt(write("calc/stats.py", STATS_V1),
+                     bash("python3 -m compileall -q calc && ls calc/__pycache__ && "
+                          "stat -c %Y calc/stats.py > /tmp/stamp"),
+                     write("calc/stats.py", wrong),
+                     bash("touch -d @$(cat /tmp/stamp) calc/stats.py && "
+                          "python3 -c 'import calc.stats; print(calc.stats.mean([1, 3]))'"))
+    _rejected(result)
+    outputs = [str(m.get("content")) for m in result.messages if m.get("role") == "tool"]
+    assert any("2.0" in out for out in outputs), f"the bytecode did not run: {outputs}"
+
+
+def test_bytecode_without_its_source(attempt: Callable[..., RolloutResult]) -> None:
+    """The record keeps no source for `calc/stats.py`; its compiled form must not run."""
+    result = attempt(write("calc/stats.py", STATS_V1),
+                     bash("python3 -m compileall -q -b calc && rm calc/stats.py && "
+                          "python3 -c 'import calc.stats; print(calc.stats.mean([1, 3]))'"))
+    _rejected(result)
+    outputs = [str(m.get("content")) for m in result.messages if m.get("role") == "tool"]
+    assert any("2.0" in out for out in outputs), f"the bytecode did not run: {outputs}"
+
+
 def test_a_report_writer_that_waits_for_exit(attempt: Callable[..., RolloutResult]) -> None:
     code = REPORT_ALL_PASSED + "import atexit\natexit.register(_fake)\n"
     _rejected(attempt(write("calc/stats.py", code)))

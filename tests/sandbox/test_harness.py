@@ -50,6 +50,8 @@ def test_the_reference_harness_replaces_the_agent_s_and_the_agent_s_comes_back(
         "tests/new_helper.py": b"EVIL = 1\n",  # the reference has no such file
         "tests/data/blob.bin": b"agent",  # the reference's is binary
         "chains/paths.py": b"raise SystemExit('the work tree was imported')\n",
+        "calc/__pycache__/stats.cpython-311.pyc": b"compiled from other code",
+        "calc/legacy.pyc": b"compiled, its source gone",
     }
     for path, content in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -74,10 +76,12 @@ def test_the_reference_harness_replaces_the_agent_s_and_the_agent_s_comes_back(
     assert during["tests/run.sh"] == (b"#!/bin/sh\necho ok\n", True, False)
     assert during["tests/data/latest"] == (b"blob.bin", False, True)
     assert "tests/new_helper.py" not in during
+    assert not [path for path in during if path.endswith(".pyc")]
     assert during["calc/stats.py"] == before["calc/stats.py"]
     # What is already the reference's is left as it is, and not counted as set aside.
     assert sorted(prepared["set_aside"]) == [  # type: ignore[call-overload]
-        "tests/__init__.py", "tests/data/blob.bin", "tests/helpers.py", "tests/new_helper.py"]
+        "calc/__pycache__/stats.cpython-311.pyc", "calc/legacy.pyc", "tests/__init__.py",
+        "tests/data/blob.bin", "tests/helpers.py", "tests/new_helper.py"]
     assert "tests/test_stats.py" not in prepared["written"]  # type: ignore[operator]
 
     restored = step(root, {"step": "restore", "dir": prepared["dir"],

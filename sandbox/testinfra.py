@@ -34,6 +34,7 @@ ROOT_CONFIGS = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup
 CONFIG_SECTIONS = {"pyproject.toml": "[tool.pytest.ini_options]", "tox.ini": "[pytest]",
                    "setup.cfg": "[tool:pytest]"}
 SHIM = """import sys
+from os import _exit  # taken before any code of the work tree can replace it
 root, args = sys.argv[1], sys.argv[2:]
 import pytest  # from the installed packages: the work tree is not on the path yet
 try:
@@ -67,11 +68,19 @@ for module in list(sys.modules):
     found = getattr(sys.modules[module], "__file__", None) or ""
     if module.split(".")[0] in own and not os.path.realpath(found).startswith(root + os.sep):
         del sys.modules[module]
-sys.exit(pytest.main(args))
+code = int(pytest.main(args))
+for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+    try:
+        stream.flush()
+    except Exception:
+        pass
+_exit(code)
 """
 """The runner: pytest and its plugins are imported before the work tree joins the path;
 then the work tree (and its `src/`) comes first, and a package of it that the runner had
-imported from the installed ones is imported again from the work tree by the tests."""
+imported from the installed ones is imported again from the work tree by the tests. Once
+pytest has written its report the process ends at once (`os._exit`): no exit handler,
+finalizer or `__del__` of the code under test runs after the report is written."""
 
 
 BOOT = """import json, sys, types

@@ -174,7 +174,24 @@ def run_hidden(sandbox: Sandbox, tests: HiddenTests) -> TestRun:
     integrity = Integrity(ended, tuple(prepared["set_aside"]), tuple(written),
                           prefix is not None, config or "(none: an empty one)")
     run = _read(result, report if isinstance(report, str) else None, tests.timeout)
+    contradicted = _contradicted(run) if prefix is not None else []
+    if contradicted:
+        run = replace(run, error="the test report says passed what the runner printed as "
+                                 f"failed while the tests ran ({', '.join(contradicted[:5])}): "
+                                 "the report was rewritten after pytest wrote it")
     return replace(run, integrity=integrity)
+
+
+_PRINTED_FAILURE = re.compile(r"(?m)^(?:FAILED|ERROR) (\S+)")
+"""A line of pytest's short test summary (`-rfE`), printed as the tests ran."""
+
+
+def _contradicted(run: TestRun) -> list[str]:
+    """Tests pytest's own summary printed as failed that the report says passed: code under
+    test runs in pytest's process and could rewrite the report once written, but not take
+    back what was already printed."""
+    printed = {m.group(1) for m in _PRINTED_FAILURE.finditer(run.log)}
+    return sorted(test for test in printed if run.outcomes.get(test) == PASSED)
 
 
 def isolated_runner(runner: str) -> str | None:

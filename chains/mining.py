@@ -661,8 +661,8 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
         where = ", ".join(sorted(paths_by_pr[number])[:3])
         noun = "line" if count == 1 else "lines"
         out.add(Link(number, pr.number, LinkKind.FIXES,
-                     f"fix changes {count} code {noun} of #{number} ({share:.0%} of its code "
-                     f"lines) in {where} (git blame)", _strength(share, count, age)))
+                     f"fix changes {count} code {noun} of #{number} ({share:.0%} of the code "
+                     f"lines it changes) in {where} (git blame)", _strength(share, count, age)))
 
 
 def _age(merged_at: datetime | None, pr: PullRequest) -> timedelta:

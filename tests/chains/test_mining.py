@@ -18,7 +18,8 @@ from chains.mining import attach_pull_request
 from chains.queries import all_links, chain_rows
 from tests.gitrepo import GitRepo
 
-SLUG_FIX = "fix changes 1 code line of #2 (100% of its code lines) in textkit/slug.py (git blame)"
+SLUG_FIX = ("fix changes 1 code line of #2 (100% of the code lines it changes) in "
+            "textkit/slug.py (git blame)")
 
 
 @pytest.fixture(scope="module")

@@ -281,10 +281,16 @@ class GitHistory:
         found: dict[str, int] = {}
         for at in range(first, len(history.mainline)):
             arrival = history.mainline[at]
+            own = self._own_commits(history, arrival)
             for sha in history.brought_shas(arrival):
                 node = history.nodes[sha]
                 number = _pr_number(node)
                 if number is None or number in taken:
+                    continue
+                if sha in own:
+                    self.skipped.append(f"#{number} ({sha[:12]}): a commit of PR #{own[sha]} "
+                                        "titled like a PR (copied from elsewhere), not a PR "
+                                        "of this repository")
                     continue
                 floor = history.lowest_number_before(node.timestamp, at)
                 if floor is not None and number < floor:
@@ -301,6 +307,33 @@ class GitHistory:
                                      stdin="".join(f"{sha}\n" for sha in found))}
         return [(at, raws[sha]) for sha, at in found.items() if sha in raws]
 
+    def _own_commits(self, history: _Graph, arrival: str) -> dict[str, int]:
+        """Commits titled "… (#N)" that are a PR's own work, not PRs: on the line of a PR's
+        branch (from its merge's second parent down its first parents to where it left the
+        base), among what ``arrival`` brought -> that PR's number. A PR squash-merged onto a
+        maintenance line that a branch merged in is not on that branch's own line."""
+        brought = history.brought_shas(arrival)
+        if not any(len(history.nodes[sha].parents) == 1 and _pr_number(history.nodes[sha])
+                   for sha in brought):
+            return {}
+        own: dict[str, int] = {}
+        for merge in (arrival, *brought):
+            node = history.nodes[merge]
+            number = _pr_number(node)
+            if number is None or len(node.parents) < 2 or \
+                    _SYNC_TITLE.search(_title_and_body(node)[0]):
+                continue
+            base = git(self.path, "merge-base", *node.parents[:2], check=False).strip()
+            titled: list[str] = []
+            tip: str | None = node.parents[1]
+            while tip is not None and tip in history.nodes and tip != base:
+                if len(history.nodes[tip].parents) == 1 and _pr_number(history.nodes[tip]):
+                    titled.append(tip)
+                tip = next(iter(history.nodes[tip].parents), None)
+            if len(titled) < SYNC_CARRIED:  # more: a line of squash-merged PRs, synced
+                own.update((sha, number) for sha in titled if sha not in own)
+        return own
+
     def _branch_commits(self, history: _Graph, raw: _Raw) -> tuple[Commit, ...]:
         """A side merge's own commits: reachable from its second parent, not its first."""
         if len(raw.parents) < 2:
@@ -313,16 +346,8 @@ class GitHistory:
         number = _pr_number(raw)
         if number is None or not raw.parents:
             return None
-        subject, _, rest = raw.message.partition("\n")
-        if _MERGE.match(subject):
-            title, _, body = rest.strip().partition("\n")
-            title = title.strip() or subject
-            commits = side or (Commit(raw.sha, raw.message, raw.author),)
-        else:
-            match = _SQUASH.match(subject)
-            title = match.group("title") if match else subject
-            body = rest
-            commits = side or (Commit(raw.sha, raw.message, raw.author),)
+        title, body = _title_and_body(raw)
+        commits = side or (Commit(raw.sha, raw.message, raw.author),)
         authors = [c.author for c in commits if c.author]
         return PullRequest(
             repository=self.repository, number=number, title=title.strip(),
@@ -330,6 +355,17 @@ class GitHistory:
             base_commit=raw.parents[0], merge_commit=raw.sha,
             merged_at=datetime.fromtimestamp(raw.timestamp, UTC), commits=commits,
             files=raw.files)
+
+
+def _title_and_body(raw: _Raw) -> tuple[str, str]:
+    """A PR's title and body from its merge's message: the line after "Merge pull request
+    #N from …", or the subject less its "(#N)"."""
+    subject, _, rest = raw.message.partition("\n")
+    if _MERGE.match(subject):
+        title, _, body = rest.strip().partition("\n")
+        return title.strip() or subject, body
+    match = _SQUASH.match(subject)
+    return (match.group("title") if match else subject), rest
 
 
 def _pr_number(raw: _Raw) -> int | None:

@@ -588,3 +588,23 @@ def test_an_issue_many_prs_name_is_an_umbrella_that_links_no_one(sqlite_db: Data
     mine(sqlite_db, repo)
     shared = {(a, b) for a, b, kind in links(sqlite_db) if kind == "shares_issue"}
     assert shared == {(41, 42), (41, 43), (42, 43), (51, 52)}
+
+
+def test_a_commit_titled_like_a_pr_inside_a_pr_is_its_own(sqlite_db: Database,
+                                                         tmp_path: Path) -> None:
+    """#19, merged into the maintenance line, carries a commit copied from a sister project,
+    titled "update project files (#5457)": that is #19's own commit, not PR #5457 of this
+    repository. #21 and #22, squash-merged onto the line, stay PRs."""
+    repo = new_repo(tmp_path)
+    repo.branch("3.1.x")
+    repo.branch("pr-19")
+    repo.commit("update project files (#5457)", {"setup.cfg": "[metadata]\nname = kit\n"})
+    repo.commit("pin the build tools", {"build.txt": "flit==3.9\n"})
+    merge(repo, "3.1.x", "pr-19", "update project files (#19)")
+    for number in (21, 22):
+        repo.commit(f"Fix render {number} (#{number})", {f"r{number}.py": f"R = {number}\n"})
+    merge(repo, "main", "3.1.x", "Merge branch '3.1.x'")
+    history = mine(sqlite_db, repo)
+    numbers = [pr.number for pr in history.pull_requests()]
+    assert 19 in numbers and 5457 not in numbers and {21, 22} <= set(numbers)
+    assert any("#5457" in reason and "PR #19" in reason for reason in history.skipped)

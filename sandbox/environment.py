@@ -251,15 +251,22 @@ LOCAL_REQUIREMENT = r"^[[:space:]]*((-e|--editable)[[:space:]]*)?(\.|/|file:)"
 
 
 def _requirements(name: str) -> str:
-    """Install a requirement file; when that fails, again without its URL lines
-    (`git+https://…` pins of docs tools reach hosts other than the package index) and its
-    local paths (`-e .`: an old state's build back-end may not build editable under a
-    current pip; the project step after this one has its own ways to install it)."""
+    """Install a requirement file; when that fails, again over the packages the image's
+    distribution installed (`--ignore-installed`: pip cannot uninstall a package that has no
+    RECORD, such as Debian's `wheel`, so a pin of another version failed); then without its
+    URL lines (`git+https://…` pins of docs tools reach hosts other than the package index)
+    and its local paths (`-e .`: an old state's build back-end may not build editable under
+    a current pip; the project step after this one has its own ways to install it)."""
     quoted = shlex.quote(name)
     without = "/tmp/davinci-requirements-without-urls.txt"  # noqa: S108 - inside the build
     local = shlex.quote(LOCAL_REQUIREMENT)
-    return (f"({PIP} -r {quoted} || (grep -v -E -e '://' -e {local} {quoted} > {without}; "
-            f"{PIP} -r {without}))")
+    return (f"({_over_distribution(quoted)} || "
+            f"(grep -v -E -e '://' -e {local} {quoted} > {without}; "
+            f"{_over_distribution(without)}))")
+
+
+def _over_distribution(requirements: str) -> str:
+    return f"({PIP} -r {requirements} || {PIP} --ignore-installed -r {requirements})"
 
 
 def _project_extras(files: dict[str, bytes]) -> str:

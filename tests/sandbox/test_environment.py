@@ -33,6 +33,7 @@ from sandbox.environment import (
     image_name,
 )
 from sandbox.factory import DEFAULT_IMAGE, open_sandbox
+from sandbox.interpreters import base_images, image_for
 from sandbox.local import LocalSandbox
 from sandbox.packages import CACHE_VOLUME, PackageAccess, choice_file
 from sandbox.testrun import PASSED, run_tests
@@ -59,11 +60,15 @@ def test_detected_install_commands() -> None:
     pip = "python3 -m pip install --no-input --disable-pip-version-check"
     runner = f"{MODERN_PYTEST} && {PYTEST_PLUGINS}"
     assert detect_install({}) is None
-    def req(name: str) -> str:  # a file, then the file without its URL and local lines
+    def req(name: str) -> str:  # a file (over the distribution's packages when it must),
+        # then the file without its URL and local lines
         without = "/tmp/davinci-requirements-without-urls.txt"
-        return (f"({pip} -r {name} || (grep -v -E -e '://' -e "
+
+        def over(path: str) -> str:
+            return f"({pip} -r {path} || {pip} --ignore-installed -r {path})"
+        return (f"({over(name)} || (grep -v -E -e '://' -e "
                 f"'^[[:space:]]*((-e|--editable)[[:space:]]*)?(\\.|/|file:)' {name} > "
-                f"{without}; {pip} -r {without}))")
+                f"{without}; {over(without)}))")
 
     assert detect_install({"requirements.txt": b"pytest\n", "requirements-dev.txt": b"",
                            "requirements-docs.txt": b"sphinx\n",
@@ -315,6 +320,32 @@ def test_a_real_environment_builds_from_the_index_this_machine_uses(
         assert not names & {*index_access.environment, "PIP_BREAK_SYSTEM_PACKAGES"}
         assert box.exec("echo $HOME").stdout.strip() == "/home/agent"
     assert engine.volumes.get(CACHE_VOLUME)  # downloads kept for the next build
+
+
+def test_a_pin_of_a_package_the_distribution_installed(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """Debian trixie installs `wheel` with no RECORD, which pip cannot uninstall: a
+    requirement file pinning another version of it still installs (pallets' pinned
+    `requirements/dev.txt` did not)."""
+    if "3.13" not in base_images(engine, DEFAULT_IMAGE):
+        pytest.skip(f"no Python 3.13 base image ({image_for(DEFAULT_IMAGE, '3.13')}); "
+                    "scripts/docker-up.sh builds it, as CI does")
+    found = engine.containers.run(image_for(DEFAULT_IMAGE, "3.13"), ["python3", "-I", "-c", (
+        "import importlib.metadata as m; d = m.distribution('wheel'); "
+        "print(d.version, d.read_text('RECORD') is None)")], remove=True, network_mode="none")
+    version, unrecorded = found.decode().split()
+    assert unrecorded == "True", "the base image's wheel has a RECORD: this tests nothing"
+    pin = "0.41.3" if version != "0.41.3" else "0.41.2"  # released before the commit
+    name = f"debwheel-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    commit = git.commit("Pin the build tools", {
+        "requirements/dev.txt": f"wheel=={pin}\n",
+        "tox.ini": "[testenv]\ndeps = -r requirements/dev.txt\n"})
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+                               python="3.13")
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        ran = box.exec("python3 -c 'import wheel; print(wheel.__version__)'")
+    assert ran.stdout.strip() == pin, ran.stderr
 
 
 def test_the_build_network_answer_is_shared_by_processes(engine: docker.DockerClient) -> None:

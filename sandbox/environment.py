@@ -95,6 +95,22 @@ MODERN_PIP = (f"{UNDATED_PIP} --upgrade 'pip>=26.0' "
 last for Python 3.9, which an index without Requires-Python data may not tell old pip),
 whatever the suite ships (bullseye's is 20.3). A pip the distribution installed has no
 RECORD and cannot be uninstalled (trixie's 25.1): the new one goes beside it."""
+UNRECORDED = "python3 -I -c " + shlex.quote("""
+import importlib.metadata as m, re
+seen = set()
+for dist in m.distributions():
+    name = (dist.metadata["Name"] or "").lower()
+    if name and name != "pip" and name not in seen and dist.read_text("RECORD") is None:
+        seen.add(name)
+        print(name + "==" + re.sub(r"[+].*$", "", dist.version))
+""")
+ADOPT = (f"(specs=$({UNRECORDED}) && {{ [ -z \"$specs\" ] || "
+         f"{UNDATED_PIP} --ignore-installed --no-deps --only-binary :all: $specs || "
+         f"for spec in $specs; do {UNDATED_PIP} --ignore-installed --no-deps "
+         "--only-binary :all: \"$spec\" || echo \"kept the distribution's $spec\"; done; })")
+"""The packages the image's distribution installed without a RECORD (Debian's `wheel`,
+`pytest`) are installed again by pip, same versions, beside them: pip cannot uninstall a
+package that has no RECORD, so a requirement pinning another version of one failed."""
 DEVELOP = "python3 -I -c " + shlex.quote("""
 import importlib.metadata as m, json, os, site, subprocess, sys
 here = 'file://' + os.getcwd()
@@ -251,22 +267,15 @@ LOCAL_REQUIREMENT = r"^[[:space:]]*((-e|--editable)[[:space:]]*)?(\.|/|file:)"
 
 
 def _requirements(name: str) -> str:
-    """Install a requirement file; when that fails, again over the packages the image's
-    distribution installed (`--ignore-installed`: pip cannot uninstall a package that has no
-    RECORD, such as Debian's `wheel`, so a pin of another version failed); then without its
-    URL lines (`git+https://…` pins of docs tools reach hosts other than the package index)
-    and its local paths (`-e .`: an old state's build back-end may not build editable under
-    a current pip; the project step after this one has its own ways to install it)."""
+    """Install a requirement file; when that fails, again without its URL lines
+    (`git+https://…` pins of docs tools reach hosts other than the package index) and its
+    local paths (`-e .`: an old state's build back-end may not build editable under a
+    current pip; the project step after this one has its own ways to install it)."""
     quoted = shlex.quote(name)
     without = "/tmp/davinci-requirements-without-urls.txt"  # noqa: S108 - inside the build
     local = shlex.quote(LOCAL_REQUIREMENT)
-    return (f"({_over_distribution(quoted)} || "
-            f"(grep -v -E -e '://' -e {local} {quoted} > {without}; "
-            f"{_over_distribution(without)}))")
-
-
-def _over_distribution(requirements: str) -> str:
-    return f"({PIP} -r {requirements} || {PIP} --ignore-installed -r {requirements})"
+    return (f"({PIP} -r {quoted} || (grep -v -E -e '://' -e {local} {quoted} > {without}; "
+            f"{PIP} -r {without}))")
 
 
 def _project_extras(files: dict[str, bytes]) -> str:
@@ -430,7 +439,7 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
             pip_step = pip_as_of(_commit_date(repo, oldest), access)
             if pip_step:
                 steps.append((commit, pip_step))
-        steps.insert(0, (steps[0][0], MODERN_PIP))
+        steps[:0] = [(steps[0][0], MODERN_PIP), (steps[0][0], ADOPT)]
     key = environment_key(base.id, "\n".join(step for _, step in steps), files)
     name = image_name(repo, key)
     if _has_image(engine, name):

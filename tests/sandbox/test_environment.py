@@ -60,15 +60,11 @@ def test_detected_install_commands() -> None:
     pip = "python3 -m pip install --no-input --disable-pip-version-check"
     runner = f"{MODERN_PYTEST} && {PYTEST_PLUGINS}"
     assert detect_install({}) is None
-    def req(name: str) -> str:  # a file (over the distribution's packages when it must),
-        # then the file without its URL and local lines
+    def req(name: str) -> str:  # a file, then the file without its URL and local lines
         without = "/tmp/davinci-requirements-without-urls.txt"
-
-        def over(path: str) -> str:
-            return f"({pip} -r {path} || {pip} --ignore-installed -r {path})"
-        return (f"({over(name)} || (grep -v -E -e '://' -e "
+        return (f"({pip} -r {name} || (grep -v -E -e '://' -e "
                 f"'^[[:space:]]*((-e|--editable)[[:space:]]*)?(\\.|/|file:)' {name} > "
-                f"{without}; {over(without)}))")
+                f"{without}; {pip} -r {without}))")
 
     assert detect_install({"requirements.txt": b"pytest\n", "requirements-dev.txt": b"",
                            "requirements-docs.txt": b"sphinx\n",
@@ -325,8 +321,9 @@ def test_a_real_environment_builds_from_the_index_this_machine_uses(
 def test_a_pin_of_a_package_the_distribution_installed(
         engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
     """Debian trixie installs `wheel` with no RECORD, which pip cannot uninstall: a
-    requirement file pinning another version of it still installs (pallets' pinned
-    `requirements/dev.txt` did not)."""
+    requirement file pinning another version of it (and pip itself, as pip-compile's
+    `--allow-unsafe` does) still installs, and pip still runs (pallets' pinned
+    `requirements/dev.txt` did not build)."""
     if "3.13" not in base_images(engine, DEFAULT_IMAGE):
         pytest.skip(f"no Python 3.13 base image ({image_for(DEFAULT_IMAGE, '3.13')}); "
                     "scripts/docker-up.sh builds it, as CI does")
@@ -339,13 +336,14 @@ def test_a_pin_of_a_package_the_distribution_installed(
     name = f"debwheel-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     commit = git.commit("Pin the build tools", {
-        "requirements/dev.txt": f"wheel=={pin}\n",
+        "requirements/dev.txt": f"wheel=={pin}\npip==24.3.1\n",
         "tox.ini": "[testenv]\ndeps = -r requirements/dev.txt\n"})
     built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
                                python="3.13")
     with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
-        ran = box.exec("python3 -c 'import wheel; print(wheel.__version__)'")
-    assert ran.stdout.strip() == pin, ran.stderr
+        ran = box.exec("python3 -c 'import wheel; print(wheel.__version__)' && "
+                       "python3 -m pip --version")
+    assert ran.ok and ran.stdout.split()[:2] == [pin, "pip"], ran.stdout + ran.stderr
 
 
 def test_the_build_network_answer_is_shared_by_processes(engine: docker.DockerClient) -> None:

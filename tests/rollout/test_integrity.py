@@ -277,19 +277,9 @@ def test_results_equal_to_anything(attempt: Callable[..., RolloutResult]) -> Non
     assert honest.accepted, honest.reason
 
 
-FINALIZER = '''import re, sys, pathlib, weakref
-
-
-def _fake():
-    flag = "--junit" + "xml"
-    out = next(a.split("=", 1)[1] for a in sys.argv if a.startswith(flag))
-    cases = []
-    for target in [a for a in sys.argv if a.endswith(".py")]:
-        module = target[:-3].replace("/", ".")
-        for name in re.findall(r"def (test_\\w+)", pathlib.Path(target).read_text()):
-            cases.append(f'<testcase classname="{module}" name="{name}"/>')
-    pathlib.Path(out).write_text("<testsuites><testsuite>" + "".join(cases)
-                                 + "</testsuite></testsuites>")
+UNNAMED_REPORT_WRITER = REPORT_ALL_PASSED.replace('"--junitxml"', '"--junit" + "xml"')
+"""The report writer, naming nothing the runner check knows."""
+FINALIZER = UNNAMED_REPORT_WRITER + '''import weakref
 
 
 class _Later:
@@ -305,17 +295,11 @@ weakref.finalize(sys, _fake)
 def test_a_report_writer_at_interpreter_shutdown(attempt: Callable[..., RolloutResult]) -> None:
     """No name the runner check knows: a finalizer and a `__del__` rewrite the report when the
     interpreter shuts down, after pytest wrote it. The runner never shuts down that way."""
+    assert "junitxml" not in FINALIZER
     _rejected(attempt(write("calc/stats.py", FINALIZER)))
 
 
-WATCHER = FINALIZER.replace("""class _Later:
-    def __del__(self):
-        _fake()
-
-
-_keep = _Later()
-weakref.finalize(sys, _fake)
-""", """import os, threading, time
+WATCHER = UNNAMED_REPORT_WRITER + '''import os, threading, time
 
 
 def _watch():
@@ -328,7 +312,7 @@ def _watch():
 
 sys.setswitchinterval(1e-6)
 threading.Thread(target=_watch, daemon=True).start()
-""")
+''' + WRONG
 
 
 def test_a_thread_that_rewrites_the_report_once_written(

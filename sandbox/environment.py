@@ -38,7 +38,7 @@ from docker.models.containers import Container
 from sandbox.base import SandboxError, SandboxUnavailable
 from sandbox.docker import WORKDIR, client, labels
 from sandbox.interpreters import PythonChoice, python_for
-from sandbox.packages import PackageAccess, build_network, dated, pip_as_of
+from sandbox.packages import PackageAccess, build_floor, build_network, dated, pip_as_of
 
 ENV_LABEL = "davinci.env"
 BUILD_TIMEOUT = 1800.0
@@ -432,6 +432,9 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     if "pip" in command:  # one pip first; packages as of each step's commit (the key says so)
         if as_of:
             steps = [(at, dated(step, _commit_date(repo, at), access)) for at, step in steps]
+            floor = build_floor(access)
+            if floor:
+                steps.insert(0, (steps[0][0], floor))
             # pip itself last, as of the oldest state: code a chain's later PRs wrote still
             # supports the pip of a few weeks before, while the first base may not run on
             # the pip released after it.

@@ -115,6 +115,31 @@ def dated(command: str, date: str, access: PackageAccess) -> str:
     return f"({env} bash -c {shlex.quote(command)} || (echo {fallback} && {command}))"
 
 
+BUILD_FLOOR_DIR = "/opt/davinci-build-floor"
+BUILD_FLOOR_DATE = "2019-11-01T00:00:00Z"
+"""pip builds a source distribution that declares no build system (no `pyproject.toml`: most
+before 2019) with `setuptools>=40.8.0`, released in February 2019, and dates that build
+requirement like any other: under an earlier date no such sdist builds (coverage 4.4 for a
+2017 state), the dated install fails and the state gets today's packages. The setuptools of
+this date (41.6, the first of them to run on Python 3.9, and still with the `Feature` old
+`setup.py` files import) waits in a local folder, which pip does not date, so an older state
+builds its sdists with it; a later state's index has newer releases, which pip prefers."""
+
+
+def build_floor(access: PackageAccess) -> str | None:
+    """A build step that puts the oldest build back-end pip accepts for a source
+    distribution without a build system (see BUILD_FLOOR_DATE) in BUILD_FLOOR_DIR. None
+    when nothing is dated (a local primary index)."""
+    env = _dated_env(BUILD_FLOOR_DATE, access)  # the dated index only: no local folder
+    if env is None:
+        return None
+    missed = shlex.quote("no build back-end for old source distributions: those built with "
+                         "current ones")
+    return (f"({env} python3 -m pip download -q --no-input "
+            "--disable-pip-version-check --no-deps --only-binary=:all: "
+            f"-d {BUILD_FLOOR_DIR} 'setuptools>=40.8.0' || echo {missed})")
+
+
 PIP_AS_OF_DIR = "/tmp/davinci-pip-as-of"  # noqa: S108 - inside the build container
 
 
@@ -148,6 +173,8 @@ def _dated_env(date: str, access: PackageAccess) -> str | None:
     for key in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
         remote = [url for url in access.environment.get(key, "").split()
                   if urlparse(url).scheme in ("http", "https")]
+        if key == "PIP_FIND_LINKS":  # undated, but only old sdists' build back-end is there
+            remote.append(BUILD_FLOOR_DIR)
         if remote:
             settings.append(f"{key}={' '.join(remote)}")
         elif key in access.environment:

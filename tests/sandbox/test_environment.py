@@ -394,6 +394,27 @@ def test_packages_come_as_they_were_when_the_state_was_committed(
         assert found.ok and found.stdout.strip() != "1.12.0"
 
 
+def test_an_old_state_builds_the_source_distributions_of_its_day(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """A June 2018 state gets MarkupSafe 1.0, a source distribution without a build system.
+    pip builds those with `setuptools>=40.8.0`, released in 2019 and so dated away: the whole
+    dated install failed, and the state got today's MarkupSafe, which no longer has the
+    `soft_unicode` that code of the time imports (pallets/jinja in 2017)."""
+    name = f"oldsdist-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    git.clock = 1_528_000_000  # 2018-06-03
+    commit = git.commit("Old", {"requirements.txt": "MarkupSafe\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+                               python="3.9", on_output=output.append)
+    log = "".join(output)
+    assert "did not all install" not in log, log[-3000:]
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        found = box.exec("python3 -c 'from markupsafe import __version__, soft_unicode; "
+                         "print(__version__)'")
+        assert found.stdout.strip() == "1.0", found.stderr + log[-3000:]
+
+
 def test_a_project_without_editable_installs_still_runs_from_the_work_tree(
         engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
     """A build back-end without PEP 660 (setuptools before 64) cannot be installed editable

@@ -24,7 +24,7 @@ from sandbox.interpreters import (
     declaring_files,
     image_for,
 )
-from sandbox.packages import PackageAccess, dated
+from sandbox.packages import BUILD_FLOOR_DIR, PackageAccess, dated
 from sandbox.testrun import PASSED, HiddenTests, reference_harness, run_hidden
 from tests.gitrepo import GitRepo
 
@@ -100,7 +100,9 @@ def test_a_dated_install_leaves_out_indexes_without_upload_times() -> None:
                             "PIP_FIND_LINKS": "/opt/wheels"})
     command = dated("pip install six", "2019-01-01T00:00:00Z", access)
     assert "PIP_UPLOADED_PRIOR_TO=2019-01-01T00:00:00Z" in command
-    assert "PIP_EXTRA_INDEX_URL=https://corp/simple " in command and "-u PIP_FIND_LINKS" in command
+    assert "PIP_EXTRA_INDEX_URL=https://corp/simple " in command
+    # a local wheel folder is left out; the build back-end floor (never dated) is all there is
+    assert f"PIP_FIND_LINKS={BUILD_FLOOR_DIR} " in command and "/opt/wheels" not in command
     assert command.endswith("&& pip install six))")  # then current releases
     local = PackageAccess({"PIP_INDEX_URL": "file:///opt/mirror/simple"})
     assert dated("pip install six", "2019-01-01T00:00:00Z", local) == "pip install six"

@@ -8,14 +8,17 @@ writes a record's stored line (`corpus.formats.line`, kept only once it passed t
 current `formats.SHAPING_VERSION`, at append or by an earlier export), and shapes and checks
 here the records without one; it does not parse the stored bytes again. Shards are written as
 hidden `.partial` files and take their names only once every record passed, then the manifest
-is written in one rename. A failed export leaves the previous version as it was; shards a crash
-left without their manifest are removed by the next one.
+is written in one rename. Shards, manifest and card are on disk (fsync, their directory too)
+before the manifest names them, so a crash of the machine cannot leave a manifest that names
+empty files. A failed export leaves the previous version as it was; shards a crash left
+without their manifest are removed by the next one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -135,7 +138,10 @@ class _HashedFile:
         return len(data)
 
     def close(self) -> str:
-        """Close the file; its BLAKE3 digest (hex)."""
+        """Close the file, its bytes on disk (fsync: a shard a manifest names survives a
+        crash of the machine, not only of the process); its BLAKE3 digest (hex)."""
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
         self.handle.close()
         return self._blake3.hexdigest()
 
@@ -324,10 +330,9 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
         "previous_sha256": hashlib.sha256(previous.read_bytes()).hexdigest()
         if previous else None,
     }
+    _sync_directory(out / "data" if fmt == "hf" else out)  # the shards' names, first
     path = out / f"manifest-{version:05d}.json"
-    staged = out / f".{path.name}.partial"
-    staged.write_text(json.dumps(document, indent=2) + "\n")
-    staged.replace(path)
+    _publish(path, (json.dumps(document, indent=2) + "\n").encode())
     if fmt == "hf":
         _write_card(out)
     return ExportResult(path, records, tuple(out / s["file"] for s in shards))
@@ -345,9 +350,28 @@ def _write_card(out: Path) -> None:
     for manifest in manifests:
         for name, count in manifest.get("repositories", {}).items():
             repositories[(name, licenses.get(name, ""))] += count
-    staged = out / ".README.md.partial"
-    staged.write_text(hf.card(manifests, repositories))
-    staged.replace(out / "README.md")
+    _publish(out / "README.md", hf.card(manifests, repositories).encode())
+
+
+def _publish(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all, and durably: a hidden partial file, on disk,
+    renamed, the rename on disk."""
+    staged = path.with_name(f".{path.name}.partial")
+    with staged.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    staged.replace(path)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(path: Path) -> None:
+    """Put the directory's entries (the names renames gave) on disk."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _remove_orphans(out: Path, version: int) -> None:

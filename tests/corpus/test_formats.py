@@ -143,6 +143,42 @@ def test_a_failure_while_shards_are_written_leaves_nothing(sqlite_db: Database,
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("fmt", ["openai", "hf"])
+def test_what_a_manifest_names_is_on_disk_before_the_manifest(
+        sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """A machine that crashes right after an export must not come back with a manifest
+    naming shards whose bytes never reached the disk: every shard and the manifest are
+    synced, and the directories holding their new names, before the manifest's rename."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source: Any, target: Any, **kwargs: Any) -> None:
+        events.append(("rename", str(target)))
+        real_replace(source, target, **kwargs)
+
+    out = tmp_path / "export"
+    with sqlite_db.session() as session:
+        for seed in range(3):
+            append(session, make_record(seed, tool_calls=20, observation_chars=20_000))
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        done = export(session, out, fmt, shard_bytes=200_000)
+    assert done.manifest is not None and len(done.shards) >= 2
+    manifest = events.index(("rename", str(done.manifest)))
+    before = events[:manifest]
+    for shard in done.shards:
+        assert ("fsync", f"{shard}.partial") in before, shard
+        assert events.index(("fsync", f"{shard}.partial")) < events.index(("rename", str(shard)))
+    assert ("fsync", str(done.shards[0].parent)) in before[max(
+        events.index(("rename", str(shard))) for shard in done.shards):]
+    assert ("fsync", str(out / f".{done.manifest.name}.partial")) in before
+    assert events[manifest + 1] == ("fsync", str(out))
+
+
 def test_export_by_policy(sqlite_db: Database, tmp_path: Path) -> None:
     with sqlite_db.session() as session:
         append(session, make_record(1, policy="replay"))

@@ -122,8 +122,9 @@ before 2019) with `setuptools>=40.8.0`, released in February 2019, and dates tha
 requirement like any other: under an earlier date no such sdist builds (coverage 4.4 for a
 2017 state), the dated install fails and the state gets today's packages. The setuptools of
 this date (41.6, the first of them to run on Python 3.9, and still with the `Feature` old
-`setup.py` files import) waits in a local folder, which pip does not date, so an older state
-builds its sdists with it; a later state's index has newer releases, which pip prefers."""
+`setup.py` files import) and the `wheel` it works with (0.33; a 2017 `wheel` breaks its
+metadata step) wait in a local folder, which pip does not date, so an older state builds its
+sdists with them; a later state's index has newer releases, which pip prefers."""
 
 
 def build_floor(access: PackageAccess) -> str | None:
@@ -137,7 +138,7 @@ def build_floor(access: PackageAccess) -> str | None:
                          "current ones")
     return (f"({env} python3 -m pip download -q --no-input "
             "--disable-pip-version-check --no-deps --only-binary=:all: "
-            f"-d {BUILD_FLOOR_DIR} 'setuptools>=40.8.0' || echo {missed})")
+            f"-d {BUILD_FLOOR_DIR} 'setuptools>=40.8.0' wheel || echo {missed})")
 
 
 PIP_AS_OF_DIR = "/tmp/davinci-pip-as-of"  # noqa: S108 - inside the build container

@@ -18,6 +18,13 @@ class LinkKind(StrEnum):
     """Heavy overlap of changed files within a time window; weak, breaks ties only."""
 
 
+MIN_VERIFIABLE = 2
+"""Stages a chain needs that its rollout can verify (a one-stage chain needs its one). Only a
+PR that changes tests makes one (its hidden tests are the test files it changed), so mining
+calls a chain eligible only with that many such PRs, and rollout validation asks as many
+stages to verify."""
+
+
 @dataclass(frozen=True)
 class LineRange:
     start: int

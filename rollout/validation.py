@@ -13,12 +13,10 @@ from dataclasses import asdict, dataclass
 
 import structlog
 
+from chains.model import MIN_VERIFIABLE
 from rollout.task import Stage, Task
 from sandbox.base import PatchConflict, Sandbox
 from sandbox.testrun import DEFAULT_RUNNER, TestRun, run_hidden
-
-MIN_VERIFIABLE = 2
-"""Verifiable stages a chain needs (a one-stage task needs its one)."""
 
 log = structlog.get_logger(__name__)
 

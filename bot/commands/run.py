@@ -16,6 +16,7 @@ from bot.pipeline import POLICIES
 from bot.runtime import Runtime
 from chains.gitsource import GitSourceError
 from chains.mining import GraphChanged
+from chains.model import MIN_VERIFIABLE
 from rollout.store import latest_verdicts
 
 
@@ -36,7 +37,11 @@ from rollout.store import latest_verdicts
 @click.pass_obj
 def run(runtime: Runtime, path: Path, workers: int, limit: int | None, policy: str, via: str,
         as_json: bool) -> None:
-    """Mine a clone, roll out every chain of two or more PRs, and report the funnel.
+    """Mine a clone, roll out every eligible chain, and report the funnel.
+
+    A chain is eligible when it has two or more PRs and at least two of them change tests:
+    only those give stages whose hidden tests can verify the work (`davinci chains list`
+    says why the others are not).
 
     Chains that already have a verdict are not rolled out again (run it again to go on where
     it stopped). Rollouts run in a process pool here, or as rq jobs for `davinci worker`s
@@ -53,12 +58,14 @@ def run(runtime: Runtime, path: Path, workers: int, limit: int | None, policy: s
     except (GitSourceError, GraphChanged) as exc:
         raise click.ClickException(str(exc)) from exc
     mining = time.monotonic() - started
-    chains = [c for c in mined["chains"] if len(c["prs"]) >= 2]
+    longer = [c for c in mined["chains"] if len(c["prs"]) >= 2]
+    chains = [c for c in longer if c["eligible"]]
     with runtime.db.session() as session:
         known = latest_verdicts(session, [c["id"] for c in chains])
     todo = [c for c in reversed(chains) if c["id"] not in known][:limit]
-    say(f"{len(chains)} chains of two or more PRs; {len(known)} rolled out before, "
-        f"{len(todo)} to roll out")
+    say(f"{len(longer)} chains of two or more PRs, {len(chains)} eligible (at least "
+        f"{MIN_VERIFIABLE} of their PRs change tests, so as many stages can be verified); "
+        f"{len(known)} rolled out before, {len(todo)} to roll out")
     images = environment_images_now()
     started = time.monotonic()
     try:

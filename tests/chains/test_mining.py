@@ -94,11 +94,14 @@ def test_a_second_follow_up_of_the_same_pr_forks_a_new_path(sqlite_db: Database,
     repo = GitRepo.init(tmp_path / "fork", owner="textkit-dev", name="textkit")
     repo.commit("init", {"a.py": "A = 1\n"})
     repo.pull_request(1, "Add b", {"b.py": "B = 1\n", "tests/test_b.py": "def test(): pass\n"})
-    repo.pull_request(2, "Follow-up to #1: c", {"c.py": "C = 1\n"}, squash=True)
+    repo.pull_request(2, "Follow-up to #1: c", {"c.py": "C = 1\n",
+                                                 "tests/test_c.py": "def test(): pass\n"},
+                      squash=True)
     repo.pull_request(3, "Follow-up to #1: d", {"d.py": "D = 1\n"}, squash=True)
     mine(sqlite_db, repo.path)
+    # [1, 3] is a chain, but only #1 changes tests: one stage could be verified, not two.
     assert chains_of(sqlite_db) == [([1, 2], ["references"], True),
-                                    ([1, 3], ["references"], True)]
+                                    ([1, 3], ["references"], False)]
 
 
 def test_touching_the_same_files_alone_makes_no_chain(sqlite_db: Database,
@@ -122,7 +125,8 @@ def test_the_same_area_breaks_a_tie_between_equally_strong_links(sqlite_db: Data
     repo.pull_request(1, "Add lexer", {"lex.py": "L = 1\n",
                                        "tests/test_l.py": "def test(): pass\n"}, squash=True)
     repo.pull_request(2, "Add printer", {"out.py": "O = 1\n"}, squash=True)
-    repo.pull_request(3, "Follow-up to #1 and #2: faster lexing", {"lex.py": "L = 2\n"},
+    repo.pull_request(3, "Follow-up to #1 and #2: faster lexing",
+                      {"lex.py": "L = 2\n", "tests/test_l.py": "def test(): assert 1\n"},
                       squash=True)
     mine(sqlite_db, repo.path)
     assert chains_of(sqlite_db) == [([1, 3], ["references"], True)], \
@@ -147,7 +151,8 @@ def test_a_fix_links_to_the_pr_whose_code_it_repairs_not_to_docs_or_a_sweep(
                    "    c = b.replace(' ', '_')\n    return c\n",
         "pad.py": "def pad(t):\n    return t or ''\n",
         "trim.py": "def trim(t):\n    return t or ''\n",
-        "docs/usage.rst": "Usage, fixed\n"}, squash=True)
+        "docs/usage.rst": "Usage, fixed\n",
+        "tests/test_slug.py": "def test(): assert 1\n"}, squash=True)
     mine(sqlite_db, repo.path)
     with sqlite_db.session() as session:
         fixes = {(k["from"], k["to"]) for k in all_links(session, "textkit-dev/textkit")
@@ -380,7 +385,8 @@ def test_cli_names_the_repository_by_its_origin_and_lists_an_ambiguous_prefix(
     repo.commit("init", {"w.py": "W = 1\n"})
     repo.pull_request(1, "Add gadgets", {"g.py": "G = 1\n",
                                          "tests/test_g.py": "def test(): pass\n"})
-    repo.pull_request(2, "Gadgets: follow-up to #1", {"g.py": "G = 2\n"})
+    repo.pull_request(2, "Gadgets: follow-up to #1", {"g.py": "G = 2\n",
+                                                      "tests/test_g.py": "def test(): 1\n"})
     repo.pull_request(3, "Gadgets again, a follow-up to #1", {"g.py": "G = 3\n"})
     mined = json.loads(run_cli("mine", "--git", str(repo.path), "--json",
                                data_dir=tmp_path).stdout)
@@ -391,7 +397,9 @@ def test_cli_names_the_repository_by_its_origin_and_lists_an_ambiguous_prefix(
     assert several.returncode != 0 and "'1-' names 2 chains" in several.stderr
     assert all(i in several.stderr for i in ids) and "Traceback" not in several.stderr
     listed = run_cli("chains", "list", "--repository", "octo-org/widgets", data_dir=tmp_path)
-    assert listed.stdout.count("eligible: 1 of 2 PRs change tests") == 2
+    assert listed.stdout.count("    eligible: 2 of 2 PRs change tests") == 1
+    assert ("    not eligible: 1 of 2 PRs change tests; a rollout needs 2 (only a PR that "
+            "changes tests makes a stage") in listed.stdout
 
 
 SCALE = ("def scale(values, factor):\n"

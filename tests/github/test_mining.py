@@ -38,7 +38,9 @@ def history(github_sim: GitHubSimulator, git_repo: GitRepo) -> GitRepo:
                                          "tests/test_parse.py": "def test_parse():\n"
                                          "    assert parse('a b') == ['a', 'b']\n"}, (5,)),
         (11, "Parser: accept commas", "Follow-up to #10",
-         {"src/parse.py": "def parse(text):\n    return text.replace(',', ' ').split()\n"}, ()),
+         {"src/parse.py": "def parse(text):\n    return text.replace(',', ' ').split()\n",
+          "tests/test_parse.py": "def test_parse():\n    assert parse('a,b') == ['a', 'b']\n"},
+         ()),
         (12, "Docs: usage", "", {"docs/usage.md": "# Usage\n"}, ()),
         (13, "Add tokenizer", "Part 2 of #11",
          {"src/tokens.py": "TOKENS = []\n", "tests/test_tokens.py": "def test_t():\n"

@@ -67,6 +67,12 @@ MODERN_PYTEST = ("(python3 -c 'import pytest, sys; "
 """Old pins of pytest do not run on new Pythons: replace them with the oldest that does
 (7.x: old conftests using `py.path` hook arguments still only warn there, which matters under
 `filterwarnings = error`), even when packages are installed as of a date."""
+OLD_PY_LIB = ("(python3 -I -c 'import py; py.path.local' "
+              f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'py>=1.11' "
+              "|| echo 'the py library does not import here: pytest may not start')")
+"""pytest 7 imports the `py` library whenever one is installed (its own stand-in otherwise),
+and an old one (1.9, the py of a 2020 state) does not import on Python 3.11 (its lazy
+modules have no `__spec__`): pytest did not start at all. py 1.11 does."""
 BROKEN_PLUGINS = "python3 -I -c " + shlex.quote("""
 import importlib.metadata as m
 broken = set()
@@ -258,7 +264,7 @@ def detect_install(files: dict[str, bytes]) -> str | None:
                      f"(({undated}) && {DEVELOP}) || {PIP} --no-deps -e . || "
                      f"{PIP} --no-deps --no-build-isolation -e . || echo 'the project itself "
                      "could not be installed; tests import it from the work tree')")
-    steps.extend((MODERN_PYTEST, PYTEST_PLUGINS))
+    steps.extend((MODERN_PYTEST, OLD_PY_LIB, PYTEST_PLUGINS))
     return " && ".join(steps)
 
 

@@ -415,6 +415,23 @@ def test_an_old_state_builds_the_source_distributions_of_its_day(
         assert found.stdout.strip() == "1.0", found.stderr + log[-3000:]
 
 
+def test_pytest_starts_beside_the_py_library_of_an_old_state(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """A 2020 state pins py 1.9 (pallets/jinja's test requirements did), which does not
+    import on Python 3.11; pytest 7 imports it when it is there, so pytest did not start."""
+    name = f"oldpy-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    git.clock = 1_604_300_000  # 2020-11-02
+    commit = git.commit("Old", {"requirements.txt": "py==1.9.0\n",
+                                "test_ok.py": "def test_ok():\n    assert True\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+                               python="3.11", on_output=output.append)
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        found = box.exec("python3 -m pytest -q test_ok.py")
+        assert found.ok and "1 passed" in found.stdout, found.stdout + found.stderr
+
+
 def test_a_project_without_editable_installs_still_runs_from_the_work_tree(
         engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
     """A build back-end without PEP 660 (setuptools before 64) cannot be installed editable

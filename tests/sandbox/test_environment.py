@@ -22,6 +22,7 @@ from sandbox.docker import DockerSandbox
 from sandbox.environment import (
     DEVELOP,
     MODERN_PYTEST,
+    OLD_PY_LIB,
     PYTEST_PLUGINS,
     Environment,
     EnvironmentBuildFailed,
@@ -58,7 +59,7 @@ def repo(tmp_path: Path) -> GitRepo:
 
 def test_detected_install_commands() -> None:
     pip = "python3 -m pip install --no-input --disable-pip-version-check"
-    runner = f"{MODERN_PYTEST} && {PYTEST_PLUGINS}"
+    runner = f"{MODERN_PYTEST} && {OLD_PY_LIB} && {PYTEST_PLUGINS}"
     assert detect_install({}) is None
     def req(name: str) -> str:  # a file, then the file without its URL and local lines
         without = "/tmp/davinci-requirements-without-urls.txt"
@@ -405,7 +406,10 @@ def test_an_old_state_builds_the_source_distributions_of_its_day(
     git.clock = 1_528_000_000  # 2018-06-03
     commit = git.commit("Old", {"requirements.txt": "MarkupSafe\n"})
     output: list[str] = []
-    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+    # Without pip's cache: a wheel an earlier build made of MarkupSafe 1.0 would hide the build.
+    uncached = PackageAccess({**index_access.environment, "PIP_NO_CACHE_DIR": "1"},
+                             index_access.mounts, index_access.indexes)
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=uncached,
                                python="3.9", on_output=output.append)
     log = "".join(output)
     assert "did not all install" not in log, log[-3000:]

@@ -55,10 +55,10 @@ def main() -> None:
               f"(median {statistics.median(timings) * 1000:.1f} ms each; target > 50/s)")
         print(f"{'format':>9} {'records':>8} {'MB':>7} {'export s':>9} {'MB/s':>7} "
               f"{'plain s':>8} {'MB/s':>7} {'ratio':>6} {'cached s':>9} {'ratio':>6}")
-        hf_export_s = 0.0
+        exported: dict[str, float] = {}
         for fmt in FORMATS:
             export_s, plain_s, cached_s, result, size = measure(db, root, fmt)
-            hf_export_s = export_s if fmt == "hf" else hf_export_s
+            exported[fmt] = export_s
             print(f"{fmt:>9} {result.records:>8} {size / 1e6:>7.1f} {export_s:>9.3f} "
                   f"{size / 1e6 / export_s:>7.1f} {plain_s:>8.3f} {size / 1e6 / plain_s:>7.1f} "
                   f"{export_s / plain_s:>5.1f}x {cached_s:>9.3f} {export_s / cached_s:>5.1f}x",
@@ -68,17 +68,19 @@ def main() -> None:
               "and syncing them to disk as the export does (cached: the same write, timed "
               "before the sync); ratio = export/plain time (target within 2x for every "
               "format)")
-        if hf_export_s:
+        if "hf" in exported:
             floor = parquet_floor(db, root)
             print(f"hf next to the Parquet encoder alone (pyarrow writing the same table, held "
                   f"in memory, with the same settings): {floor:.3f} s, export "
-                  f"{hf_export_s / floor:.1f}x")
+                  f"{exported['hf'] / floor:.1f}x")
 
 
 def parquet_floor(db: Database, root: Path) -> float:
     """Median seconds of pyarrow encoding the hf export's rows, already an in-memory table,
-    to Parquet as the export does (zstd, no dictionary): what any Parquet export costs."""
+    to Parquet as the export does (`corpus.hf.PARQUET`): what any Parquet export costs."""
     import pyarrow.parquet as pq
+
+    from corpus import hf
 
     with db.session() as session:
         done = export(session, root / "hf-floor", "hf")
@@ -87,8 +89,7 @@ def parquet_floor(db: Database, root: Path) -> float:
     for attempt in range(6):
         os.sync()
         t = time.perf_counter()
-        pq.write_table(table, root / f"floor-{attempt}.parquet", compression="zstd",
-                       use_dictionary=False)
+        pq.write_table(table, root / f"floor-{attempt}.parquet", **hf.PARQUET)
         runs.append(time.perf_counter() - t)
         (root / f"floor-{attempt}.parquet").unlink()
     shutil.rmtree(root / "hf-floor")

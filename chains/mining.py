@@ -27,7 +27,15 @@ from chains import diff, substance, text
 from chains.collector import fewer_collections
 from chains.config import RepoConfig
 from chains.graph import ChainState, Graph, MemoryGraph, SqlGraph, aware, title_key
-from chains.model import MIN_VERIFIABLE, Chain, FileChange, LineRange, Link, LinkKind, PullRequest
+from chains.model import (
+    Chain,
+    FileChange,
+    LineRange,
+    Link,
+    LinkKind,
+    PullRequest,
+    verifiable_needed,
+)
 from chains.paths import is_doc_path, is_test_path
 from chains.store import ChainRow, LinkRow, MemberRow, PullRequestRow
 
@@ -793,7 +801,7 @@ def _save(graph: Graph, chain: ChainState, config: RepoConfig, was_eligible: boo
           grew: bool) -> tuple[Chain, bool, bool]:
     chain.eligible = (len(chain.prs) >= config.min_chain_length
                       and len(graph.touching_tests(chain.prs))
-                      >= min(MIN_VERIFIABLE, len(chain.prs)))
+                      >= verifiable_needed(len(chain.prs)))
     graph.save_chain(chain)
     result = Chain(id=chain.id, repository=graph.repository, prs=tuple(chain.prs),
                    kinds=tuple(LinkKind(k) for k in chain.kinds), eligible=chain.eligible)

@@ -25,6 +25,11 @@ calls a chain eligible only with that many such PRs, and rollout validation asks
 stages to verify."""
 
 
+def verifiable_needed(stages: int) -> int:
+    """How many of a chain's ``stages`` must be verifiable (see MIN_VERIFIABLE)."""
+    return min(MIN_VERIFIABLE, stages)
+
+
 @dataclass(frozen=True)
 class LineRange:
     start: int

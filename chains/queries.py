@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from chains.config import RepoConfig
-from chains.model import MIN_VERIFIABLE, Commit, FileChange, PullRequest
+from chains.model import Commit, FileChange, PullRequest, verifiable_needed
 from chains.store import ChainRow, LinkRow, PullRequestRow
 
 DEFAULT_MIN_LENGTH = RepoConfig().min_chain_length
@@ -93,7 +93,7 @@ def eligibility(row: ChainRow, tested: int, min_length: int) -> str:
         return f"not eligible: {prs} PR{'s' if prs != 1 else ''}, a rollout needs {min_length}"
     if not tested:
         return "not eligible: no PR changes tests, so no stage can be verified"
-    needed = min(MIN_VERIFIABLE, prs)
+    needed = verifiable_needed(prs)
     if tested < needed:
         return (f"not eligible: {with_tests}; a rollout needs {needed} (only a PR that "
                 "changes tests makes a stage its tests can verify)")

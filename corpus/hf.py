@@ -58,12 +58,16 @@ def encoded_row(record: dict[str, Any], shaped: dict[str, Any]) -> bytes:
     return bytes(sink.getvalue())
 
 
+PARQUET = {"compression": "zstd", "use_dictionary": False}
+"""How shards are encoded. No dictionary encoding: the conversations are long distinct
+strings, where trying one costs more time than it saves bytes."""
+
+
 def write_shard(sink: Any, rows: list[bytes]) -> None:
     """Write ``rows`` (:func:`encoded_row`) as one Parquet file into ``sink`` (a binary file
-    object). No dictionary encoding: the conversations are long distinct strings, where
-    trying one costs more time than it saves bytes."""
+    object), encoded as PARQUET says."""
     table = pa.concat_tables([pa.ipc.open_stream(encoded).read_all() for encoded in rows])
-    pq.write_table(table, sink, compression="zstd", use_dictionary=False)
+    pq.write_table(table, sink, **PARQUET)
 
 
 def card(manifests: list[dict[str, Any]], repositories: Counter[tuple[str, str]]) -> str:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import structlog
 
-from chains.model import MIN_VERIFIABLE
+from chains.model import verifiable_needed
 from rollout.task import Stage, Task
 from sandbox.base import PatchConflict, Sandbox
 from sandbox.testrun import DEFAULT_RUNNER, TestRun, run_hidden
@@ -88,7 +88,7 @@ def _python(sandbox: Sandbox) -> str:
 
 def _eligible(results: list[StageValidation]) -> tuple[bool, str]:
     verifiable = [r for r in results if r.verifiable]
-    needed = min(MIN_VERIFIABLE, len(results))
+    needed = verifiable_needed(len(results))
     if len(verifiable) >= needed:
         return True, ""
     reasons = "; ".join(f"PR #{r.pr}: {r.reason}" for r in results if not r.verifiable)

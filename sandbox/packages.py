@@ -106,7 +106,8 @@ def dated(command: str, date: str, access: PackageAccess) -> str:
 
     Only indexes that publish upload times can be dated: local indexes and wheel folders
     (`file:` URLs, paths) are left out of the dated attempt, else pip would take their newest
-    files whatever the date. With a local primary index there is nothing to date.
+    files whatever the date; the one local folder it sees is BUILD_FLOOR_DIR. With a local
+    primary index there is nothing to date.
     """
     env = _dated_env(date, access)
     if env is None:
@@ -131,7 +132,7 @@ def build_floor(access: PackageAccess) -> str | None:
     """A build step that puts the oldest build back-end pip accepts for a source
     distribution without a build system (see BUILD_FLOOR_DATE) in BUILD_FLOOR_DIR. None
     when nothing is dated (a local primary index)."""
-    env = _dated_env(BUILD_FLOOR_DATE, access)  # the dated index only: no local folder
+    env = _dated_env(BUILD_FLOOR_DATE, access)  # no local index or folder of the host's
     if env is None:
         return None
     missed = shlex.quote("no build back-end for old source distributions: those built with "
@@ -166,18 +167,19 @@ def pip_as_of(date: str, access: PackageAccess) -> str | None:
 
 def _dated_env(date: str, access: PackageAccess) -> str | None:
     """`env …` that makes pip take only files uploaded before ``date`` from the network
-    indexes; None when the primary index is local (nothing to date)."""
+    indexes, beside BUILD_FLOOR_DIR (undated); None when the primary index is local
+    (nothing to date)."""
     primary = access.environment.get("PIP_INDEX_URL", DEFAULT_INDEX)
     if urlparse(primary).scheme not in ("http", "https"):
         return None
     settings, unset = [f"PIP_UPLOADED_PRIOR_TO={date}"], []
     for key in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
-        remote = [url for url in access.environment.get(key, "").split()
-                  if urlparse(url).scheme in ("http", "https")]
+        kept = [url for url in access.environment.get(key, "").split()
+                if urlparse(url).scheme in ("http", "https")]
         if key == "PIP_FIND_LINKS":  # undated, but only old sdists' build back-end is there
-            remote.append(BUILD_FLOOR_DIR)
-        if remote:
-            settings.append(f"{key}={' '.join(remote)}")
+            kept.append(BUILD_FLOOR_DIR)
+        if kept:
+            settings.append(f"{key}={' '.join(kept)}")
         elif key in access.environment:
             unset.append(key)
     return " ".join(["env", *(f"-u {key}" for key in unset), *map(shlex.quote, settings)])

@@ -84,6 +84,10 @@ class Graph(Protocol):
 
     def commit_owners(self, shas: Iterable[str]) -> dict[str, int]: ...
 
+    def described(self, numbers: Iterable[int]) -> dict[int, str]:
+        """The title and description (one text each) of the mined PRs among ``numbers``."""
+        ...
+
     def issue_refs(self, issues: Iterable[int]) -> list[tuple[int, int, bool]]:
         """(issue, PR number, closing) for PRs that name those issues, by issue then PR."""
         ...
@@ -198,6 +202,16 @@ class SqlGraph:
                                            CommitRow.sha.startswith(prefix))
             .order_by(CommitRow.sha).limit(1))
 
+    def described(self, numbers: Iterable[int]) -> dict[int, str]:
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        rows = self.session.execute(select(PullRequestRow.number, PullRequestRow.title,
+                                           PullRequestRow.body)
+                                    .where(PullRequestRow.repository == self.repository,
+                                           PullRequestRow.number.in_(wanted)))
+        return {number: f"{title}\n{body or ''}" for number, title, body in rows}
+
     def commit_owners(self, shas: Iterable[str]) -> dict[str, int]:
         wanted = list(shas)
         if not wanted:
@@ -308,6 +322,7 @@ class MemoryGraph:
     def __init__(self, repository: str) -> None:
         self.repository = repository
         self._prs: dict[int, _Known] = {}
+        self._texts: dict[int, str] = {}
         self._series: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
         self._titles: dict[str, list[int]] = defaultdict(list)
         self._commits: dict[str, int] = {}
@@ -328,11 +343,12 @@ class MemoryGraph:
         rows = session.execute(select(
             PullRequestRow.number, PullRequestRow.merged_at, PullRequestRow.touches_tests,
             PullRequestRow.ignored, PullRequestRow.title, PullRequestRow.title_key,
-            PullRequestRow.series_key, PullRequestRow.series_part)
+            PullRequestRow.series_key, PullRequestRow.series_part, PullRequestRow.body)
             .where(PullRequestRow.repository == repository).order_by(PullRequestRow.number))
-        for number, merged, tests, ignored, title, key, s_key, s_part in rows:
+        for number, merged, tests, ignored, title, key, s_key, s_part, body in rows:
             merged = aware(merged) if merged else None
             graph._prs[number] = _Known(merged, tests, ignored)
+            graph._texts[number] = f"{title}\n{body or ''}"
             graph._titles[key].append(number)
             if s_key is not None and s_part is not None:
                 graph._series[(s_key, s_part)].append((number, title))
@@ -384,6 +400,9 @@ class MemoryGraph:
             return self._commits[self._sorted_shas[at]]
         return None
 
+    def described(self, numbers: Iterable[int]) -> dict[int, str]:
+        return {n: self._texts[n] for n in numbers if n in self._texts}
+
     def commit_owners(self, shas: Iterable[str]) -> dict[str, int]:
         return {sha: self._commits[sha] for sha in shas if sha in self._commits}
 
@@ -412,6 +431,7 @@ class MemoryGraph:
         series = text.series(pr.title)
         merged = aware(pr.merged_at) if pr.merged_at else None
         self._prs[pr.number] = _Known(merged, touches_tests, ignored)
+        self._texts[pr.number] = f"{pr.title}\n{pr.body or ''}"
         self._pending.prs.append(pull_request_columns(pr, issues, touches_tests, series,
                                                       ignored))
         if ignored:

@@ -637,7 +637,8 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     """
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
-    for change, base, ranges in _changed_code(pr, files, blame):
+    changed = _changed_code(pr, files, blame)
+    for change, base, ranges in changed:
         path = change.old_path or change.path
         # A fix of type hints is not looked through the PRs that wrote them.
         merged = blame.show(pr.merge_commit, change.path)
@@ -652,25 +653,71 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     owners = graph.commit_owners(lines_by_commit)
     lines_by_pr: Counter[int] = Counter()
     paths_by_pr: dict[int, set[str]] = defaultdict(set)
+    shas_by_pr: dict[int, list[str]] = defaultdict(list)
     for sha, count in lines_by_commit.items():
         if sha in owners and owners[sha] != pr.number:
             lines_by_pr[owners[sha]] += count
             paths_by_pr[owners[sha]] |= paths_by_commit[sha]
+            shas_by_pr[owners[sha]].append(sha)
     known = _earlier(graph, pr, set(lines_by_pr))
     blamed = {n: c for n, c in lines_by_pr.items() if n in known}
     # Lines of commits no PR owns (pushed straight to the branch) are someone's work too.
     total = sum(blamed.values()) + sum(c for sha, c in lines_by_commit.items() if sha not in owners)
+    kept = {}
     for number, count in blamed.items():
         share = count / total
         age = _age(known[number], pr)
         if share < FIX_SHARE or (count == 1 and share < LONE_LINE_SHARE) \
                 or (age > OLD_FIX and count < total):
             continue
+        kept[number] = (count, share, age)
+    texts = graph.described(kept)
+    own = text.topic_words(f"{pr.title}\n{pr.body or ''}")
+    fix_names: set[str] | None = None
+    for number, (count, share, age) in kept.items():
+        # Blame alone links too much (lines met in passing, lines another PR only moved):
+        # the two PRs must speak of a common topic, or the earlier PR wrote every line the
+        # fix changes and the fix works on a name it brought in.
+        common = sorted(own & text.topic_words(texts.get(number, "")))
+        if common:
+            why = f"both speak of {', '.join(common[:3])}"
+        elif count < total:
+            continue
+        else:
+            if fix_names is None:
+                fix_names = _names_changed(pr, files, blame, changed)
+            used = sorted(fix_names & _names_brought(blame, shas_by_pr[number]))
+            if not used:
+                continue
+            why = f"it works on {', '.join(used[:3])}, which #{number} brought in"
         where = ", ".join(sorted(paths_by_pr[number])[:3])
         noun = "line" if count == 1 else "lines"
         out.add(Link(number, pr.number, LinkKind.FIXES,
                      f"fix changes {count} code {noun} of #{number} ({share:.0%} of the code "
-                     f"lines it changes) in {where} (git blame)", _strength(share, count, age)))
+                     f"lines it changes) in {where} (git blame); {why}",
+                     _strength(share, count, age)))
+
+
+def _names_changed(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,
+                   changed: list[tuple[FileChange, str | None, tuple[LineRange, ...]]]
+                   ) -> set[str]:
+    """The names in the code lines a fix changed: the base's lines it replaced, and those
+    it added."""
+    replaced = [line for _, base, ranges in changed if base is not None
+                for lines in (base.split("\n"),) for r in ranges
+                for line in lines[r.start - 1:r.end]]
+    return substance.names(replaced) | substance.names(list(_added_code(pr, files, blame)))
+
+
+def _names_brought(blame: Blame, shas: list[str]) -> set[str]:
+    """The names an earlier PR's commits (those blamed) brought into the code."""
+    removed: list[str] = []
+    added: list[str] = []
+    for sha in shas:
+        gone, new = blame.changed_lines(sha, where=lambda path: not _not_code(path))
+        removed += gone
+        added += new
+    return substance.brought(removed, added)
 
 
 def _age(merged_at: datetime | None, pr: PullRequest) -> timedelta:

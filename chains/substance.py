@@ -20,7 +20,8 @@ by a commit is told from one it wrote; :func:`touched`, :func:`inherited` and
 the line already held them and whether the change undoes an earlier edit (a commit that
 edited a line in passing did not write what a later fix of it changes); and
 :func:`never_blamed` names the files no fix is credited through (lock files, vendored and
-generated code, configuration and data).
+generated code, configuration and data); :func:`names` and :func:`brought` are the names a
+piece of code uses and those a change brought in.
 """
 
 from __future__ import annotations
@@ -123,6 +124,23 @@ def code_of(line: str) -> str:
             line = line[:at]
             break
     return " ".join(line.split())
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{3,}")
+_COMMON_NAMES = frozenset({*keyword.kwlist, "self", "None", "True", "False", "print", "isinstance",
+                           "super", "args", "kwargs", "list", "dict", "tuple", "type", "object"})
+
+
+def names(lines: Iterator[str] | Sequence[str]) -> set[str]:
+    """The names of four or more characters the code of ``lines`` uses (comments, keywords
+    and the commonest builtins aside)."""
+    return {name for line in lines for name in _NAME.findall(code_of(line))
+            if name not in _COMMON_NAMES}
+
+
+def brought(removed: Sequence[str], added: Sequence[str]) -> set[str]:
+    """The names a change brought into the code: used by lines it added, by none it removed."""
+    return names(added) - names(removed)
 
 
 def never_blamed(path: str) -> bool:

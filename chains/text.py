@@ -161,3 +161,34 @@ def is_fix(title: str, labels: tuple[str, ...] = (), issue_texts: tuple[str, ...
     if any(_FIX_WORDS.search(label) for label in labels):
         return True
     return any(_FIX_WORDS.search(text) for text in issue_texts)
+
+
+_WORD = re.compile(r"[a-z_][a-z0-9_]{2,}")
+_URL = re.compile(r"https?://\S+")
+_TRAILER = re.compile(r"^\s*[A-Za-z][A-Za-z-]*-by:.*$", re.M)
+_TEMPLATE = re.compile(r"<!--.*?-->", re.S)
+_CHECKLIST = re.compile(r"^\s*[-*] \[[ xX]\].*$", re.M)
+_NOT_TOPICS = frozenset({
+    "the", "and", "for", "with", "from", "into", "onto", "this", "that", "these", "those",
+    "there", "their", "then", "than", "when", "where", "which", "while", "who", "whom",
+    "whose", "what", "why", "how", "are", "was", "were", "been", "being", "has", "have",
+    "had", "having", "does", "did", "doing", "but", "not", "nor", "also", "just", "only",
+    "any", "all", "some", "each", "every", "other", "such", "more", "most", "less", "very",
+    "can", "could", "should", "would", "will", "shall", "may", "might", "must", "our",
+    "ours", "your", "yours", "its", "it's", "they", "them", "you", "she", "his", "her",
+    "him", "use", "uses", "used", "using", "add", "adds", "added", "adding", "fix", "fixes",
+    "fixed", "fixing", "bug", "bugs", "issue", "issues", "pull", "request", "requests",
+    "merge", "merged", "commit", "commits", "change", "changes", "changed", "make", "makes",
+    "made", "new", "now", "one", "two", "see", "via", "per", "get", "gets", "set", "sets",
+    "out", "off", "too", "yet"
+})
+
+
+def topic_words(text: str) -> frozenset[str]:
+    """The words a PR's title and description are about: lowercase words of three or more
+    letters, without links, commit trailers (`Co-authored-by: …`), checklists and comments of
+    PR templates, or the function words and PR vocabulary every description shares."""
+    text = text or ""
+    for pattern in (_URL, _TRAILER, _TEMPLATE, _CHECKLIST):
+        text = pattern.sub(" ", text)
+    return frozenset(_WORD.findall(text.lower())) - _NOT_TOPICS

@@ -402,7 +402,7 @@ def test_a_pr_years_older_is_fixed_only_when_it_wrote_every_line(sqlite_db: Data
     repo.pull_request(3, "Add discounts", {"shop.py": (
         "def price(item):\n    base = item.cost * 2\n    base -= item.discount\n"
         "    return round(base, 2)\n")}, squash=True)
-    repo.pull_request(4, "Fix negative prices", {"shop.py": (
+    repo.pull_request(4, "Fix negative prices after discounts", {"shop.py": (
         "def price(item):\n    base = item.cost * 2.0\n    base = max(0, base - item.discount)\n"
         "    return round(base, 2)\n")}, squash=True)
     repo.pull_request(5, "Fix rounding of prices", {"shop.py": (
@@ -549,8 +549,8 @@ def test_a_pr_that_also_brings_two_merges_is_still_a_pr(sqlite_db: Database,
 def test_one_line_among_others_lines_links_no_one(sqlite_db: Database,
                                                    tmp_path: Path) -> None:
     """#4 rewrites two lines of #3 and one of #2 on its way: one line, a third of what it
-    changes, is met in passing, so #4 fixes #3 alone. #5 changes one line of #2 and one of
-    #3: half each, both linked."""
+    changes, is met in passing, so #4 fixes #3 alone. #5 changes one line of #4 and one of
+    #3: half each, and speaks of coupons and the cart as both do, so both are linked."""
     repo = new_repo(tmp_path)
     repo.pull_request(2, "Add the cart", {"cart.py": (
         "def total(cart):\n    items = cart.items\n    return sum(i.price for i in items)\n")},
@@ -562,7 +562,7 @@ def test_one_line_among_others_lines_links_no_one(sqlite_db: Database,
         "def total(cart):\n    items = list(cart.items)\n    coupon = cart.coupon or 0.0\n"
         "    paid = max(0, sum(i.price for i in items) - coupon)\n    return paid\n")},
         squash=True)
-    repo.pull_request(5, "Fix carts of generators", {"cart.py": (
+    repo.pull_request(5, "Fix coupons and cart items given as generators", {"cart.py": (
         "def total(cart):\n    items = tuple(cart.items)\n    coupon = cart.coupon or 0.0\n"
         "    paid = max(0, sum(i.price for i in items) - coupon)\n    return round(paid, 2)\n")},
         squash=True)
@@ -608,3 +608,42 @@ def test_a_commit_titled_like_a_pr_inside_a_pr_is_its_own(sqlite_db: Database,
     numbers = [pr.number for pr in history.pull_requests()]
     assert 19 in numbers and 5457 not in numbers and {21, 22} <= set(numbers)
     assert any("#5457" in reason and "PR #19" in reason for reason in history.skipped)
+
+
+def test_a_fix_links_only_to_a_pr_it_shares_a_topic_or_a_name_with(sqlite_db: Database,
+                                                                   tmp_path: Path) -> None:
+    """Blame alone is not enough. #6 changes a line of #2 and one of #3: it speaks of tax, as
+    #3 does, so it fixes #3 and not #2. #7 changes only a line #5 edited, and #5 brought no
+    name into it nor speaks of what #7 does: no link to #5. #8 changes only #4's lines and
+    works on the `cents` #4 brought in: it fixes #4, though their titles share no word."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add the price of an item", {"shop.py": (
+        "def price(item):\n    base = item.cost * 2\n    return base\n")}, squash=True)
+    repo.pull_request(3, "Add tax to totals", {"shop.py": (
+        "def price(item):\n    base = item.cost * 2\n    return base\n\n\n"
+        "def total(items):\n    return sum(price(i) for i in items) * 1.2\n")}, squash=True)
+    repo.pull_request(4, "Show amounts in cents", {"money.py": (
+        "def cents(amount):\n    return int(amount * 100)\n\n\n"
+        "def label(amount):\n    return f'{cents(amount)} c'\n")}, squash=True)
+    repo.pull_request(5, "Scale by a thousand", {"money.py": (
+        "def cents(amount):\n    return int(amount * 1000)\n\n\n"
+        "def label(amount):\n    return f'{cents(amount)} c'\n")}, squash=True)
+    repo.pull_request(6, "Fix the tax rounding", {"shop.py": (
+        "def price(item):\n    base = item.cost * 2.0\n    return base\n\n\n"
+        "def total(items):\n    return round(sum(price(i) for i in items) * 1.2, 2)\n")},
+        squash=True)
+    repo.pull_request(7, "Fix crash on empty input", {"money.py": (
+        "def cents(amount):\n    return int((amount or 0) * 1000)\n\n\n"
+        "def label(amount):\n    return f'{cents(amount)} c'\n")}, squash=True)
+    repo.pull_request(8, "Fix the label for zero", {"money.py": (
+        "def cents(amount):\n    return int((amount or 0) * 1000)\n\n\n"
+        "def label(amount):\n    return f'{cents(amount) or 0} c'\n")}, squash=True)
+    mine(sqlite_db, repo)
+    with sqlite_db.session() as session:
+        evidence = {(k["from"], k["to"]): k["evidence"] for k in all_links(session, REPO)
+                    if k["kind"] == "fixes"}
+    assert (3, 6) in evidence and (2, 6) not in evidence
+    assert "both speak of tax" in evidence[(3, 6)]
+    assert (5, 7) not in evidence
+    assert (4, 8) in evidence
+    assert "cents" in evidence[(4, 8)] and "which #4 brought in" in evidence[(4, 8)]

@@ -19,7 +19,7 @@ from chains.queries import all_links, chain_rows
 from tests.gitrepo import GitRepo
 
 SLUG_FIX = ("fix changes 1 code line of #2 (100% of the code lines it changes) in "
-            "textkit/slug.py (git blame)")
+            "textkit/slug.py (git blame); it works on max_length, slug, which #2 brought in")
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_a_fix_links_to_the_pr_whose_code_it_repairs_not_to_docs_or_a_sweep(
         repo.pull_request(n, f"Add {name}", {f"{name}.py": f"def {name}(t):\n    return t\n",
                                              "docs/usage.rst": f"Usage {n}\n"}, squash=True)
     # One fix: most of it repairs #1's slug; one line each of #2 and #3, and #4's docs line.
-    repo.pull_request(5, "Fix slug for mixed case", {
+    repo.pull_request(5, "Fix slugify for mixed case", {
         "slug.py": "def slug(t):\n    a = t.casefold()\n    b = a.strip(' -')\n"
                    "    c = b.replace(' ', '_')\n    return c\n",
         "pad.py": "def pad(t):\n    return t or ''\n",

@@ -47,3 +47,18 @@ def test_restores_and_merges_git_wrote() -> None:
 ])
 def test_what_a_checker_reported_fixed_is_a_sweep(title: str, sweep: bool) -> None:
     assert text.is_sweep(title) is sweep
+
+
+def test_topic_words_leave_out_what_every_description_shares() -> None:
+    """A PR's topic is its own words: not the function words and PR vocabulary every text
+    has, nor links, commit trailers, or a PR template's checklist and comments, which would
+    make any two PRs of a repository look alike."""
+    body = ("Fix the Response.stream bug when the body is empty\n\n"
+            "<!-- Describe your change.\nLink the issue it fixes. -->\n"
+            "- [x] Add tests that fail without the change\n"
+            "- [ ] Add a changelog entry\n"
+            "See https://github.com/acme/web/pull/12 for details\n\n"
+            "Co-authored-by: Dana Example <dana@example.org>\n"
+            "Signed-off-by: Lee Example <lee@example.org>\n")
+    assert text.topic_words(body) == {"response", "stream", "body", "empty", "details"}
+    assert text.topic_words("") == frozenset()

@@ -168,6 +168,7 @@ _URL = re.compile(r"https?://\S+")
 _TRAILER = re.compile(r"^\s*[A-Za-z][A-Za-z-]*-by:.*$", re.M)
 _TEMPLATE = re.compile(r"<!--.*?-->", re.S)
 _CHECKLIST = re.compile(r"^\s*[-*] \[[ xX]\].*$", re.M)
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s.*$", re.M)
 _NOT_TOPICS = frozenset({
     "the", "and", "for", "with", "from", "into", "onto", "this", "that", "these", "those",
     "there", "their", "then", "than", "when", "where", "which", "while", "who", "whom",
@@ -186,9 +187,9 @@ _NOT_TOPICS = frozenset({
 
 def topic_words(text: str) -> frozenset[str]:
     """The words a PR's title and description are about: lowercase words of three or more
-    letters, without links, commit trailers (`Co-authored-by: …`), checklists and comments of
-    PR templates, or the function words and PR vocabulary every description shares."""
+    letters, without links, commit trailers (`Co-authored-by: …`), the headings, checklists and
+    comments of PR templates, or the function words and PR vocabulary every description shares."""
     text = text or ""
-    for pattern in (_URL, _TRAILER, _TEMPLATE, _CHECKLIST):
+    for pattern in (_URL, _TRAILER, _TEMPLATE, _CHECKLIST, _HEADING):
         text = pattern.sub(" ", text)
     return frozenset(_WORD.findall(text.lower())) - _NOT_TOPICS

@@ -51,9 +51,10 @@ def test_what_a_checker_reported_fixed_is_a_sweep(title: str, sweep: bool) -> No
 
 def test_topic_words_leave_out_what_every_description_shares() -> None:
     """A PR's topic is its own words: not the function words and PR vocabulary every text
-    has, nor links, commit trailers, or a PR template's checklist and comments, which would
-    make any two PRs of a repository look alike."""
+    has, nor links, commit trailers, or a PR template's headings, checklist and comments,
+    which would make any two PRs of a repository look alike."""
     body = ("Fix the Response.stream bug when the body is empty\n\n"
+            "## Summary of the changes\n"
             "<!-- Describe your change.\nLink the issue it fixes. -->\n"
             "- [x] Add tests that fail without the change\n"
             "- [ ] Add a changelog entry\n"

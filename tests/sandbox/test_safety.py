@@ -126,3 +126,12 @@ def test_what_the_local_backend_does_not_isolate() -> None:
         assert "DAVINCI_SANDBOX=local" in str(exc)
     else:
         assert chosen == "docker"
+
+
+def test_pip_in_a_sandbox_gives_up_on_the_network_at_once(docker_box: Sandbox) -> None:
+    """No network: pip fails a lookup without retrying it (five retries with back-off cost
+    about 25 s a package, and a suite whose tests call pip ran past the test timeout)."""
+    result = docker_box.exec("python3 -m pip download --no-deps -d /tmp/wheels six", timeout=120)
+    output = result.stdout + result.stderr
+    assert result.exit_code != 0 and "six" in output
+    assert "Retrying" not in output, output[-2000:]

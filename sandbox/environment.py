@@ -42,6 +42,9 @@ from sandbox.packages import PackageAccess, build_floor, build_network, dated, p
 
 ENV_LABEL = "davinci.env"
 BUILD_TIMEOUT = 1800.0
+BUILD_LOG = "/opt/davinci-build.log"
+"""Where an environment image keeps the output of the build that made it (`build_log`),
+readable by root only."""
 DEPENDENCY_FILE = re.compile(r"^(pyproject\.toml|setup\.py|setup\.cfg|pytest\.ini|"
                              r"[\w.-]*requirements[\w.-]*\.(txt|in)|Pipfile(\.lock)?|"
                              r"poetry\.lock|uv\.lock|tox\.ini|environment\.ya?ml)$")
@@ -569,10 +572,15 @@ def _install(container: Container, repo: Path, commit: str, steps: list[tuple[st
         text = output.decode("utf-8", "replace")
         if on_output is not None:
             on_output(text)
+        log = _log_text(steps, code, text)
         if code != 0:
             tail = "\n".join(text.strip().splitlines()[-30:])
             reason = "timed out" if code in (124, 137) else f"exited with {code}"
-            raise EnvironmentBuildFailed(f"install command {shown!r} {reason}:\n{tail}")
+            kept = _keep_failed_log(name, log)
+            raise EnvironmentBuildFailed(f"install command {shown!r} {reason} (whole output: "
+                                         f"{kept}):\n{tail}")
+        container.put_archive(str(Path(BUILD_LOG).parent), _one_file(Path(BUILD_LOG).name,
+                                                                     log.encode()))
         cleanup = container.exec_run(["bash", "-c", f"rm -rf {WORKDIR} /root/.cache && "
                                       f"mkdir -p {WORKDIR} && chown 1000:1000 /work"],
                                      user="0:0")
@@ -584,6 +592,51 @@ def _install(container: Container, repo: Path, commit: str, steps: list[tuple[st
                          changes=["USER agent", "WORKDIR /work", "CMD [\"sleep\", \"infinity\"]",
                                   f"LABEL {ENV_LABEL}=1 {ENV_LABEL}.key={key} "
                                   f"{ENV_LABEL}.repo={repository.removeprefix('davinci-env-')}"])
+    finally:
+        with contextlib.suppress(NotFound, APIError):
+            container.remove(force=True)
+
+
+def _log_text(steps: list[tuple[str, str]], code: int, output: str) -> str:
+    """A build's log: each step (the commit whose files it ran on, the command), the exit
+    code, then everything the build printed."""
+    listed = "".join(f"$ git checkout {at[:12]} && {command}\n" for at, command in steps)
+    return f"{listed}(exit code {code})\n\n{output}"
+
+
+def _keep_failed_log(image: str, log: str) -> Path:
+    """Write a failed build's whole log where its user can read it (a failed build commits
+    no image to keep it in); the path."""
+    folder = Path(tempfile.gettempdir()) / "davinci-builds"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{image.replace(':', '-').replace('/', '-')}.log"
+    path.write_text(log, encoding="utf-8")
+    return path
+
+
+def _one_file(name: str, data: bytes) -> bytes:
+    """A tar of one file only root reads: a build log holds the build's commands, whose
+    index settings (a URL with a password) no sandbox's agent may see."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return archive.getvalue()
+
+
+def build_log(image: str, engine: docker.DockerClient | None = None) -> str | None:
+    """The output of the build that made environment ``image`` (None: the image keeps none,
+    as a base image or one built before logs were kept)."""
+    engine = engine or client()
+    container = engine.containers.create(image, command=["true"], labels=labels())
+    try:
+        chunks, _ = container.get_archive(BUILD_LOG)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = tar.extractfile(Path(BUILD_LOG).name)
+            return member.read().decode("utf-8", "replace") if member else None
+    except NotFound:
+        return None
     finally:
         with contextlib.suppress(NotFound, APIError):
             container.remove(force=True)

@@ -129,8 +129,11 @@ def doctor(runtime: Runtime, as_json: bool) -> None:
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--commit", default="HEAD", show_default=True, help="Dependency state to build.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--log", "show_log", is_flag=True,
+              help="Then print the output of the build that made the image (a failed build's "
+                   "whole output is in the file its error names).")
 @click.pass_obj
-def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
+def env(runtime: Runtime, path: Path, commit: str, as_json: bool, show_log: bool) -> None:
     """Build (or find) the environment image of the git repository at PATH.
 
     The install command is `install` in the repository's `.github/davinci.yml`, else one
@@ -138,7 +141,7 @@ def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
     """
     from chains.config import config_at
     from sandbox.base import SandboxError
-    from sandbox.environment import ensure_environment
+    from sandbox.environment import build_log, ensure_environment
 
     parsed = config_at(path, commit)
     if parsed.problem:
@@ -162,8 +165,9 @@ def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
                 "built": found.built, "seconds": round(found.seconds, 1),
                 "python": python.version if python else "",
                 "python_reason": python.reason if python else ""}
+    log = build_log(found.image) if show_log and found.install is not None else None
     if as_json:
-        click.echo(json.dumps(document))
+        click.echo(json.dumps({**document, "log": log} if show_log else document))
         return
     if python is not None:
         click.echo(python.describe())
@@ -172,6 +176,10 @@ def env(runtime: Runtime, path: Path, commit: str, as_json: bool) -> None:
     else:
         how = f"built in {found.seconds:.1f}s" if found.built else "reused"
         click.echo(f"{found.image} ({how}); install: {found.install}")
+    if show_log:
+        click.echo(log if log is not None else
+                   f"{found.image} keeps no build log (it was built before logs were kept, or "
+                   "is a base image)")
 
 
 @sandbox_group.command("gc")

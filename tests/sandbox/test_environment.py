@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 from bot.cli import main
 from sandbox.docker import DockerSandbox
 from sandbox.environment import (
+    BUILD_LOG,
     DEVELOP,
     MODERN_PYTEST,
     OLD_PY_LIB,
@@ -185,6 +187,37 @@ def test_a_failing_install_is_a_clear_error_and_leaves_nothing_behind(
     assert engine.containers.list(all=True, filters={"label": "davinci.build"}) == []
     assert not any(repo.name in tag for image in engine.images.list()
                    for tag in image.tags)
+
+
+def test_a_failed_build_keeps_its_whole_output_where_its_error_says(
+        engine: docker.DockerClient, repo: GitRepo) -> None:
+    """The error shows the last 30 lines; the first of 40 is in the file it names."""
+    command = "for i in $(seq 1 40); do echo build line $i; done && exit 4"
+    with pytest.raises(EnvironmentBuildFailed, match="exited with 4") as failure:
+        ensure_environment(repo.path, repo.head(), command, DEFAULT_IMAGE)
+    message = str(failure.value)
+    assert "build line 40" in message and "build line 1\n" not in message
+    kept = Path(re.search(r"whole output: ([^)]+)\)", message).group(1))  # type: ignore[union-attr]
+    log = kept.read_text()
+    assert "build line 1\n" in log and "build line 40" in log and "(exit code 4)" in log
+    kept.unlink()
+
+
+def test_an_environment_keeps_its_build_log_for_its_user_not_its_agent(
+        engine: docker.DockerClient, repo: GitRepo) -> None:
+    """`davinci sandbox env --log` prints what the build printed; inside a sandbox from the
+    image the log is unreadable (its commands may hold the index settings)."""
+    command = f"echo installing the probe && {INSTALL}"
+    runner = CliRunner()
+    repo.commit("Install", {".github/davinci.yml": f"install: >-\n  {command}\n"})
+    shown = runner.invoke(main, ["sandbox", "env", str(repo.path), "--log"])
+    assert shown.exit_code == 0, shown.output
+    assert "installing the probe" in shown.stdout and "(exit code 0)" in shown.stdout
+    image = json.loads(runner.invoke(main, ["sandbox", "env", str(repo.path), "--json"]
+                                     ).stdout)["image"]
+    with DockerSandbox(repo.path, repo.head(), image, engine=engine) as box:
+        read = box.exec(f"cat {BUILD_LOG}")
+        assert read.exit_code != 0 and "installing the probe" not in read.stdout
 
 
 def test_nothing_to_install_means_the_base_image(engine: docker.DockerClient,

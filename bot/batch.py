@@ -8,10 +8,15 @@ when Redis answers and a worker listens on the queue, else the pool.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from types import FrameType
 
 import click
 from redis import Redis
@@ -69,12 +74,33 @@ class _Progress:
         return outcome
 
 
+STOP_SECONDS = 120.0
+"""How long a pool process told to stop (or left behind by a killed parent) has to close its
+sandboxes before it exits anyway."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """`davinci run` was told to stop (SIGTERM, or Ctrl-C): its rollouts were stopped and their
+    sandboxes closed; ``done`` chains had their verdict first."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f"stopped after {done} of {total} chains; run again to go on")
+        self.done, self.total = done, total
+
+
 def _in_pool(settings: Settings, path: Path, chain_ids: list[str], policy: str, workers: int,
              progress: _Progress) -> list[RolloutOutcome]:
+    """Each chain in a pool process. SIGTERM here is passed on to the pool's processes and
+    stops the batch as Ctrl-C does: each process unwinds its rollout (its sandboxes close)
+    and exits, and Interrupted is raised. A pool process whose parent is killed outright does
+    the same on its own instead of waiting for work forever."""
     outcomes: list[RolloutOutcome] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(roll_out_one, settings, path, chain, policy, None,
-                               _Builds(chain)): chain
+    restore = _pass_sigterm_on() if threading.current_thread() is threading.main_thread() \
+        else None
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_pool_process,
+                               initargs=(os.getpid(),))
+    try:
+        futures = {pool.submit(_roll_out, settings, path, chain, policy): chain
                    for chain in chain_ids}
         for future in as_completed(futures):
             try:
@@ -83,7 +109,70 @@ def _in_pool(settings: Settings, path: Path, chain_ids: list[str], policy: str, 
                 outcome = RolloutOutcome.failed(futures[future], policy,
                                                 f"{type(exc).__name__}: {exc}")
             outcomes.append(progress(futures[future], outcome))
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _wait_for_children(STOP_SECONDS)
+        raise Interrupted(len(outcomes), len(chain_ids)) from None
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGTERM, restore)
     return outcomes
+
+
+def _pass_sigterm_on() -> signal.Handlers | Callable[..., object] | int | None:
+    """Make SIGTERM stop this process as Ctrl-C does, after passing it on to the pool's
+    processes (Ctrl-C reaches them by itself); the handler that was there before."""
+    def stop(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise KeyboardInterrupt
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _wait_for_children(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    for child in multiprocessing.active_children():
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+
+
+_busy = threading.Event()
+
+
+def _pool_process(parent: int) -> None:
+    """In each pool process: SIGTERM unwinds what it does (a rollout's sandboxes close on the
+    way out), and a watcher stops it when its parent is gone."""
+    def stop(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
+        raise SystemExit(f"stopped by signal {signum}")
+    signal.signal(signal.SIGTERM, stop)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    """When the parent is killed outright, the pool's pipes never close (every pool process
+    holds their ends too) and this process would wait for work forever: stop its rollout,
+    give its clean-up STOP_SECONDS, and exit."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    time.sleep(0.5)
+    while _busy.is_set() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os._exit(1)
+
+
+def _roll_out(settings: Settings, path: Path, chain: str, policy: str) -> RolloutOutcome:
+    _busy.set()
+    try:
+        return roll_out_one(settings, path, chain, policy, None, _Builds(chain))
+    finally:
+        _busy.clear()
 
 
 class _Builds:

@@ -239,11 +239,11 @@ def detect_install(files: dict[str, bytes]) -> str | None:
     Requirement files for running the tests (top-level `requirements*.txt`,
     `*-requirements.txt`, and the test and dev files of a `requirements/` folder), the
     packages `pyproject.toml`, `setup.cfg` and `tox.ini` declare (with the test and dev extras
-    and dependency groups), pytest and the plugins its configuration asks for; then the
-    project itself, editable (with what `setup.py` requires; without, or without build
-    isolation, when that fails), so a `src/` layout imports the work tree the agent edits (a
-    project that cannot be built still gets its dependencies). None when nothing is
-    declared.
+    and dependency groups, PDM's and Poetry's included), pytest and the plugins its
+    configuration asks for; then the project itself, editable (with what `setup.py`
+    requires; without, or without build isolation, when that fails), so a `src/` layout
+    imports the work tree the agent edits (a project that cannot be built still gets its
+    dependencies). None when nothing is declared.
     """
     steps = [_requirements(name) for name in _requirement_files(files)]
     packages = _declared(files)
@@ -338,11 +338,14 @@ def _declared(files: dict[str, bytes]) -> list[str]:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
             data = {}
         project = data.get("project", {})
+        tool = data.get("tool", {})
         wanted += project.get("dependencies", [])
         for table in (project.get("optional-dependencies", {}),
-                      data.get("dependency-groups", {})):
+                      data.get("dependency-groups", {}),
+                      tool.get("pdm", {}).get("dev-dependencies", {})):
             for extra in TEST_EXTRAS:
                 wanted += table.get(extra, []) if isinstance(table.get(extra), list) else []
+        wanted += _poetry_development(tool.get("poetry", {}))
     config = configparser.ConfigParser(interpolation=None)
     for name, section, keys in (("setup.cfg", "options", ("install_requires",)),
                                 ("setup.cfg", "options.extras_require", TEST_EXTRAS),
@@ -355,6 +358,19 @@ def _declared(files: dict[str, bytes]) -> list[str]:
                 wanted += config.get(section, key, fallback="").splitlines()
             config.clear()
     return [w.strip() for w in wanted if isinstance(w, str) and _plain(w.strip())]
+
+
+def _poetry_development(poetry: dict[str, object]) -> list[str]:
+    """The names in Poetry's test and dev groups (`[tool.poetry.group.test.dependencies]`,
+    the older `[tool.poetry.dev-dependencies]`): its version constraints (`^7.0`) are not
+    pip's, and the state's date picks the versions anyway."""
+    tables = [poetry.get("dev-dependencies")]
+    groups = poetry.get("group")
+    if isinstance(groups, dict):
+        tables += [group.get("dependencies") for name, group in groups.items()
+                   if name in TEST_EXTRAS and isinstance(group, dict)]
+    return [name for table in tables if isinstance(table, dict) for name in table
+            if name.lower() != "python"]
 
 
 def _plain(requirement: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -99,6 +100,73 @@ def test_run_through_rq_workers(tmp_path: Path, redis_url: str) -> None:
     finally:
         worker.terminate()
         worker.wait(timeout=60)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a process whose parent died is reaped by whoever adopts it,
+    which in a container may be no one)."""
+    try:
+        return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _sandboxes_of(engine: object, pids: set[int]) -> list[str]:
+    return [c.name for c in engine.containers.list(  # type: ignore[attr-defined]
+        all=True, filters={"label": "davinci.sandbox"})
+        if int(c.labels.get("davinci.owner", ":0").rsplit(":", 1)[1] or 0) in pids]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_run_stopped_midway_leaves_no_sandbox_or_process_and_resumes(
+        tmp_path: Path, how: signal.Signals) -> None:
+    """SIGTERM stops `davinci run` as Ctrl-C does: its pool processes unwind their rollouts
+    (sandboxes removed) and exit, and it says so. Killed outright (SIGKILL), its pool
+    processes notice, do the same and exit instead of waiting for work forever. Either way
+    a second run rolls out every chain."""
+    import docker
+
+    engine = docker.from_env()
+    sample = build_sample_repository(tmp_path / "textkit")
+    env = {**os.environ, "DAVINCI_DATA_DIR": str(tmp_path / "data")}
+    env.pop("DATABASE_URL", None)
+    command = [sys.executable, "-m", "bot", "run", "--git", str(sample.path), "--workers", "2",
+               "--via", "local"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env)
+    deadline = time.monotonic() + 600
+    while not _sandboxes_of(engine, children := _children(run.pid)):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[1][-3000:]
+        time.sleep(0.2)
+    run.send_signal(how)
+    _, stderr = run.communicate(timeout=300)  # the pool processes hold its pipes until they end
+    assert run.returncode == (130 if how == signal.SIGTERM else -signal.SIGKILL), stderr[-3000:]
+    if how == signal.SIGTERM:
+        assert "interrupted: stopped after 0 of 2 chains; run again to go on" in stderr
+        assert "Traceback" not in stderr
+    deadline = time.monotonic() + 30
+    while (alive := [pid for pid in children if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive == [], "pool processes left running"
+    assert _sandboxes_of(engine, children | {run.pid}) == []
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 rolled out before, 2 to roll out" in again.stderr
+    assert again.stderr.count(": ACCEPTED") == 2
 
 
 def test_funnel_reasons_group_chains_and_read_as_words() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from bot.batch import VIA, BatchError, environment_images_now, roll_out_chains
+from bot.batch import VIA, BatchError, Interrupted, environment_images_now, roll_out_chains
 from bot.commands.chains import mine_local
 from bot.funnel import funnel, render
 from bot.pipeline import POLICIES
@@ -73,6 +73,10 @@ def run(runtime: Runtime, path: Path, workers: int, limit: int | None, policy: s
             runtime.settings, path, [c["id"] for c in todo], policy, workers, say, via)]
     except BatchError as exc:
         raise click.ClickException(str(exc)) from exc
+    except Interrupted as stop:
+        click.echo(f"interrupted: {stop}; the rollouts under way were stopped and their "
+                   "sandboxes removed", err=True)
+        raise SystemExit(130) from None
     rolling = time.monotonic() - started
     after = environment_images_now()
     built = len(after - images) if images is not None and after is not None else 0

@@ -86,6 +86,19 @@ def test_detected_install_commands() -> None:
         "echo 'the project itself could not be installed; tests import it from the work tree')"
         " && "
         + runner)
+    # PDM's development groups (before dependency groups were standard) and Poetry's (names
+    # only: `^7.0` is no pip constraint).
+    pdm = (b'[project]\nname = "x"\ndependencies = ["attrs"]\n'
+           b'[tool.pdm.dev-dependencies]\ntest = ["hypothesis>=6.79", "-e file:///${PROJECT_ROOT}"]\n'
+           b'lint = ["ruff"]\n')
+    assert detect_install({"pyproject.toml": pdm}).startswith(f"{pip} attrs 'hypothesis>=6.79' "
+                                                              "pytest && ")
+    poetry = (b'[tool.poetry]\nname = "x"\n[tool.poetry.dependencies]\npython = "^3.8"\n'
+              b'[tool.poetry.group.test.dependencies]\npytest = "^7.0"\nfreezegun = "*"\n'
+              b'[tool.poetry.group.docs.dependencies]\nsphinx = "*"\n'
+              b'[tool.poetry.dev-dependencies]\nmypy = "^1"\n'
+              b'[build-system]\nrequires = ["poetry-core"]\n')
+    assert detect_install({"pyproject.toml": poetry}).startswith(f"{pip} mypy pytest freezegun && ")
     assert detect_install({"pyproject.toml": b"[tool.black]\n"}) is None
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
     assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(

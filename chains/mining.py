@@ -633,7 +633,8 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     lock files, vendored or generated; blame ignores whitespace, follows moves and copies,
     and looks through format-only PRs and `.git-blame-ignore-revs`. An earlier PR is linked
     when it wrote at least a quarter of those lines that earlier PRs wrote (half, when it
-    wrote only one); the link's strength grows with its share and its line count.
+    wrote only one), and when more than blame says so (`_Corroboration`); the link's strength
+    grows with its share and its line count.
     """
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
@@ -663,7 +664,7 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     blamed = {n: c for n, c in lines_by_pr.items() if n in known}
     # Lines of commits no PR owns (pushed straight to the branch) are someone's work too.
     total = sum(blamed.values()) + sum(c for sha, c in lines_by_commit.items() if sha not in owners)
-    kept = {}
+    kept: dict[int, tuple[int, float, timedelta]] = {}
     for number, count in blamed.items():
         share = count / total
         age = _age(known[number], pr)
@@ -671,31 +672,42 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
                 or (age > OLD_FIX and count < total):
             continue
         kept[number] = (count, share, age)
-    texts = graph.described(kept)
-    own = text.topic_words(f"{pr.title}\n{pr.body or ''}")
-    fix_names: set[str] | None = None
+    corroboration = _Corroboration(pr, files, blame, changed, graph.described(kept))
     for number, (count, share, age) in kept.items():
-        # Blame alone links too much (lines met in passing, lines another PR only moved):
-        # the two PRs must speak of a common topic, or the earlier PR wrote every line the
-        # fix changes and the fix works on a name it brought in.
-        common = sorted(own & text.topic_words(texts.get(number, "")))
-        if common:
-            why = f"both speak of {', '.join(common[:3])}"
-        elif count < total:
+        why = corroboration.of(number, shas_by_pr[number], wrote_all=count == total)
+        if why is None:
             continue
-        else:
-            if fix_names is None:
-                fix_names = _names_changed(pr, files, blame, changed)
-            used = sorted(fix_names & _names_brought(blame, shas_by_pr[number]))
-            if not used:
-                continue
-            why = f"it works on {', '.join(used[:3])}, which #{number} brought in"
         where = ", ".join(sorted(paths_by_pr[number])[:3])
         noun = "line" if count == 1 else "lines"
         out.add(Link(number, pr.number, LinkKind.FIXES,
                      f"fix changes {count} code {noun} of #{number} ({share:.0%} of the code "
                      f"lines it changes) in {where} (git blame); {why}",
                      _strength(share, count, age)))
+
+
+class _Corroboration:
+    """Blame alone links too much (lines met in passing, lines another PR only edited): a
+    blamed PR is a fix's only when the two PRs speak of a common topic, or when it wrote
+    every line the fix changes and the fix works on a name it brought in."""
+
+    def __init__(self, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,
+                 changed: list[tuple[FileChange, str | None, tuple[LineRange, ...]]],
+                 texts: dict[int, str]) -> None:
+        self.pr, self.files, self.blame, self.changed, self.texts = pr, files, blame, changed, texts
+        self.topic = text.topic_words(f"{pr.title}\n{pr.body or ''}")
+        self._names: set[str] | None = None
+
+    def of(self, number: int, shas: list[str], wrote_all: bool) -> str | None:
+        """The evidence beyond blame that the fix is ``number``'s (None: there is none)."""
+        common = sorted(self.topic & text.topic_words(self.texts.get(number, "")))
+        if common:
+            return f"both speak of {', '.join(common[:3])}"
+        if not wrote_all:
+            return None
+        if self._names is None:
+            self._names = _names_changed(self.pr, self.files, self.blame, self.changed)
+        used = sorted(self._names & _names_brought(self.blame, shas))
+        return f"it works on {', '.join(used[:3])}, which #{number} brought in" if used else None
 
 
 def _names_changed(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,

@@ -210,7 +210,7 @@ class SqlGraph:
                                            PullRequestRow.body)
                                     .where(PullRequestRow.repository == self.repository,
                                            PullRequestRow.number.in_(wanted)))
-        return {number: f"{title}\n{body or ''}" for number, title, body in rows}
+        return {number: text.description(title, body) for number, title, body in rows}
 
     def commit_owners(self, shas: Iterable[str]) -> dict[str, int]:
         wanted = list(shas)
@@ -348,7 +348,7 @@ class MemoryGraph:
         for number, merged, tests, ignored, title, key, s_key, s_part, body in rows:
             merged = aware(merged) if merged else None
             graph._prs[number] = _Known(merged, tests, ignored)
-            graph._texts[number] = f"{title}\n{body or ''}"
+            graph._texts[number] = text.description(title, body)
             graph._titles[key].append(number)
             if s_key is not None and s_part is not None:
                 graph._series[(s_key, s_part)].append((number, title))
@@ -431,7 +431,7 @@ class MemoryGraph:
         series = text.series(pr.title)
         merged = aware(pr.merged_at) if pr.merged_at else None
         self._prs[pr.number] = _Known(merged, touches_tests, ignored)
-        self._texts[pr.number] = f"{pr.title}\n{pr.body or ''}"
+        self._texts[pr.number] = text.description(pr.title, pr.body)
         self._pending.prs.append(pull_request_columns(pr, issues, touches_tests, series,
                                                       ignored))
         if ignored:

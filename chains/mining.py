@@ -694,7 +694,7 @@ class _Corroboration:
                  changed: list[tuple[FileChange, str | None, tuple[LineRange, ...]]],
                  texts: dict[int, str]) -> None:
         self.pr, self.files, self.blame, self.changed, self.texts = pr, files, blame, changed, texts
-        self.topic = text.topic_words(f"{pr.title}\n{pr.body or ''}")
+        self.topic = text.topic_words(text.description(pr.title, pr.body))
         self._names: set[str] | None = None
 
     def of(self, number: int, shas: list[str], wrote_all: bool) -> str | None:

@@ -185,6 +185,11 @@ _NOT_TOPICS = frozenset({
 })
 
 
+def description(title: str, body: str | None) -> str:
+    """A PR's own description, its title and body as one text (what `topic_words` reads)."""
+    return f"{title}\n{body or ''}"
+
+
 def topic_words(text: str) -> frozenset[str]:
     """The words a PR's title and description are about: lowercase words of three or more
     letters, without links, commit trailers (`Co-authored-by: …`), the headings, checklists and

@@ -279,12 +279,32 @@ def _requirements(name: str) -> str:
     """Install a requirement file; when that fails, again without its URL lines
     (`git+https://…` pins of docs tools reach hosts other than the package index) and its
     local paths (`-e .`: an old state's build back-end may not build editable under a
-    current pip; the project step after this one has its own ways to install it)."""
+    current pip; the project step after this one has its own ways to install it); when that
+    fails too, one requirement at a time, so that one that cannot install (an optional
+    package whose C extension does not build here) costs only itself, and is named."""
     quoted = shlex.quote(name)
     without = "/tmp/davinci-requirements-without-urls.txt"  # noqa: S108 - inside the build
     local = shlex.quote(LOCAL_REQUIREMENT)
     return (f"({PIP} -r {quoted} || (grep -v -E -e '://' -e {local} {quoted} > {without}; "
-            f"{PIP} -r {without}))")
+            f"{PIP} -r {without}) || {one_by_one(without, name)})")
+
+
+ONE_REQUIREMENT = "/tmp/davinci-one-requirement.txt"  # noqa: S108 - inside the build
+
+
+def one_by_one(path: str, name: str) -> str:
+    """Install the requirements of the file at ``path`` one by one (continued lines joined,
+    comments dropped, and hashes: a lone pin cannot satisfy hash-checking); an option line
+    (`-r base.txt`) runs as it is, from the folder of ``name``. What fails is named, and the
+    step succeeds."""
+    folder = shlex.quote(str(Path(name).parent))
+    tidy = r"""sed -e ':a' -e '/\\$/N; s/\\\n//; ta' -e '/^[[:space:]]*\(#.*\)\?$/d' """ \
+        r"""-e 's/[[:space:]]--hash[= ][^[:space:]]*//g'"""
+    return (f"(cd {folder} && {tidy} {path} | while IFS= read -r line; do "
+            f"case \"$line\" in -*) {PIP} $line && continue;; *) "
+            f"printf '%s\\n' \"$line\" > {ONE_REQUIREMENT} && "
+            f"{PIP} -r {ONE_REQUIREMENT} && continue;; esac; "
+            f"echo \"left out of {name}: $line\"; done)")
 
 
 def _project_extras(files: dict[str, bytes]) -> str:

@@ -28,12 +28,14 @@ from sandbox.environment import (
     PYTEST_PLUGINS,
     Environment,
     EnvironmentBuildFailed,
+    build_log,
     builder_name,
     dependency_files,
     detect_install,
     ensure_environment,
     environment_key,
     image_name,
+    one_by_one,
 )
 from sandbox.factory import DEFAULT_IMAGE, open_sandbox
 from sandbox.interpreters import base_images, image_for
@@ -67,7 +69,7 @@ def test_detected_install_commands() -> None:
         without = "/tmp/davinci-requirements-without-urls.txt"
         return (f"({pip} -r {name} || (grep -v -E -e '://' -e "
                 f"'^[[:space:]]*((-e|--editable)[[:space:]]*)?(\\.|/|file:)' {name} > "
-                f"{without}; {pip} -r {without}))")
+                f"{without}; {pip} -r {without}) || {one_by_one(without, name)})")
 
     assert detect_install({"requirements.txt": b"pytest\n", "requirements-dev.txt": b"",
                            "requirements-docs.txt": b"sphinx\n",
@@ -344,18 +346,25 @@ def test_a_real_environment_builds_from_the_index_this_machine_uses(
         engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
     """No hand set-up: the host's pip settings, CA bundle and a network that reaches the index
     are found and given to the build; the sandbox from the image still has no network. The
-    first state's dependencies are installed too (a chain's early tests may need them)."""
+    first state's dependencies are installed too (a chain's early tests may need them). A
+    requirement that cannot install (an optional package whose extension does not build)
+    costs only itself."""
     name = f"realenv-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     first = git.commit("Start", {"requirements.txt": "six==1.16.0\n", "README.md": "# six\n"})
-    last = git.commit("Later", {"requirements.txt": "iniconfig\n"  # and a host pip cannot reach
-                                "git+https://vcs.invalid/tool.git#egg=tool\n"})
+    last = git.commit("Later", {"requirements.txt": (
+        "iniconfig\n"
+        "git+https://vcs.invalid/tool.git#egg=tool\n"  # a host pip cannot reach
+        "davinci-no-such-package==0.0.1  # optional, and not to be had\n")})
     built = ensure_environment(git.path, last, None, DEFAULT_IMAGE, access=index_access,
                                first=first)
     assert built.built and "requirements.txt" in (built.install or "")
     with DockerSandbox(git.path, last, built.image, engine=engine) as box:
         found = box.exec("python3 -c 'import six, iniconfig, pytest; print(six.__version__)'")
         assert found.stdout.strip() == "1.16.0", found.stderr
+    assert "left out of requirements.txt: davinci-no-such-package==0.0.1" in build_log(
+        built.image)
+    with DockerSandbox(git.path, last, built.image, engine=engine) as box:
         assert box.exec("ls /sys/class/net").stdout.split() == ["lo"]
         # The build's package settings stay with the build: tests that read pip's
         # configuration (pip-tools passes it on) see none of this machine's.

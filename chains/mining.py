@@ -779,9 +779,8 @@ def _restores(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blam
             continue
         code = substance.substantive_lines(new, change.path)
         added = [line.strip() for n, line in numbered if code is None or n in code]
-        gone = _names_gone(blame.show(pr.base_commit, change.old_path or change.path))
-        distinctive = sorted({line for line in added if len(line) >= RESTORE_MIN_LENGTH
-                              and gone(line)}, key=len, reverse=True)
+        distinctive = sorted({line for line in added if len(line) >= RESTORE_MIN_LENGTH},
+                             key=len, reverse=True)
         probes += [(change.old_path or change.path, line) for line in distinctive[:2]]
     removers: Counter[str] = Counter()
     for path, line in probes[:RESTORE_PROBES]:
@@ -796,14 +795,6 @@ def _restores(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blam
             noun = "line" if count == 1 else "lines"
             out.add(Link(number, pr.number, LinkKind.FIXES,
                          f"puts back {count} code {noun} #{number} removed (git log -S)", 0.9))
-
-
-def _names_gone(base: str | None) -> Callable[[str], bool]:
-    """Whether a line uses a name the file's ``base`` text does not: a line put back brings
-    back what was taken away, where a common line (`if task.done():`) only matches one some
-    unrelated change removed."""
-    have = substance.names(base.split("\n")) if base is not None else set()
-    return lambda line: bool(substance.names([line]) - have)
 
 
 def _same_area(graph: Graph, pr: PullRequest, mine: set[str], out: _Candidates) -> None:

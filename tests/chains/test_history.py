@@ -148,27 +148,6 @@ def test_a_restore_links_to_the_pr_that_removed_the_lines(sqlite_db: Database,
     assert (7, 8, "fixes") in found
 
 
-def test_a_common_line_written_again_restores_nothing(sqlite_db: Database,
-                                                     tmp_path: Path) -> None:
-    """#3 removed an early return from spawn; #4 writes the same line in another function
-    of the file, whose names the file still uses: a line that happens to match what some
-    change removed brings nothing back, so #4 fixes nothing of #3's."""
-    finished = "def finished(task):\n    return task.done()\n"
-    repo = new_repo(tmp_path)
-    repo.pull_request(2, "Add a scheduler", {"sched.py": (
-        "def spawn(task):\n    if task.done():\n        return task.start_soon()\n"
-        "    return task.start()\n\ndef deliver(task):\n    task.cancel()\n\n" + finished)},
-        squash=True)
-    repo.pull_request(3, "Spawn tasks lazily", {"sched.py": (
-        "def spawn(task):\n    return task.start()\n\ndef deliver(task):\n"
-        "    task.cancel()\n\n" + finished)}, squash=True)
-    repo.pull_request(4, "Fix a spin when a cancel arrives late", {"sched.py": (
-        "def spawn(task):\n    return task.start()\n\ndef deliver(task):\n"
-        "    if task.done():\n        return\n    task.cancel()\n\n" + finished)}, squash=True)
-    mine(sqlite_db, repo)
-    assert (3, 4, "fixes") not in links(sqlite_db)
-
-
 def test_code_moved_and_renamed_by_a_refactor_is_not_the_refactor_s(sqlite_db: Database,
                                                                     tmp_path: Path) -> None:
     """#3 moved #2's loop into a method and renamed its variables; #4 fixes a line of that

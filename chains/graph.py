@@ -35,9 +35,6 @@ from chains.store import (
 
 RECENT_TOUCHES = 20
 """Earlier PRs per file considered for `same_area` (the most recent ones)."""
-TOUCHED_PATHS = 500
-"""Paths of one PR a `touching` question asks about, at most (a sweep's thousands are not
-needed to find one in common)."""
 TOUCH_COLUMNS = ("repository", "path", "number", "merged_at")
 ISSUE_REF_COLUMNS = ("repository", "issue", "number", "closing")
 LINK_COLUMNS = ("repository", "earlier", "later", "kind", "evidence", "strength")
@@ -99,10 +96,6 @@ class Graph(Protocol):
         """PRs that changed ``path`` merged at or after ``since``, the most recent first."""
         ...
 
-    def touching(self, numbers: Iterable[int], paths: Iterable[str]) -> set[int]:
-        """Which of ``numbers`` changed any of ``paths`` (tests included)."""
-        ...
-
     def chains_with(self, number: int) -> list[ChainState]:
         """The chains holding PR ``number``, by id."""
         ...
@@ -111,7 +104,7 @@ class Graph(Protocol):
 
     def record(self, pr: PullRequest, issues: dict[int, bool], touched: set[str],
                touches_tests: bool, ignored: bool = False) -> None:
-        """Store the PR with the issues it names and the files it changed (tests too);
+        """Store the PR with the issues it names and the non-test files it changed;
         ``ignored``: a change of layout alone, never part of a chain, and blame looks
         through its commits."""
         ...
@@ -245,15 +238,6 @@ class SqlGraph:
                    FileTouchRow.merged_at >= since)
             .order_by(FileTouchRow.merged_at.desc(), FileTouchRow.number.desc())
             .limit(RECENT_TOUCHES)))
-
-    def touching(self, numbers: Iterable[int], paths: Iterable[str]) -> set[int]:
-        wanted, among = sorted(set(numbers)), sorted({path[:1024] for path in paths})
-        if not wanted or not among:
-            return set()
-        return set(self.session.scalars(
-            select(FileTouchRow.number).distinct()
-            .where(FileTouchRow.repository == self.repository,
-                   FileTouchRow.number.in_(wanted), FileTouchRow.path.in_(among[:TOUCHED_PATHS]))))
 
     def chains_with(self, number: int) -> list[ChainState]:
         rows = self.session.scalars(
@@ -428,11 +412,6 @@ class MemoryGraph:
     def issue_refs(self, issues: Iterable[int]) -> list[tuple[int, int, bool]]:
         return [(issue, number, closing) for issue in sorted(set(issues))
                 for number, closing in self._issue_refs.get(issue, ())]
-
-    def touching(self, numbers: Iterable[int], paths: Iterable[str]) -> set[int]:
-        wanted = set(numbers)
-        return {number for path in sorted({p[:1024] for p in paths})[:TOUCHED_PATHS]
-                for _, number in self._touches.get(path, ()) if number in wanted}
 
     def recent_touches(self, path: str, since: datetime) -> list[int]:
         touches = self._touches.get(path)

@@ -154,13 +154,13 @@ def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
     issues = _issues(graph, pr, found, named)
     layout = blame is not None and (text.is_sweep(pr.title) or _layout_only(pr, files, blame))
     machine = text.is_bot(pr.author)
-    graph.record(pr, issues, {f.path[:1024] for f in files}, touches_tests=bool(tests),
+    graph.record(pr, issues, {path[:1024] for path in code}, touches_tests=bool(tests),
                  ignored=layout or machine)
     candidates = _Candidates()
     if machine:  # a bot's PR: its text quotes other projects' numbers, its change is no one's
         return _attached(graph, pr, (), config)
     _references(graph, pr, body, found, named, candidates)
-    _shared_issues(graph, pr, issues, {f.path for f in files}, candidates)
+    _shared_issues(graph, pr, issues, candidates)
     if blame is not None and not layout and not text.is_revert(pr.title) and \
             text.is_fix(pr.title, pr.labels, tuple(pr.issue_texts.values())) and \
             _changes_code(pr, files, blame):
@@ -304,29 +304,21 @@ def _references(graph: Graph, pr: PullRequest, body: str, found: list[text.Menti
                          1.0))
 
 
-def _shared_issues(graph: Graph, pr: PullRequest, issues: dict[int, bool], paths: set[str],
+def _shared_issues(graph: Graph, pr: PullRequest, issues: dict[int, bool],
                    out: _Candidates) -> None:
     """Links to the earlier PRs that name an issue ``pr`` names, unless the issue is an
-    umbrella (TRACKER_PRS earlier PRs name it). Two PRs that both close the issue are linked;
-    two that only name it, when they also changed a file in common (``paths``: the PR's):
-    a number in a PR's text is often another project's, a mistyped one or a passing
-    mention."""
+    umbrella (TRACKER_PRS earlier PRs name it)."""
     refs = [ref for ref in graph.issue_refs(issues) if ref[1] != pr.number]
     known = _earlier(graph, pr, {number for _, number, _ in refs})
     naming: dict[int, list[tuple[int, bool]]] = defaultdict(list)
     for issue, number, closing in refs:
         if number in known:
             naming[issue].append((number, closing))
-    naming = {issue: earlier for issue, earlier in naming.items()
-              if len(earlier) < TRACKER_PRS}
-    mentioning = {number for issue, earlier in naming.items() for number, closing in earlier
-                  if not (closing and issues[issue])}
-    common = graph.touching(mentioning, paths) if mentioning else set()
     for issue, earlier in naming.items():
+        if len(earlier) >= TRACKER_PRS:
+            continue
         for number, closing in earlier:
             both_close = closing and issues[issue]
-            if not both_close and number not in common:
-                continue
             words = "both close" if both_close else "both reference"
             out.add(Link(number, pr.number, LinkKind.SHARES_ISSUE, f"{words} #{issue}",
                          0.8 if both_close else 0.6))

@@ -132,11 +132,21 @@ class _Graph:
         return lowest
 
 
+def _missing_hint(error: str) -> str:
+    """What to do when git could not read an object the history needs."""
+    if not re.search(r"unable to read|missing blob|bad object|promisor", error):
+        return ""
+    return ("\nthe clone lacks objects its history needs (a partial clone made with "
+            "--filter, a shallow or damaged one): mine a full clone, or complete this one "
+            "with `git fetch --refetch` where its remote can be reached")
+
+
 def git(path: Path, *args: str, check: bool = True) -> str:
     result = subprocess.run(["git", "-C", str(path), "-c", "core.quotePath=false", *args],
                             capture_output=True, text=True, errors="replace")
     if check and result.returncode != 0:
-        raise GitSourceError(f"git {args[0]} failed in {path}: {result.stderr.strip()}")
+        error = result.stderr.strip()
+        raise GitSourceError(f"git {args[0]} failed in {path}: {error}{_missing_hint(error)}")
     return result.stdout
 
 
@@ -267,8 +277,8 @@ class GitHistory:
         if buffer:
             yield _parse_record(buffer)
         if process.wait() != 0:
-            error = process.stderr.read() if process.stderr else ""
-            raise GitSourceError(f"git log failed in {self.path}: {error.strip()}")
+            error = (process.stderr.read() if process.stderr else "").strip()
+            raise GitSourceError(f"git log failed in {self.path}: {error}{_missing_hint(error)}")
 
     def _side_pull_requests(self, history: _Graph, mainline_prs: list[_Raw],
                             first: int) -> list[tuple[int, _Raw]]:

@@ -248,6 +248,18 @@ def test_clear_errors_for_paths_that_cannot_be_mined(tmp_path: Path) -> None:
     assert GitHistory(repo.path).pull_requests() == []
 
 
+def test_a_clone_missing_objects_says_what_to_do(tmp_path: Path) -> None:
+    """A partial or damaged clone lacks a blob an old diff needs: mining stops with git's
+    words and what to do, not a bare failure."""
+    repo = GitRepo.init(tmp_path / "partial")
+    repo.commit("init", {"a.py": "A = 1\n"})
+    repo.pull_request(2, "Change a", {"a.py": "A = 2\n"}, squash=True)
+    blob = repo.git("rev-parse", "HEAD~1:a.py").strip()
+    (repo.path / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    with pytest.raises(GitSourceError, match=r"(?s)unable to read.*mine a full clone"):
+        GitHistory(repo.path).pull_requests()
+
+
 def test_a_shallow_clone_skips_prs_whose_base_is_gone(sqlite_db: Database, tmp_path: Path,
                                                        sample: SampleRepository) -> None:
     shallow = tmp_path / "shallow"

@@ -296,11 +296,13 @@ def one_by_one(path: str, name: str) -> str:
     """Install the requirements of the file at ``path`` one by one (continued lines joined,
     comments dropped, and hashes: a lone pin cannot satisfy hash-checking); an option line
     (`-r base.txt`) runs as it is, from the folder of ``name``. What fails is named, and the
-    step succeeds."""
+    step succeeds. Only with current releases: a dated install that fails must fail, so that
+    the state falls back to current releases first (`sandbox.packages.dated`)."""
     folder = shlex.quote(str(Path(name).parent))
     tidy = r"""sed -e ':a' -e '/\\$/N; s/\\\n//; ta' -e '/^[[:space:]]*\(#.*\)\?$/d' """ \
         r"""-e 's/[[:space:]]--hash[= ][^[:space:]]*//g'"""
-    return (f"(cd {folder} && {tidy} {path} | while IFS= read -r line; do "
+    return (f"(test -z \"${{PIP_UPLOADED_PRIOR_TO:-}}\" && cd {folder} && {tidy} {path} "
+            "| while IFS= read -r line; do "
             f"case \"$line\" in -*) {PIP} $line && continue;; *) "
             f"printf '%s\\n' \"$line\" > {ONE_REQUIREMENT} && "
             f"{PIP} -r {ONE_REQUIREMENT} && continue;; esac; "

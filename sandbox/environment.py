@@ -289,6 +289,8 @@ def _requirements(name: str) -> str:
             f"{PIP} -r {without}) || {one_by_one(without, name)})")
 
 
+FIRST_STATE_OPTIONAL = "echo 'the dependencies of the first state did not all install'"
+"""A chain's first state's packages help its early stages; a build goes on without them."""
 ONE_REQUIREMENT = "/tmp/davinci-one-requirement.txt"  # noqa: S108 - inside the build
 
 
@@ -465,20 +467,25 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
     files = dependency_files(repo, commit, install)
     command = install if install is not None else detect_install(files)
     steps = [(commit, command)] if command else []
+    with_first = False
     if install is None and first not in (None, commit):
         early_files = dependency_files(repo, str(first))
         early = detect_install(early_files)
         if early and early_files != files:
-            steps.insert(0, (str(first), f"({early} || echo 'the dependencies of the first "
-                                         "state did not all install')"))
+            steps.insert(0, (str(first), early))
+            with_first = True
             files = {**{f"first/{k}": v for k, v in early_files.items()}, **files}
-            command = " && ".join(step for _, step in steps)
+            command = " && ".join([f"({early} || {FIRST_STATE_OPTIONAL})",
+                                   *(step for _, step in steps[1:])])
     if not command:
         return Environment(base_image, "", None, built=False, python=choice)
     access = access or PackageAccess()
-    if "pip" in command:  # one pip first; packages as of each step's commit (the key says so)
+    if "pip" in command and as_of:  # packages as of each step's commit (the key says so)
+        steps = [(at, dated(step, _commit_date(repo, at), access)) for at, step in steps]
+    if with_first:  # the first state's packages, as of its date or current: not fatal
+        steps[0] = (steps[0][0], f"({steps[0][1]} || {FIRST_STATE_OPTIONAL})")
+    if "pip" in command:  # one pip first
         if as_of:
-            steps = [(at, dated(step, _commit_date(repo, at), access)) for at, step in steps]
             floor = build_floor(access)
             if floor:
                 steps.insert(0, (steps[0][0], floor))

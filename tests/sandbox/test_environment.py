@@ -348,10 +348,11 @@ def test_a_real_environment_builds_from_the_index_this_machine_uses(
     are found and given to the build; the sandbox from the image still has no network. The
     first state's dependencies are installed too (a chain's early tests may need them). A
     requirement that cannot install (an optional package whose extension does not build)
-    costs only itself."""
+    costs only itself, in either state."""
     name = f"realenv-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
-    first = git.commit("Start", {"requirements.txt": "six==1.16.0\n", "README.md": "# six\n"})
+    first = git.commit("Start", {"requirements.txt": "six==1.16.0\ndavinci-no-such-package\n",
+                                 "README.md": "# six\n"})
     last = git.commit("Later", {"requirements.txt": (
         "iniconfig\n"
         "git+https://vcs.invalid/tool.git#egg=tool\n"  # a host pip cannot reach
@@ -362,8 +363,9 @@ def test_a_real_environment_builds_from_the_index_this_machine_uses(
     with DockerSandbox(git.path, last, built.image, engine=engine) as box:
         found = box.exec("python3 -c 'import six, iniconfig, pytest; print(six.__version__)'")
         assert found.stdout.strip() == "1.16.0", found.stderr
-    assert "left out of requirements.txt: davinci-no-such-package==0.0.1" in build_log(
-        built.image)
+    log = build_log(built.image)
+    assert "left out of requirements.txt: davinci-no-such-package==0.0.1" in log
+    assert "left out of requirements.txt: davinci-no-such-package\n" in log
     with DockerSandbox(git.path, last, built.image, engine=engine) as box:
         assert box.exec("ls /sys/class/net").stdout.split() == ["lo"]
         # The build's package settings stay with the build: tests that read pip's

@@ -289,8 +289,11 @@ def _requirements(name: str) -> str:
             f"{PIP} -r {without}) || {one_by_one(without, name)})")
 
 
-FIRST_STATE_OPTIONAL = "echo 'the dependencies of the first state did not all install'"
-"""A chain's first state's packages help its early stages; a build goes on without them."""
+def _not_fatal(step: str) -> str:
+    """A chain's first state's packages help its early stages; a build goes on without them."""
+    return f"({step} || echo 'the dependencies of the first state did not all install')"
+
+
 ONE_REQUIREMENT = "/tmp/davinci-one-requirement.txt"  # noqa: S108 - inside the build
 
 
@@ -475,15 +478,14 @@ def ensure_environment(repo: Path, commit: str, install: str | None, base_image:
             steps.insert(0, (str(first), early))
             with_first = True
             files = {**{f"first/{k}": v for k, v in early_files.items()}, **files}
-            command = " && ".join([f"({early} || {FIRST_STATE_OPTIONAL})",
-                                   *(step for _, step in steps[1:])])
+            command = " && ".join([_not_fatal(early), *(step for _, step in steps[1:])])
     if not command:
         return Environment(base_image, "", None, built=False, python=choice)
     access = access or PackageAccess()
     if "pip" in command and as_of:  # packages as of each step's commit (the key says so)
         steps = [(at, dated(step, _commit_date(repo, at), access)) for at, step in steps]
     if with_first:  # the first state's packages, as of its date or current: not fatal
-        steps[0] = (steps[0][0], f"({steps[0][1]} || {FIRST_STATE_OPTIONAL})")
+        steps[0] = (steps[0][0], _not_fatal(steps[0][1]))
     if "pip" in command:  # one pip first
         if as_of:
             floor = build_floor(access)

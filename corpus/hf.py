@@ -63,11 +63,14 @@ PARQUET = {"compression": "zstd", "use_dictionary": False}
 strings, where trying one costs more time than it saves bytes."""
 
 
-def write_shard(sink: Any, rows: list[bytes]) -> None:
-    """Write ``rows`` (:func:`encoded_row`) as one Parquet file into ``sink`` (a binary file
-    object), encoded as PARQUET says."""
+def shard(rows: list[bytes]) -> pa.Buffer:
+    """``rows`` (:func:`encoded_row`) as one Parquet file, in memory, encoded as PARQUET
+    says: pyarrow writes it without calling back into Python for each page, and the caller
+    writes it out in a few large pieces."""
     table = pa.concat_tables([pa.ipc.open_stream(encoded).read_all() for encoded in rows])
+    sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **PARQUET)
+    return sink.getvalue()
 
 
 def card(manifests: list[dict[str, Any]], repositories: Counter[tuple[str, str]]) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec"})
+TEST_DIRS = frozenset({"test", "tests", "testing", "_tests", "__tests__", "spec"})
+"""Directories whose files are all test code (trio keeps its helpers, `tutil.py`, in
+`_tests/`)."""
 _TEST_NAME = re.compile(r"^(test_.*\.py|.*_tests?\.py|tests\.py|conftest\.py|.*_spec\.rb"
                         r"|.*\.(test|spec)\.[jt]sx?|.*_test\.go)$")
 DOC_DIRS = frozenset({"docs", "doc", "documentation"})

@@ -70,6 +70,7 @@ def test_mining_reads_the_same_lines(tmp_path: Path) -> None:
     ("tests/test_stats.py", True), ("pkg/test/helpers.py", True), ("test_x.py", True),
     ("src/thing_test.py", True), ("conftest.py", True), ("app/tests.py", True),
     ("src/Tests/Helpers.py", True), ("web/__tests__/a.js", True), ("a/b.test.ts", True),
+    ("src/trio/_core/_tests/tutil.py", True),
     ("calc/stats.py", False), ("calc/testing_utils.py", False), ("docs/tests.md", False),
     ("contest/entry.py", False), ("src/attest.py", False)])
 def test_one_rule_says_what_a_test_file_is(path: str, expected: bool) -> None:

@@ -35,8 +35,36 @@ CONFIG_SECTIONS = {"pyproject.toml": "[tool.pytest.ini_options]", "tox.ini": "[p
                    "setup.cfg": "[tool:pytest]"}
 SHIM = """import sys
 from os import _exit  # taken before any code of the work tree can replace it
-root, args = sys.argv[1], sys.argv[2:]
+root, limit, args = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+import signal
 import pytest  # from the installed packages: the work tree is not on the path yet
+class TestRanTooLong(BaseException):  # not an Exception: a test's `except Exception` goes on
+    pass
+def expired(signum, frame):
+    raise TestRanTooLong(f"the test ran past {limit:g} s and was stopped there, so that the "
+                         "other tests still run")
+def limited():
+    try:
+        previous = signal.signal(signal.SIGALRM, expired)
+    except ValueError:  # not the main thread: no limit
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+class Watchdog:
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_setup(self, item):
+        yield from limited()
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        yield from limited()
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_teardown(self, item, nextitem):
+        yield from limited()
 try:
     from importlib.metadata import entry_points
     try:
@@ -68,7 +96,7 @@ for module in list(sys.modules):
     found = getattr(sys.modules[module], "__file__", None) or ""
     if module.split(".")[0] in own and not os.path.realpath(found).startswith(root + os.sep):
         del sys.modules[module]
-code = int(pytest.main(args))
+code = int(pytest.main(args, plugins=[Watchdog()]))
 for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
     try:
         stream.flush()
@@ -80,7 +108,12 @@ _exit(code)
 then the work tree (and its `src/`) comes first, and a package of it that the runner had
 imported from the installed ones is imported again from the work tree by the tests. Once
 pytest has written its report the process ends at once (`os._exit`): no exit handler,
-finalizer or `__del__` of the code under test runs after the report is written."""
+finalizer or `__del__` of the code under test runs after the report is written.
+
+Each phase of a test (set-up, call, tear-down) may take ``limit`` seconds (the second
+argument); past that the test fails there (`TestRanTooLong`, raised from SIGALRM) and the
+run goes on. One test that hangs (a server fixture that never answers) would otherwise take
+the whole run past its time limit, and every other test's outcome with it."""
 
 
 BOOT = """import json, sys, types

@@ -9,7 +9,7 @@ import docker
 from sandbox.docker import DockerSandbox
 from sandbox.factory import DEFAULT_IMAGE
 from sandbox.output import DEFAULT_CAP
-from sandbox.testrun import PASSED, HiddenTests, reference_harness, run_hidden
+from sandbox.testrun import FAILED, PASSED, HiddenTests, reference_harness, run_hidden
 from tests.gitrepo import GitRepo
 
 CASES = 5000
@@ -126,3 +126,34 @@ def test_the_version_modules_a_build_writes_are_read_from_its_configuration() ->
     outside = b'[tool.setuptools_scm]\nwrite_to = "../elsewhere.py"\n'
     assert generated_version_files({"pyproject.toml": outside}) == {}
     assert generated_version_files({"pyproject.toml": b"not [ toml"}) == {}
+
+
+def test_a_test_that_hangs_fails_alone_and_the_others_are_read(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """One test waits forever on a socket (httpx's TLS test did, on a state's packages) and
+    one sleeps in its fixture's tear-down: each fails at the per-test limit and the run goes
+    on, so the other tests still say passed or failed; before, the whole run went past its
+    limit and no test had an outcome."""
+    repo = GitRepo.init(tmp_path / "hangs", name="hangs")
+    commit = repo.commit("Add calc", {
+        "calc.py": "def double(x):\n    return 2 * x\n",
+        "tests/test_calc.py": (
+            "import socket\nimport time\n\nimport pytest\n\nimport calc\n\n\n"
+            "@pytest.fixture\ndef slow_server():\n    yield\n    time.sleep(3600)\n\n\n"
+            "def test_waits_for_a_server():\n    here, there = socket.socketpair()\n"
+            "    try:\n        here.recv(1)\n    except Exception:\n        pass\n"
+            "    here.recv(1)\n\n\n"
+            "def test_tears_down_slowly(slow_server):\n    assert calc.double(1) == 2\n\n\n"
+            "def test_double():\n    assert calc.double(2) == 4\n\n\n"
+            "def test_wrong():\n    assert calc.double(2) == 5\n")})
+    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
+        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (),
+                                          reference_harness(repo.path, commit), timeout=120.0,
+                                          test_timeout=3.0))
+    assert run.error is None, run.error
+    test = "tests/test_calc.py::"
+    assert {name: run.outcomes.get(test + name) for name in (
+        "test_waits_for_a_server", "test_double", "test_wrong")} == {
+        "test_waits_for_a_server": FAILED, "test_double": PASSED, "test_wrong": FAILED}
+    assert run.outcomes.get(test + "test_tears_down_slowly") != PASSED
+    assert "ran past 3 s" in run.messages[test + "test_waits_for_a_server"]

@@ -79,7 +79,7 @@ modules have no `__spec__`): pytest did not start at all. py 1.11 does."""
 BROKEN_PLUGINS = "python3 -I -c " + shlex.quote("""
 import importlib.metadata as m
 broken = set()
-for dist in m.distributions():
+for dist in list(m.distributions()):
     for point in dist.entry_points:
         if point.group == 'pytest11':
             try:
@@ -88,7 +88,10 @@ for dist in m.distributions():
                 broken.add(dist.metadata['Name'])
 print(' '.join(sorted(broken)))
 """)
-"""The pytest plugins installed that do not load with the installed pytest, by name."""
+"""The pytest plugins installed that do not load with the installed pytest, by name. The
+distributions are listed before any plugin loads: loading one can import an old
+`importlib_metadata` backport (0.18, pinned by a 2018 state), which adds a finder the
+standard library cannot call, and the listing then failed the build."""
 PYTEST_PLUGINS = ("(plugins=$(" + BROKEN_PLUGINS + ") && { [ -z \"$plugins\" ] || "
                   f"{UNDATED_PIP} --upgrade "
                   "\"pytest==$(python3 -c 'import pytest; print(pytest.__version__)')\" "

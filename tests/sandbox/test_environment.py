@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from bot.cli import main
 from sandbox.docker import DockerSandbox
 from sandbox.environment import (
+    BROKEN_PLUGINS,
     BUILD_LOG,
     DEVELOP,
     MODERN_PYTEST,
@@ -583,3 +585,31 @@ def test_plugins_of_an_old_pytest_are_upgraded_with_it(
         run = run_tests(box, ("tests/test_probe.py",), timeout=120)
     assert run.error is None, run.log[-2000:] + "".join(output)[-2000:]
     assert run.outcomes == {"tests/test_probe.py::test_probe": PASSED}
+
+
+def test_broken_plugins_are_found_when_a_plugin_brings_an_old_metadata_finder(
+        tmp_path: Path) -> None:
+    """A plugin whose import adds a metadata finder the standard library cannot call (an
+    old `importlib_metadata` backport, 0.18, does when imported: trio's 2018 test pins) no
+    longer fails the listing of broken plugins, which failed trio's environment build; a
+    plugin that does not load is still named."""
+    site = tmp_path / "site"
+    for name, body in (("oldfinder", "import sys\n\n\nclass Finder:\n"
+                        "    def find_module(self, *args):\n        return None\n\n"
+                        "    def find_spec(self, *args):\n        return None\n\n"
+                        "    def find_distributions(self, name=None, path=None):\n"
+                        "        return iter([name.upper()])\n\n\n"
+                        "sys.meta_path.append(Finder())\n"),
+                       ("zzbroken", "raise ImportError('needs _pytest.resultlog')\n")):
+        (site / f"{name}-1.0.dist-info").mkdir(parents=True)
+        (site / f"{name}.py").write_text(body)
+        (site / f"{name}-1.0.dist-info" / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        (site / f"{name}-1.0.dist-info" / "entry_points.txt").write_text(
+            f"[pytest11]\n{name} = {name}\n")
+    python, isolated, flag, code = shlex.split(BROKEN_PLUGINS)
+    assert (python, isolated, flag) == ("python3", "-I", "-c")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(site)}, timeout=60)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == ["zzbroken"]

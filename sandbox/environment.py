@@ -76,6 +76,15 @@ OLD_PY_LIB = ("(python3 -I -c 'import py; py.path.local' "
 """pytest 7 imports the `py` library whenever one is installed (its own stand-in otherwise),
 and an old one (1.9, the py of a 2020 state) does not import on Python 3.11 (its lazy
 modules have no `__spec__`): pytest did not start at all. py 1.11 does."""
+OLD_METADATA = ("(python3 -I -c 'import importlib_metadata' "
+                "|| python3 -I -c 'import importlib.util, sys; "
+                "sys.exit(importlib.util.find_spec(\"importlib_metadata\") is not None)' "
+                f"|| {UNDATED_PIP} --upgrade importlib_metadata "
+                "|| echo 'importlib_metadata does not import here: pytest may not start')")
+"""An `importlib_metadata` backport too old for this Python (0.18, pinned by trio's 2018
+state, calls the standard library's finder with a name where 3.9 and later pass a context)
+fails at its own import, and pluggy 0.12 imports it: pytest did not start. One that does not
+import is upgraded, with current releases."""
 BROKEN_PLUGINS = "python3 -I -c " + shlex.quote("""
 import importlib.metadata as m
 broken = set()
@@ -270,7 +279,7 @@ def detect_install(files: dict[str, bytes]) -> str | None:
                      f"(({undated}) && {DEVELOP}) || {PIP} --no-deps -e . || "
                      f"{PIP} --no-deps --no-build-isolation -e . || echo 'the project itself "
                      "could not be installed; tests import it from the work tree')")
-    steps.extend((MODERN_PYTEST, OLD_PY_LIB, PYTEST_PLUGINS))
+    steps.extend((OLD_METADATA, MODERN_PYTEST, OLD_PY_LIB, PYTEST_PLUGINS))
     return " && ".join(steps)
 
 

@@ -26,6 +26,7 @@ from sandbox.environment import (
     BUILD_LOG,
     DEVELOP,
     MODERN_PYTEST,
+    OLD_METADATA,
     OLD_PY_LIB,
     PYTEST_PLUGINS,
     Environment,
@@ -65,7 +66,7 @@ def repo(tmp_path: Path) -> GitRepo:
 
 def test_detected_install_commands() -> None:
     pip = "python3 -m pip install --no-input --disable-pip-version-check"
-    runner = f"{MODERN_PYTEST} && {OLD_PY_LIB} && {PYTEST_PLUGINS}"
+    runner = f"{OLD_METADATA} && {MODERN_PYTEST} && {OLD_PY_LIB} && {PYTEST_PLUGINS}"
     assert detect_install({}) is None
     def req(name: str) -> str:  # a file, then the file without its URL and local lines
         without = "/tmp/davinci-requirements-without-urls.txt"
@@ -613,3 +614,24 @@ def test_broken_plugins_are_found_when_a_plugin_brings_an_old_metadata_finder(
                            env={**os.environ, "PYTHONPATH": str(site)}, timeout=60)
     assert found.returncode == 0, found.stderr
     assert found.stdout.split() == ["zzbroken"]
+
+
+def test_an_importlib_metadata_too_old_for_the_python_is_upgraded(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """trio's 2018 pins: pluggy 0.12 imports the `importlib_metadata` backport, and 0.18
+    fails at its own import on Python 3.9 and later, so pytest did not start ("'str' object
+    has no attribute 'name'"). The backport is upgraded and the tests run."""
+    name = f"oldmetadata-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    commit = git.commit("Pins", {
+        "requirements.txt": "pytest==7.4.4\npluggy==0.12.0\nimportlib_metadata==0.18\n",
+        "tests/test_probe.py": "def test_probe():\n    assert True\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+                               python="3.11", on_output=output.append)
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        run = run_tests(box, ("tests/test_probe.py",), timeout=120)
+        pluggy = box.exec("python3 -c 'import pluggy; print(pluggy.__version__)'")
+    assert run.error is None, run.log[-2000:] + "".join(output)[-2000:]
+    assert run.outcomes == {"tests/test_probe.py::test_probe": PASSED}
+    assert pluggy.stdout.strip() == "0.12.0", "the state's own pluggy stays"

@@ -63,28 +63,34 @@ REQUIREMENT_DIRS = ("requirements",)
 MAX_NAMED_FILES = 100
 PIP = "python3 -m pip install --no-input --disable-pip-version-check"
 UNDATED_PIP = f"env -u PIP_UPLOADED_PRIOR_TO {PIP}"
+
+
+def _repaired(check: str, requirement: str, what: str) -> str:
+    """A step that upgrades ``requirement`` with current releases when the Python ``check``
+    fails (a package too old for this Python), and goes on, saying so, when that fails too."""
+    return (f"(python3 -I -c {shlex.quote(check)} "
+            f"|| {UNDATED_PIP} --upgrade {shlex.quote(requirement)} "
+            f"|| echo '{what} does not import here: pytest may not start')")
+
+
 MODERN_PYTEST = ("(python3 -c 'import pytest, sys; "
                  "sys.exit(int(pytest.__version__.split(\".\")[0]) < 7)' "
-                 f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pytest>=7,<8' "
-                 f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'pytest>=7')")
+                 f"|| {UNDATED_PIP} --upgrade 'pytest>=7,<8' "
+                 f"|| {UNDATED_PIP} --upgrade 'pytest>=7')")
 """Old pins of pytest do not run on new Pythons: replace them with the oldest that does
 (7.x: old conftests using `py.path` hook arguments still only warn there, which matters under
 `filterwarnings = error`), even when packages are installed as of a date."""
-OLD_PY_LIB = ("(python3 -I -c 'import py; py.path.local' "
-              f"|| env -u PIP_UPLOADED_PRIOR_TO {PIP} --upgrade 'py>=1.11' "
-              "|| echo 'the py library does not import here: pytest may not start')")
+OLD_PY_LIB = _repaired("import py; py.path.local", "py>=1.11", "the py library")
 """pytest 7 imports the `py` library whenever one is installed (its own stand-in otherwise),
 and an old one (1.9, the py of a 2020 state) does not import on Python 3.11 (its lazy
 modules have no `__spec__`): pytest did not start at all. py 1.11 does."""
-OLD_METADATA = ("(python3 -I -c 'import importlib_metadata' "
-                "|| python3 -I -c 'import importlib.util, sys; "
-                "sys.exit(importlib.util.find_spec(\"importlib_metadata\") is not None)' "
-                f"|| {UNDATED_PIP} --upgrade importlib_metadata "
-                "|| echo 'importlib_metadata does not import here: pytest may not start')")
+OLD_METADATA = _repaired('import importlib.util as u; '
+                         'u.find_spec("importlib_metadata") and __import__("importlib_metadata")',
+                         "importlib_metadata", "importlib_metadata")
 """An `importlib_metadata` backport too old for this Python (0.18, pinned by trio's 2018
 state, calls the standard library's finder with a name where 3.9 and later pass a context)
-fails at its own import, and pluggy 0.12 imports it: pytest did not start. One that does not
-import is upgraded, with current releases."""
+fails at its own import, and pluggy 0.12 imports it: pytest did not start. One that is
+installed and does not import is upgraded, with current releases."""
 BROKEN_PLUGINS = "python3 -I -c " + shlex.quote("""
 import importlib.metadata as m
 broken = set()

@@ -574,18 +574,28 @@ def test_plugins_of_an_old_pytest_are_upgraded_with_it(
     """pytest 5.4 is replaced by 7.x; pytest-rerunfailures 9.0 (it imports `_pytest.resultlog`,
     gone since pytest 6.1) is upgraded to a release that loads with that pytest, so the tests
     run instead of stopping at the plugin's import."""
-    name = f"oldplugin-{uuid.uuid4().hex[:8]}"
+    probe_with_pins(engine, tmp_path, index_access, "oldplugin",
+                    "pytest==5.4.1\npytest-rerunfailures==9.0\n")
+
+
+def probe_with_pins(engine: docker.DockerClient, tmp_path: Path, access: PackageAccess,
+                    name: str, requirements: str, also: str = "") -> str:
+    """Build the environment of a state with ``requirements`` on Python 3.11 and check that
+    its probe test runs and passes; the output of ``also``, run in the same sandbox."""
+    name = f"{name}-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     commit = git.commit("Pins", {
-        "requirements.txt": "pytest==5.4.1\npytest-rerunfailures==9.0\n",
+        "requirements.txt": requirements,
         "tests/test_probe.py": "def test_probe():\n    assert True\n"})
     output: list[str] = []
-    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=access,
                                python="3.11", on_output=output.append)
     with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
         run = run_tests(box, ("tests/test_probe.py",), timeout=120)
+        said = box.exec(also).stdout if also else ""
     assert run.error is None, run.log[-2000:] + "".join(output)[-2000:]
     assert run.outcomes == {"tests/test_probe.py::test_probe": PASSED}
+    return said
 
 
 def test_broken_plugins_are_found_when_a_plugin_brings_an_old_metadata_finder(
@@ -621,17 +631,7 @@ def test_an_importlib_metadata_too_old_for_the_python_is_upgraded(
     """trio's 2018 pins: pluggy 0.12 imports the `importlib_metadata` backport, and 0.18
     fails at its own import on Python 3.9 and later, so pytest did not start ("'str' object
     has no attribute 'name'"). The backport is upgraded and the tests run."""
-    name = f"oldmetadata-{uuid.uuid4().hex[:8]}"
-    git = GitRepo.init(tmp_path / name, name=name)
-    commit = git.commit("Pins", {
-        "requirements.txt": "pytest==7.4.4\npluggy==0.12.0\nimportlib_metadata==0.18\n",
-        "tests/test_probe.py": "def test_probe():\n    assert True\n"})
-    output: list[str] = []
-    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
-                               python="3.11", on_output=output.append)
-    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
-        run = run_tests(box, ("tests/test_probe.py",), timeout=120)
-        pluggy = box.exec("python3 -c 'import pluggy; print(pluggy.__version__)'")
-    assert run.error is None, run.log[-2000:] + "".join(output)[-2000:]
-    assert run.outcomes == {"tests/test_probe.py::test_probe": PASSED}
-    assert pluggy.stdout.strip() == "0.12.0", "the state's own pluggy stays"
+    pluggy = probe_with_pins(engine, tmp_path, index_access, "oldmetadata",
+                             "pytest==7.4.4\npluggy==0.12.0\nimportlib_metadata==0.18\n",
+                             also="python3 -c 'import pluggy; print(pluggy.__version__)'")
+    assert pluggy.strip() == "0.12.0", "the state's own pluggy stays"

@@ -1,10 +1,11 @@
 """Corpus append and export throughput for trajectories of the paper's size.
 
 Prints appends per second (SQLite) for trajectories of about 85k tokens and 116 tool calls,
-and, for every export format (openai, sharegpt, hf), the records and bytes exported and the
-export's throughput next to plain file writing of the same bytes in the same run, synced to
-disk as an export's files are (and, for comparison, left in the page cache).
-Targets: every format's export within 2x of the plain write; appends above 50 per second.
+and, for every export format (openai, sharegpt, hf; and hf with zstd-compressed shards), the
+records and bytes exported and the export's throughput next to plain file writing of the same
+bytes in the same run, synced to disk as an export's files are (and, for comparison, left in
+the page cache). Targets: every format's export, as it is by default, within 2x of the plain
+write; appends above 50 per second.
 
     python bench/corpus.py [--records 200]
 """
@@ -55,11 +56,13 @@ def main() -> None:
               f"(median {statistics.median(timings) * 1000:.1f} ms each; target > 50/s)")
         print(f"{'format':>9} {'records':>8} {'MB':>7} {'export s':>9} {'MB/s':>7} "
               f"{'plain s':>8} {'MB/s':>7} {'ratio':>6} {'cached s':>9} {'ratio':>6}")
-        exported: dict[str, float] = {}
-        for fmt in FORMATS:
-            export_s, plain_s, cached_s, result, size = measure(db, root, fmt)
-            exported[fmt] = export_s
-            print(f"{fmt:>9} {result.records:>8} {size / 1e6:>7.1f} {export_s:>9.3f} "
+        exported: dict[tuple[str, str], float] = {}
+        plain: dict[tuple[str, str], float] = {}
+        for fmt, compression in [*((fmt, "none") for fmt in FORMATS), ("hf", "zstd")]:
+            export_s, plain_s, cached_s, result, size = measure(db, root, fmt, compression)
+            exported[(fmt, compression)], plain[(fmt, compression)] = export_s, plain_s
+            name = fmt if compression == "none" else f"{fmt}/{compression}"
+            print(f"{name:>9} {result.records:>8} {size / 1e6:>7.1f} {export_s:>9.3f} "
                   f"{size / 1e6 / export_s:>7.1f} {plain_s:>8.3f} {size / 1e6 / plain_s:>7.1f} "
                   f"{export_s / plain_s:>5.1f}x {cached_s:>9.3f} {export_s / cached_s:>5.1f}x",
                   flush=True)
@@ -67,17 +70,21 @@ def main() -> None:
               "once timed; plain = writing the bytes that format's export wrote, as a stream, "
               "and syncing them to disk as the export does (cached: the same write, timed "
               "before the sync); ratio = export/plain time (target within 2x for every "
-              "format)")
-        if "hf" in exported:
-            floor = parquet_floor(db, root)
-            print(f"hf next to the Parquet encoder alone (pyarrow writing the same table, held "
-                  f"in memory, with the same settings): {floor:.3f} s, export "
-                  f"{exported['hf'] / floor:.1f}x")
+              "format as it is by default; hf/zstd is the option for smaller shards)")
+        jsonl = plain[("openai", "none")]
+        for compression in ("none", "zstd"):
+            print(f"hf ({compression}) next to the plain write of the same records as JSONL "
+                  f"(openai's bytes): {exported[('hf', compression)] / jsonl:.1f}x")
+        for compression in ("none", "zstd"):
+            floor = parquet_floor(db, root, compression)
+            print(f"hf ({compression}) next to the Parquet encoder alone (pyarrow writing the "
+                  f"same table, held in memory, with the same settings): {floor:.3f} s, export "
+                  f"{exported[('hf', compression)] / floor:.1f}x")
 
 
-def parquet_floor(db: Database, root: Path) -> float:
+def parquet_floor(db: Database, root: Path, compression: str) -> float:
     """Median seconds of pyarrow encoding the hf export's rows, already an in-memory table,
-    to Parquet as the export does (`corpus.hf.PARQUET`): what any Parquet export costs."""
+    to Parquet as the export does (`corpus.hf.parquet`): what any Parquet export costs."""
     import pyarrow.parquet as pq
 
     from corpus import hf
@@ -89,19 +96,19 @@ def parquet_floor(db: Database, root: Path) -> float:
     for attempt in range(6):
         os.sync()
         t = time.perf_counter()
-        pq.write_table(table, root / f"floor-{attempt}.parquet", **hf.PARQUET)
+        pq.write_table(table, root / f"floor-{attempt}.parquet", **hf.parquet(compression))
         runs.append(time.perf_counter() - t)
         (root / f"floor-{attempt}.parquet").unlink()
     shutil.rmtree(root / "hf-floor")
     return statistics.median(runs)
 
 
-def measure(db: Database, root: Path, fmt: str
+def measure(db: Database, root: Path, fmt: str, compression: str
             ) -> tuple[float, float, float, ExportResult, int]:
     """Median seconds of exporting every record in ``fmt``, of writing the same bytes to
     disk (fsync, as an export does) and of writing them to the page cache only."""
     with db.session() as session:  # the bytes an export writes, for the plain baseline
-        first = export(session, root / f"{fmt}-warm", fmt)
+        first = export(session, root / f"{fmt}-warm", fmt, compression=compression)
     data = b"".join(p.read_bytes() for p in first.shards)
     shutil.rmtree(root / f"{fmt}-warm")
     runs_export: list[float] = []
@@ -112,7 +119,7 @@ def measure(db: Database, root: Path, fmt: str
         os.sync()  # neither side pays for the other's dirty pages
         t = time.perf_counter()
         with db.session() as session:
-            result = export(session, root / f"{fmt}-{attempt}", fmt)
+            result = export(session, root / f"{fmt}-{attempt}", fmt, compression=compression)
         runs_export.append(time.perf_counter() - t)
         if result.records != first.records:
             raise SystemExit(f"{fmt}: exported {result.records} records, not {first.records}")

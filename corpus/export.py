@@ -40,6 +40,10 @@ from corpus.store import SHAPING_ERRORS, ExportLineRow, TrajectoryRow, store_lin
 FORMATS = ("openai", "sharegpt", "hf")
 POLICIES = ("all", "llm", "replay")
 ARGUMENTS = ("string", "object")
+COMPRESSIONS = ("none", "zstd")
+"""How hf shards' pages are compressed. `none`, the default, exports within twice the time of
+a plain write of the shards' bytes; `zstd` makes shards about half as big and takes several
+times as long (`bench/corpus.py` prints both)."""
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
 _CHUNK = 1 << 20  # a Parquet shard goes to its file, and to its hash, in pieces this big
 
@@ -199,11 +203,11 @@ class _ParquetShards:
     """Parquet shards under `data/`, named `<split>-<version>-<n>.parquet` so the dataset
     card's globs find every version's files."""
 
-    def __init__(self, out: Path, prefix: str, limit: int) -> None:
+    def __init__(self, out: Path, prefix: str, limit: int, compression: str) -> None:
         from corpus import hf  # pyarrow is needed for this format only
 
         self.hf = hf
-        self.out, self.prefix, self.limit = out, prefix, limit
+        self.out, self.prefix, self.limit, self.compression = out, prefix, limit, compression
         (out / "data").mkdir(exist_ok=True)
         self.shards: list[dict[str, Any]] = []
         self.rows: list[bytes] = []
@@ -223,7 +227,7 @@ class _ParquetShards:
         name = f"data/{self.prefix}-{len(self.shards) + 1:05d}.parquet"
         file = _HashedFile(self.out / f"{name}.partial")
         try:
-            encoded = memoryview(self.hf.shard(self.rows))
+            encoded = memoryview(self.hf.shard(self.rows, self.compression))
             for start in range(0, len(encoded), _CHUNK):
                 file.write(encoded[start:start + _CHUNK])
         except BaseException:
@@ -258,15 +262,19 @@ def is_test(record: dict[str, Any], test_after: datetime) -> bool | None:
 
 def export(session: Session, out: Path, fmt: str = "openai", since: str | None = None,
            shard_bytes: int = DEFAULT_SHARD_BYTES, arguments: str = "string",
-           policy: str = "all", test_after: datetime | None = None) -> ExportResult:
+           policy: str = "all", test_after: datetime | None = None,
+           compression: str = "none") -> ExportResult:
     """Export what was appended since the last export into ``out`` (see the module).
     ``test_after``: trajectories whose PRs all merged after it go to `test` shards (a fresh
-    evaluation split), the rest to the training shards."""
+    evaluation split), the rest to the training shards. ``compression``: of hf shards."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
     if policy not in POLICIES or arguments not in ARGUMENTS:
         raise ExportError(f"policy must be one of {', '.join(POLICIES)} and arguments one of "
                           f"{', '.join(ARGUMENTS)}")
+    if compression not in COMPRESSIONS or (compression != "none" and fmt != "hf"):
+        raise ExportError(f"compression must be one of {', '.join(COMPRESSIONS)}, and only the "
+                          f"hf format compresses (got {compression!r} for {fmt})")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} is a file; give a directory for the export")
     out.mkdir(parents=True, exist_ok=True)
@@ -287,7 +295,8 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
     writers: dict[str, _ShardWriter | _ParquetShards]
     if fmt == "hf":
         try:
-            writers = {split: _ParquetShards(out, f"{split}-{version:05d}", shard_bytes)
+            writers = {split: _ParquetShards(out, f"{split}-{version:05d}", shard_bytes,
+                                             compression)
                        for split in ("train", "test")}
         except ImportError as exc:
             raise ExportError(f"the hf format needs pyarrow ({exc})") from exc
@@ -326,7 +335,7 @@ def export(session: Session, out: Path, fmt: str = "openai", since: str | None =
     shards = [*writers["train"].shards, *writers["test"].shards]
     document = {
         "version": version, "format": fmt, "schema_version": SCHEMA_VERSION,
-        "arguments": arguments,
+        "arguments": arguments, "compression": compression,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "filter": {"since": since, "policy": policy,
                    "after_previous": previous.name if previous else None},

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.runtime import Runtime
 from corpus.export import (
     ARGUMENTS,
+    COMPRESSIONS,
     DEFAULT_SHARD_BYTES,
     FORMATS,
     POLICIES,
@@ -50,14 +51,18 @@ def corpus_group() -> None:
               default=None,
               help="Trajectories whose PRs all merged after this date go to separate `test` "
                    "shards: a fresh evaluation split no model trained before it has seen.")
+@click.option("--compression", type=click.Choice(COMPRESSIONS), default="none",
+              show_default=True,
+              help="hf format: how Parquet pages are compressed. zstd makes shards about half "
+                   "as big; none exports several times faster.")
 @click.option("--since", default=None, help="Only records appended after this record id.")
 @click.option("--shard-mb", type=click.IntRange(min=1), default=DEFAULT_SHARD_BYTES // 2**20,
               show_default=True, help="Largest shard size in MiB.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 def export_command(runtime: Runtime, out: Path, fmt: str, policy: str, arguments: str,
-                   test_after: datetime | None, since: str | None, shard_mb: int,
-                   as_json: bool) -> None:
+                   test_after: datetime | None, compression: str, since: str | None,
+                   shard_mb: int, as_json: bool) -> None:
     """Write the corpus as JSONL shards with a manifest; running it again into the same
     directory writes only the records that are new since the last export. Every record is
     checked against its loader's rules first; a failed export changes nothing."""
@@ -67,7 +72,8 @@ def export_command(runtime: Runtime, out: Path, fmt: str, policy: str, arguments
     try:
         with runtime.db.session() as session:
             result = export(session, out, fmt, since, shard_mb * 2**20, arguments, policy,
-                            test_after.replace(tzinfo=UTC) if test_after else None)
+                            test_after.replace(tzinfo=UTC) if test_after else None,
+                            compression)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from exc
     document = {"records": result.records,

@@ -246,6 +246,37 @@ def test_the_hf_export_loads_as_a_dataset_with_its_card(sqlite_db: Database,
     assert "trajectories: 4 (2 test, 2 train)" in card and "1 llm, 3 replay" in card
 
 
+def test_hf_shards_are_plain_by_default_and_zstd_on_request(sqlite_db: Database,
+                                                            tmp_path: Path) -> None:
+    """Both hold the same rows; only the labels carry statistics (the min and max a reader
+    filters row groups by), never the conversations."""
+    import pyarrow.parquet as pq
+
+    with sqlite_db.session() as session:
+        for seed in range(3):
+            append(session, make_record(seed, tool_calls=30))
+        plain = export(session, tmp_path / "plain", "hf")
+        small = export(session, tmp_path / "zstd", "hf", compression="zstd")
+        with pytest.raises(ExportError, match="only the hf format compresses"):
+            export(session, tmp_path / "jsonl", "sharegpt", compression="zstd")
+        with pytest.raises(ExportError, match="compression must be one of none, zstd"):
+            export(session, tmp_path / "other", "hf", compression="gzip")
+    assert not (tmp_path / "jsonl").exists() and not (tmp_path / "other").exists()
+    for result, name, codec in ((plain, "none", "UNCOMPRESSED"), (small, "zstd", "ZSTD")):
+        assert result.manifest is not None
+        assert json.loads(result.manifest.read_text())["compression"] == name
+        metadata = pq.ParquetFile(result.shards[0]).metadata
+        columns = {metadata.schema.column(i).path: metadata.row_group(0).column(i)
+                   for i in range(metadata.num_columns)}
+        assert {column.compression for column in columns.values()} == {codec}
+        assert columns["repository"].is_stats_set and columns["merged_at.list.element"] \
+            .is_stats_set
+        assert not any(column.is_stats_set for path, column in columns.items()
+                       if path.startswith(("messages.", "tools")))
+    assert small.shards[0].stat().st_size < plain.shards[0].stat().st_size / 2
+    assert pq.read_table(small.shards[0]) == pq.read_table(plain.shards[0])
+
+
 VARIANTS = [("openai", "string"), ("openai", "object"), ("sharegpt", "string"),
             ("hf", "string")]
 

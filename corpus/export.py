@@ -43,7 +43,7 @@ ARGUMENTS = ("string", "object")
 COMPRESSIONS = ("none", "zstd")
 """How hf shards' pages are compressed. `none`, the default, exports in about 2.5 times a plain
 write of the shards' bytes (within twice that of the same records as JSONL); `zstd` makes
-shards about half as big and exports about four times slower (`bench/corpus.py` prints
+shards about half as big and takes about twice as long to export (`bench/corpus.py` prints
 both)."""
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
 _CHUNK = 1 << 20  # a Parquet shard goes to its file, and to its hash, in pieces this big

@@ -54,7 +54,7 @@ def corpus_group() -> None:
 @click.option("--compression", type=click.Choice(COMPRESSIONS), default="none",
               show_default=True,
               help="hf format: how Parquet pages are compressed. zstd makes shards about half "
-                   "as big; none exports several times faster.")
+                   "as big; none exports about twice as fast.")
 @click.option("--since", default=None, help="Only records appended after this record id.")
 @click.option("--shard-mb", type=click.IntRange(min=1), default=DEFAULT_SHARD_BYTES // 2**20,
               show_default=True, help="Largest shard size in MiB.")

@@ -154,7 +154,10 @@ def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
     issues = _issues(graph, pr, found, named)
     layout = blame is not None and (text.is_sweep(pr.title) or _layout_only(pr, files, blame))
     machine = text.is_bot(pr.author)
-    graph.record(pr, issues, {path[:1024] for path in code}, touches_tests=bool(tests),
+    # Only a PR that changes tests and something beside them makes a stage its tests can
+    # verify: a rollout drops a PR that changes tests alone (a test restored, made stable).
+    graph.record(pr, issues, {path[:1024] for path in code},
+                 touches_tests=bool(tests) and len(tests) < len(pr.files),
                  ignored=layout or machine)
     candidates = _Candidates()
     if machine:  # a bot's PR: its text quotes other projects' numbers, its change is no one's

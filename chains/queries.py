@@ -86,17 +86,17 @@ def chain_document(session: Session, row: ChainRow,
 def eligibility(row: ChainRow, tested: int, min_length: int) -> str:
     """Why a chain is (or is not) eligible for a rollout, in words."""
     prs = len(row.prs)
-    with_tests = f"{tested} of {prs} PRs change tests"
+    with_tests = f"{tested} of {prs} PRs change tests and code"
     if row.eligible:
         return f"eligible: {with_tests}"
     if prs < min_length:
         return f"not eligible: {prs} PR{'s' if prs != 1 else ''}, a rollout needs {min_length}"
     if not tested:
-        return "not eligible: no PR changes tests, so no stage can be verified"
+        return "not eligible: no PR changes tests and code, so no stage can be verified"
     needed = verifiable_needed(prs)
     if tested < needed:
         return (f"not eligible: {with_tests}; a rollout needs {needed} (only a PR that "
-                "changes tests makes a stage its tests can verify)")
+                "changes tests and code makes a stage its tests can verify)")
     return f"not eligible: {with_tests}"
 
 

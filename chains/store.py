@@ -37,6 +37,8 @@ class PullRequestRow(Base):
     linked_issues: Mapped[list[int]] = mapped_column(JSON, default=list)
     issue_texts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     touches_tests: Mapped[bool] = mapped_column(default=False)
+    """The PR changes tests and something beside them: a stage its tests can verify (rows
+    mined before this rule count a PR that changes tests alone too)."""
     series_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     series_part: Mapped[int | None] = mapped_column(nullable=True)
     ignored: Mapped[bool] = mapped_column(default=False)

@@ -39,8 +39,8 @@ def run(runtime: Runtime, path: Path, workers: int, limit: int | None, policy: s
         as_json: bool) -> None:
     """Mine a clone, roll out every eligible chain, and report the funnel.
 
-    A chain is eligible when it has two or more PRs and at least two of them change tests:
-    only those give stages whose hidden tests can verify the work (`davinci chains list`
+    A chain is eligible when it has two or more PRs and at least two of them change tests
+    and code: only those give stages whose hidden tests can verify the work (`davinci chains list`
     says why the others are not).
 
     Chains that already have a verdict are not rolled out again (run it again to go on where
@@ -64,7 +64,7 @@ def run(runtime: Runtime, path: Path, workers: int, limit: int | None, policy: s
         known = latest_verdicts(session, [c["id"] for c in chains])
     todo = [c for c in reversed(chains) if c["id"] not in known][:limit]
     say(f"{len(longer)} chains of two or more PRs, {len(chains)} eligible (at least "
-        f"{MIN_VERIFIABLE} of their PRs change tests, so as many stages can be verified); "
+        f"{MIN_VERIFIABLE} of their PRs change tests and code, so as many stages can be verified); "
         f"{len(known)} rolled out before, {len(todo)} to roll out")
     images = environment_images_now()
     started = time.monotonic()

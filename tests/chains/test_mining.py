@@ -299,7 +299,7 @@ def test_cli_json_contract(tmp_path: Path, sample: SampleRepository) -> None:
     assert missing.returncode != 0 and "no chain 'nope'" in missing.stderr
     listing = run_cli("chains", "list", data_dir=tmp_path).stdout
     assert "#1 Slugify, part 1 of 2: basic slugs … #4 Fix trailing dash" in listing
-    assert "eligible: 3 of 3 PRs change tests" in listing
+    assert "eligible: 3 of 3 PRs change tests and code" in listing
     again = run_cli("mine", "--git", str(sample.path), data_dir=tmp_path)
     assert again.returncode == 0 and "mined 0 new of 7 pull requests" in again.stderr
     assert f"7 pull requests, {len(document['links'])} links, 2 chains" in again.stdout
@@ -409,9 +409,27 @@ def test_cli_names_the_repository_by_its_origin_and_lists_an_ambiguous_prefix(
     assert several.returncode != 0 and "'1-' names 2 chains" in several.stderr
     assert all(i in several.stderr for i in ids) and "Traceback" not in several.stderr
     listed = run_cli("chains", "list", "--repository", "octo-org/widgets", data_dir=tmp_path)
-    assert listed.stdout.count("    eligible: 2 of 2 PRs change tests") == 1
-    assert ("    not eligible: 1 of 2 PRs change tests; a rollout needs 2 (only a PR that "
-            "changes tests makes a stage") in listed.stdout
+    assert listed.stdout.count("    eligible: 2 of 2 PRs change tests and code") == 1
+    assert ("    not eligible: 1 of 2 PRs change tests and code; a rollout needs 2 (only a PR that "
+            "changes tests and code makes a stage") in listed.stdout
+
+
+def test_a_pr_that_changes_tests_alone_is_no_stage_to_verify(tmp_path: Path) -> None:
+    """click #3505 -> #3676 "Restore `test_echo_color_flag` from #3505": the follow-up
+    changes a test file only, so a rollout has no stage for it; mining says so."""
+    repo = GitRepo.init(tmp_path / "clone")
+    repo.commit("init", {"echo.py": "def echo(text):\n    print(text)\n"})
+    repo.pull_request(1, "Remove colorama", {
+        "echo.py": "def echo(text, color=None):\n    print(text)\n",
+        "tests/test_echo.py": "def test_echo(): pass\n"})
+    repo.pull_request(2, "Restore test_echo_color_flag from #1", {
+        "tests/test_echo.py": "def test_echo(): pass\ndef test_echo_color_flag(): pass\n"})
+    mined = json.loads(run_cli("mine", "--git", str(repo.path), "--json",
+                               data_dir=tmp_path).stdout)
+    [chain] = [c for c in mined["chains"] if c["prs"] == [1, 2]]
+    assert not chain["eligible"]
+    listed = run_cli("chains", "list", data_dir=tmp_path).stdout
+    assert "not eligible: 1 of 2 PRs change tests and code; a rollout needs 2" in listed
 
 
 SCALE = ("def scale(values, factor):\n"

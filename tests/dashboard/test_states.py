@@ -24,7 +24,7 @@ def test_each_chain_shows_its_state(states_app: Flask, states: Arranged) -> None
     assert chains[states.not_eligible] == ("not_eligible", f"not eligible: {NO_STAGE}")
     assert chains[states.no_environment] == ("not_eligible", f"not eligible: {NO_ENVIRONMENT}")
     assert chains[states.unready] == (
-        "not_eligible", "not eligible: no PR changes tests, so no stage can be verified")
+        "not_eligible", "not eligible: no PR changes tests and code, so no stage can be verified")
     assert chains[states.mined] == ("mined", "eligible, not rolled out yet")
     state, text = chains[states.retrying]
     assert state == "retrying"

@@ -47,14 +47,14 @@ def test_chains_list_shows_each_chain_state(states: Arranged) -> None:
                  ["chains"]}
     assert documents[states.unready]["state"] == "not_eligible"
     assert documents[states.unready]["state_text"] == (
-        "not eligible: no PR changes tests, so no stage can be verified")
+        "not eligible: no PR changes tests and code, so no stage can be verified")
     assert documents[states.accepted]["run"] == states.accepted_run
 
 
 def test_chains_show_tells_the_state_and_where_to_look(states: Arranged) -> None:
     shown = davinci("chains", "show", states.not_eligible)
     assert shown.exit_code == 0, shown.output
-    assert "(eligible: 2 of 2 PRs change tests)" in shown.stdout  # mining's verdict stays
+    assert "(eligible: 2 of 2 PRs change tests and code)" in shown.stdout  # mining's verdict stays
     assert f"  state: not eligible: {NO_STAGE}" in shown.stdout
     assert "  rollout: davinci rollouts show local-noverify-1" in shown.stdout
     document = json.loads(davinci("chains", "show", states.retrying, "--json").stdout)

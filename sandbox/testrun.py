@@ -74,6 +74,12 @@ class TestRun:
         return self.outcomes.get(test_id) == PASSED
 
 
+PYTEST_OPTIONS = "-p no:cacheprovider -q -rfE --continue-on-collection-errors"
+"""Every run's pytest options. A test file that cannot be collected (tomlkit's conftest
+parametrizes one file from a git submodule the sandbox does not hold) errs alone: its tests
+have no outcome, so none of them passes, and the other files still run."""
+
+
 def run_tests(sandbox: Sandbox, targets: tuple[str, ...], timeout: float,
               runner: str = DEFAULT_RUNNER) -> TestRun:
     """Run ``targets`` (files or pytest node ids) and read every test's outcome.
@@ -85,8 +91,7 @@ def run_tests(sandbox: Sandbox, targets: tuple[str, ...], timeout: float,
         return TestRun(error="the stage has no test files to run")
     report = f"/tmp/davinci-junit-{uuid.uuid4().hex}.xml"  # noqa: S108 - inside the sandbox
     files = " ".join(shlex.quote(t) for t in targets)
-    command = (f"PYTHONDONTWRITEBYTECODE=1 {runner} -p no:cacheprovider -q -rfE "
-               f"--junitxml={report} {files}")
+    command = f"PYTHONDONTWRITEBYTECODE=1 {runner} {PYTEST_OPTIONS} --junitxml={report} {files}"
     result = sandbox.exec(command, timeout=timeout)
     if result.timed_out:
         return _read(result, None, timeout)
@@ -161,7 +166,7 @@ def run_hidden(sandbox: Sandbox, tests: HiddenTests) -> TestRun:
         config = testinfra.pytest_config({f.path: f.content for f in tests.harness})
         private = shlex.quote(folder)
         config_path = f'"$PWD"/{shlex.quote(config)}' if config else f"{private}/pytest.ini"
-        options = (f"-p no:cacheprovider -q -rfE --junitxml={private}/report.xml "
+        options = (f"{PYTEST_OPTIONS} --junitxml={private}/report.xml "
                    f'--rootdir="$PWD" -c {config_path} '
                    + " ".join(shlex.quote(t) for t in tests.targets))
         prefix = isolated_runner(tests.runner)

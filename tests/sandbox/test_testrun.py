@@ -157,3 +157,27 @@ def test_a_test_that_hangs_fails_alone_and_the_others_are_read(
         "test_waits_for_a_server": FAILED, "test_double": PASSED, "test_wrong": FAILED}
     assert run.outcomes.get(test + "test_tears_down_slowly") != PASSED
     assert "ran past 3 s" in run.messages[test + "test_waits_for_a_server"]
+
+
+def test_a_test_file_that_cannot_be_collected_errs_alone(engine: docker.DockerClient,
+                                                         tmp_path: Path) -> None:
+    """tomlkit's conftest parametrizes one test file from a git submodule the sandbox does
+    not hold: that file cannot be collected, and before, pytest stopped there and no test of
+    any file had an outcome. Its tests have none now (so none passes), the others run."""
+    repo = GitRepo.init(tmp_path / "submodule", name="submodule")
+    commit = repo.commit("Add calc", {
+        "calc.py": "def double(x):\n    return 2 * x\n",
+        "tests/conftest.py": (
+            "import os\n\n\ndef pytest_generate_tests(metafunc):\n"
+            "    if 'case' in metafunc.fixturenames:\n"
+            "        metafunc.parametrize('case', os.listdir('tests/toml-test/tests'))\n"),
+        "tests/test_cases.py": "def test_case(case):\n    assert case\n",
+        "tests/test_calc.py": ("import calc\n\n\ndef test_double():\n"
+                               "    assert calc.double(2) == 4\n")})
+    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
+        run = run_hidden(box, HiddenTests(("tests/test_calc.py", "tests/test_cases.py"), (),
+                                          reference_harness(repo.path, commit), timeout=120.0))
+    assert run.error is None, run.error
+    assert run.outcomes.get("tests/test_calc.py::test_double") == PASSED
+    assert not any(test.startswith("tests/test_cases.py::") and outcome == PASSED
+                   for test, outcome in run.outcomes.items())

@@ -24,7 +24,7 @@ from typing import Any
 from chains import paths
 from sandbox import testinfra
 from sandbox.base import ExecResult, Sandbox, SandboxError
-from sandbox.tree import blobs, tree_entries
+from sandbox.tree import state_blobs, state_files
 
 DEFAULT_RUNNER = "python3 -m pytest"
 PASSED = "passed"
@@ -128,11 +128,12 @@ class HiddenTests:
 
 
 def reference_harness(repo: Path, commit: str) -> tuple[ReferenceFile, ...]:
-    """Every harness file of ``commit`` in the git repository ``repo``."""
-    entries = [(mode, sha, path) for mode, kind, sha, path in tree_entries(repo, commit)
-               if kind == "blob" and testinfra.is_harness(path)]
-    content = blobs(repo, [sha for _, sha, _ in entries])
-    return tuple(ReferenceFile(path, content[sha], mode) for mode, sha, path in entries)
+    """Every harness file of ``commit`` in the git repository ``repo``, those of the
+    submodules the sandbox holds too (a test suite's data kept as a submodule)."""
+    files = [f for f in state_files(repo, commit)
+             if f.kind == "blob" and testinfra.is_harness(f.path)]
+    content = state_blobs(files)
+    return tuple(ReferenceFile(f.path, content[(f.store, f.sha)], f.mode) for f in files)
 
 
 _MODULES = tuple((module.__name__, Path(str(module.__file__)).read_text())

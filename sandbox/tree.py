@@ -7,6 +7,11 @@ export rules play no part) and makes a fresh git repository whose one commit is 
 never in it, so `git log --all` or `git cat-file --batch-all-objects` show nothing past the
 state the task starts from.
 
+Submodules are filled at the commit the tree records when the clone holds that commit (its
+module store, `.git/modules/<name>`, as `git submodule update --init` leaves it, or a
+checked-out submodule's own repository), read the same way; otherwise their folders are
+empty (:func:`state_files`).
+
 The tree is the commit's, plus the version module a build would generate into it
 (:func:`generated_version_files`: setuptools_scm's `write_to`/`version_file`, hatch-vcs's
 `version-file`), which git does not hold: without it a package that imports its
@@ -22,6 +27,7 @@ import re
 import subprocess
 import tarfile
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.base import SandboxError
@@ -64,16 +70,97 @@ def generated_version_files(files: dict[str, bytes]) -> dict[str, bytes]:
     return found
 
 
-def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
-    """A tar of the files of ``commit`` (modes and symlinks kept, submodules as empty
-    folders), owned by ``owner``. Raises SandboxError when the commit is not in ``repo``."""
+SUBMODULE_DEPTH = 3
+"""Submodules of submodules are filled this deep."""
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """One entry of a repository state: ``store`` is the git repository its object is read
+    from (the clone's, or a submodule's)."""
+
+    mode: str
+    kind: str
+    """`blob`, or `commit` for a submodule whose commit no store holds (an empty folder)."""
+    sha: str
+    path: str
+    store: Path
+
+
+def state_files(repo: Path, commit: str, depth: int = SUBMODULE_DEPTH) -> list[StateFile]:
+    """Every entry of ``commit``, each submodule's files in its folder when a store of the
+    clone holds the commit the tree records. Raises SandboxError when the commit is not in
+    ``repo``."""
     try:
         entries = tree_entries(repo, f"{commit}^{{commit}}")
     except SandboxError as exc:
         raise SandboxError(f"commit {commit} is not in {repo.name}: {exc}") from exc
-    contents = blobs(repo, [sha for mode, kind, sha, _ in entries if kind == "blob"])
-    by_path = {path: contents[sha] for mode, kind, sha, path in entries
-               if kind == "blob" and mode != "120000"}
+    found: list[StateFile] = []
+    names = _submodule_names(repo, commit) if any(k == "commit" for _, k, _, _ in entries) \
+        else {}
+    for mode, kind, sha, path in entries:
+        store = _submodule_store(repo, names.get(path, path), path, sha) \
+            if kind == "commit" and depth > 0 else None
+        if store is None:
+            found.append(StateFile(mode, kind, sha, path, repo))
+            continue
+        found += [StateFile(f.mode, f.kind, f.sha, f"{path}/{f.path}", f.store)
+                  for f in state_files(store, sha, depth - 1)]
+    return found
+
+
+def _submodule_names(repo: Path, commit: str) -> dict[str, str]:
+    """Submodule path -> name, from the commit's `.gitmodules` (a module store is named by
+    the name, which is the path unless the file says otherwise)."""
+    proc = subprocess.run(["git", "-C", str(repo), "config", "-z", "--blob",
+                           f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.path$"],
+                          capture_output=True, check=False)
+    names = {}
+    for item in proc.stdout.split(b"\0"):
+        key, _, value = item.decode("utf-8", "surrogateescape").partition("\n")
+        if key.startswith("submodule.") and key.endswith(".path") and value:
+            names[value] = key[len("submodule."):-len(".path")]
+    return names
+
+
+def _submodule_store(repo: Path, name: str, path: str, sha: str) -> Path | None:
+    """The git repository of the clone that holds submodule commit ``sha``, if any: its
+    module store, or a checked-out submodule's own repository (a folder without its own
+    `.git` would be read as the clone). A name or path that leaves its folder is refused,
+    as git refuses it."""
+    if any(part in ("", "..") for part in (*name.split("/"), *path.split("/"))):
+        return None
+    proc = subprocess.run(["git", "-C", str(repo), "rev-parse", "--absolute-git-dir"],
+                          capture_output=True, text=True, check=False)
+    candidates = [Path(proc.stdout.strip()) / "modules" / name] if proc.returncode == 0 else []
+    if (repo / path / ".git").exists():
+        candidates.append(repo / path)
+    for store in candidates:
+        if store.is_dir() and subprocess.run(
+                ["git", "-C", str(store), "cat-file", "-e", f"{sha}^{{commit}}"],
+                capture_output=True, check=False).returncode == 0:
+            return store
+    return None
+
+
+def state_blobs(files: list[StateFile]) -> dict[tuple[Path, str], bytes]:
+    """(store, sha) -> content of every blob of ``files``, one `git cat-file` per store."""
+    by_store: dict[Path, list[str]] = {}
+    for f in files:
+        if f.kind == "blob":
+            by_store.setdefault(f.store, []).append(f.sha)
+    return {(store, sha): content for store, shas in by_store.items()
+            for sha, content in blobs(store, shas).items()}
+
+
+def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
+    """A tar of the files of ``commit`` (modes and symlinks kept; submodules filled as
+    :func:`state_files` says, else empty folders), owned by ``owner``. Raises SandboxError
+    when the commit is not in ``repo``."""
+    files = state_files(repo, commit)
+    stored = state_blobs(files)
+    contents = {f.path: stored[(f.store, f.sha)] for f in files if f.kind == "blob"}
+    by_path = {f.path: contents[f.path] for f in files if f.kind == "blob" and f.mode != "120000"}
     generated = generated_version_files(by_path)
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -82,19 +169,20 @@ def tree_archive(repo: Path, commit: str, owner: int = 1000) -> bytes:
             info.uid = info.gid = owner
             info.mtime, info.size, info.mode = 946684800, len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
-        for mode, kind, sha, path in entries:
-            info = tarfile.TarInfo(path)
+        for f in files:
+            info = tarfile.TarInfo(f.path)
             info.uid = info.gid = owner
             info.mtime = 946684800
-            if kind == "commit":  # a submodule: its folder, empty
+            if f.kind == "commit":  # a submodule no store holds: its folder, empty
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
-            elif mode == "120000":
-                info.type, info.linkname = tarfile.SYMTYPE, contents[sha].decode("utf-8", "replace")
+            elif f.mode == "120000":
+                info.type = tarfile.SYMTYPE
+                info.linkname = contents[f.path].decode("utf-8", "replace")
                 tar.addfile(info)
             else:
-                data = contents[sha]
-                info.size, info.mode = len(data), 0o755 if mode == "100755" else 0o644
+                data = contents[f.path]
+                info.size, info.mode = len(data), 0o755 if f.mode == "100755" else 0o644
                 tar.addfile(info, io.BytesIO(data))
     return archive.getvalue()
 

@@ -181,3 +181,33 @@ def test_a_test_file_that_cannot_be_collected_errs_alone(engine: docker.DockerCl
     assert run.outcomes.get("tests/test_calc.py::test_double") == PASSED
     assert not any(test.startswith("tests/test_cases.py::") and outcome == PASSED
                    for test, outcome in run.outcomes.items())
+
+
+def test_a_test_suite_kept_as_a_submodule_is_there_and_restored(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """The cases tomlkit's tests read come from a submodule: the sandbox holds them at the
+    recorded commit, and an agent that rewrites a case to match its wrong code finds the
+    case put back for the hidden run."""
+    suite = GitRepo.init(tmp_path / "suite", name="suite")
+    suite.commit("Cases", {"cases/add.txt": "2 2 4\n"})
+    repo = GitRepo.init(tmp_path / "project")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(suite.path),
+             "tests/suite")
+    commit = repo.commit("Add calc and its suite", {
+        "calc.py": "def add(a, b):\n    return a + b\n",
+        "tests/test_calc.py": (
+            "import pathlib\n\nimport calc\n\n\ndef test_cases():\n"
+            "    for case in pathlib.Path('tests/suite/cases').iterdir():\n"
+            "        a, b, total = map(int, case.read_text().split())\n"
+            "        assert calc.add(a, b) == total\n")})
+    tests = HiddenTests(("tests/test_calc.py",), (), reference_harness(repo.path, commit),
+                        timeout=120.0)
+    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
+        honest = run_hidden(box, tests)
+        box.exec("printf 'def add(a, b):\\n    return a - b\\n' > calc.py && "
+                 "printf '2 2 0\\n' > tests/suite/cases/add.txt")
+        assert box.exec("python3 -m pytest -q tests/test_calc.py").exit_code == 0  # fooled
+        cheat = run_hidden(box, tests)
+    assert honest.outcomes == {"tests/test_calc.py::test_cases": PASSED}, honest.log[-2000:]
+    assert cheat.outcomes == {"tests/test_calc.py::test_cases": FAILED}
+    assert "tests/suite/cases/add.txt" in cheat.integrity.restored  # type: ignore[union-attr]

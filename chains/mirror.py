@@ -17,6 +17,8 @@ from pathlib import Path
 
 import structlog
 
+from chains.submodules import resolved_url, submodules
+
 log = structlog.get_logger(__name__)
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -72,6 +74,37 @@ class Mirror:
                   *(f"{sha}:refs/heads/davinci/{sha}" for sha in wanted), network=True)
         log.info("mirror.fetched", mirror=str(self.path), commits=len(wanted))
         return len(wanted)
+
+    def fetch_submodules(self, commits: list[str] | tuple[str, ...]) -> int:
+        """Fetch the submodule commits that ``commits`` record into the module stores
+        (`modules/<name>`), where sandboxes find them (sandbox.tree); returns how many were
+        fetched. Only from the host the mirror is fetched from (`chains.submodules.
+        resolved_url`), and never with the installation's token, which is for this
+        repository: a private or unreachable submodule stays missing, and its folder empty
+        in the sandbox."""
+        superproject = self.clone_url
+        if not superproject:
+            try:
+                superproject = self._git("config", "remote.origin.url").strip()
+            except MirrorError:  # no origin: every submodule URL is refused below
+                superproject = ""
+        fetched = 0
+        for commit in dict.fromkeys(commits):
+            for module in submodules(self.path, commit):
+                url = resolved_url(module.url, superproject) if module.url else None
+                store = Mirror(self.path / "modules" / module.name, url or "")
+                if url is None or ((store.path / "HEAD").exists() and store.has(module.commit)):
+                    continue
+                try:
+                    store.ensure()._git("fetch", "-q", "--no-tags", url,
+                                        f"{module.commit}:refs/heads/davinci/{module.commit}",
+                                        network=True)
+                except MirrorError as exc:
+                    log.warning("mirror.submodule_missing", mirror=str(self.path),
+                                submodule=module.path, error=str(exc))
+                    continue
+                fetched += 1
+        return fetched
 
     def _auth(self, token: str | None) -> list[str]:
         if not token or not self.clone_url.startswith("https://"):

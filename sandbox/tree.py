@@ -30,6 +30,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from chains.submodules import Submodule, submodules
 from sandbox.base import SandboxError
 
 _GIT_ENV = ("GIT_AUTHOR_NAME=davinci GIT_AUTHOR_EMAIL=davinci@sandbox "
@@ -95,49 +96,35 @@ def state_files(repo: Path, commit: str, depth: int = SUBMODULE_DEPTH) -> list[S
         entries = tree_entries(repo, f"{commit}^{{commit}}")
     except SandboxError as exc:
         raise SandboxError(f"commit {commit} is not in {repo.name}: {exc}") from exc
+    stores = {}
+    if depth > 0 and any(kind == "commit" for _, kind, _, _ in entries):
+        stores = {s.path: (store, s.commit) for s in submodules(repo, commit)
+                  if (store := _submodule_store(repo, s)) is not None}
     found: list[StateFile] = []
-    names = _submodule_names(repo, commit) if any(k == "commit" for _, k, _, _ in entries) \
-        else {}
     for mode, kind, sha, path in entries:
-        store = _submodule_store(repo, names.get(path, path), path, sha) \
-            if kind == "commit" and depth > 0 else None
-        if store is None:
+        if kind == "commit" and path in stores:
+            store, recorded = stores[path]
+            found += [StateFile(f.mode, f.kind, f.sha, f"{path}/{f.path}", f.store)
+                      for f in state_files(store, recorded, depth - 1)]
+        else:
             found.append(StateFile(mode, kind, sha, path, repo))
-            continue
-        found += [StateFile(f.mode, f.kind, f.sha, f"{path}/{f.path}", f.store)
-                  for f in state_files(store, sha, depth - 1)]
     return found
 
 
-def _submodule_names(repo: Path, commit: str) -> dict[str, str]:
-    """Submodule path -> name, from the commit's `.gitmodules` (a module store is named by
-    the name, which is the path unless the file says otherwise)."""
-    proc = subprocess.run(["git", "-C", str(repo), "config", "-z", "--blob",
-                           f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.path$"],
-                          capture_output=True, check=False)
-    names = {}
-    for item in proc.stdout.split(b"\0"):
-        key, _, value = item.decode("utf-8", "surrogateescape").partition("\n")
-        if key.startswith("submodule.") and key.endswith(".path") and value:
-            names[value] = key[len("submodule."):-len(".path")]
-    return names
-
-
-def _submodule_store(repo: Path, name: str, path: str, sha: str) -> Path | None:
-    """The git repository of the clone that holds submodule commit ``sha``, if any: its
-    module store, or a checked-out submodule's own repository (a folder without its own
-    `.git` would be read as the clone). A name or path that leaves its folder is refused,
-    as git refuses it."""
-    if any(part in ("", "..") for part in (*name.split("/"), *path.split("/"))):
-        return None
+def _submodule_store(repo: Path, submodule: Submodule) -> Path | None:
+    """The git repository of the clone that holds the submodule's commit, if any: its module
+    store (where `git submodule update` and the mirror keep it), or a checked-out
+    submodule's own repository (a folder without its own `.git` would be read as the
+    clone)."""
     proc = subprocess.run(["git", "-C", str(repo), "rev-parse", "--absolute-git-dir"],
                           capture_output=True, text=True, check=False)
-    candidates = [Path(proc.stdout.strip()) / "modules" / name] if proc.returncode == 0 else []
-    if (repo / path / ".git").exists():
-        candidates.append(repo / path)
+    candidates = [Path(proc.stdout.strip()) / "modules" / submodule.name] \
+        if proc.returncode == 0 else []
+    if (repo / submodule.path / ".git").exists():
+        candidates.append(repo / submodule.path)
     for store in candidates:
         if store.is_dir() and subprocess.run(
-                ["git", "-C", str(store), "cat-file", "-e", f"{sha}^{{commit}}"],
+                ["git", "-C", str(store), "cat-file", "-e", f"{submodule.commit}^{{commit}}"],
                 capture_output=True, check=False).returncode == 0:
             return store
     return None

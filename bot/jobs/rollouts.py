@@ -163,10 +163,12 @@ def _mirror(runtime: Runtime, snapshot: _Snapshot, client: Github | None) -> Pat
 
 def bring_commits(settings: Settings, repository: str, commits: tuple[str, ...],
                   client: Github | None = None) -> Path:
-    """The local mirror of ``repository`` with ``commits`` in it: fetched from GitHub with the
-    installation's token when there is a client, else from DAVINCI_MIRROR_URL."""
+    """The local mirror of ``repository`` with ``commits`` in it, and the submodule commits
+    they record (Mirror.fetch_submodules): fetched from GitHub with the installation's token
+    when there is a client, else from DAVINCI_MIRROR_URL."""
     mirror = Mirror.at(settings.data_dir, repository, "")
     if (mirror.path / "HEAD").exists() and all(mirror.has(sha) for sha in commits):
+        mirror.fetch_submodules(commits)
         return mirror.path
     if client is not None:
         mirror = GitHubSource(client, repository, settings.data_dir).mirror()
@@ -180,6 +182,7 @@ def bring_commits(settings: Settings, repository: str, commits: tuple[str, ...],
             f"this worker has no mirror of {repository} with the chain's commits and no way "
             "to fetch them: install the GitHub App on the repository, or set "
             "DAVINCI_MIRROR_URL to where its mirror can be fetched")
+    mirror.fetch_submodules(commits)
     return mirror.path
 
 

@@ -23,6 +23,7 @@ import base64
 import os
 import shutil
 import tempfile
+import textwrap
 
 from chains.paths import is_test_path
 
@@ -33,8 +34,7 @@ ROOT_CONFIGS = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup
 """In the order pytest looks for its configuration."""
 CONFIG_SECTIONS = {"pyproject.toml": "[tool.pytest.ini_options]", "tox.ini": "[pytest]",
                    "setup.cfg": "[tool:pytest]"}
-SHIM = """import sys
-from os import _exit  # taken before any code of the work tree can replace it
+_SHIM_BODY = """from os import _exit  # taken before any code of the work tree can replace it
 root, limit, args = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 import signal
 import pytest  # from the installed packages: the work tree is not on the path yet
@@ -104,6 +104,10 @@ for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         pass
 _exit(code)
 """
+SHIM = ("import sys\n"
+        "# A child process multiprocessing starts with `spawn` or `forkserver` imports this file\n"
+        "# as `__mp_main__` (with the runner's argv): it must not run the tests again.\n"
+        "if __name__ == '__main__':\n" + textwrap.indent(_SHIM_BODY, "    "))
 """The runner: pytest and its plugins are imported before the work tree joins the path;
 then the work tree (and its `src/`) comes first, and a package of it that the runner had
 imported from the installed ones is imported again from the work tree by the tests. Once

@@ -211,3 +211,26 @@ def test_a_test_suite_kept_as_a_submodule_is_there_and_restored(
     assert honest.outcomes == {"tests/test_calc.py::test_cases": PASSED}, honest.log[-2000:]
     assert cheat.outcomes == {"tests/test_calc.py::test_cases": FAILED}
     assert "tests/suite/cases/add.txt" in cheat.integrity.restored  # type: ignore[union-attr]
+
+
+def test_tests_that_start_processes_with_spawn_run_once(engine: docker.DockerClient,
+                                                        tmp_path: Path) -> None:
+    """loguru's tests start processes with `spawn` and `forkserver`: such a child imports the
+    runner's file as `__mp_main__` with its arguments, and ran the whole suite again inside
+    itself, so every such test hung until its limit; now the child only does its work."""
+    repo = GitRepo.init(tmp_path / "spawn", name="spawn")
+    commit = repo.commit("Add calc", {
+        "calc.py": "def double(x):\n    return 2 * x\n",
+        "tests/test_calc.py": (
+            "import multiprocessing\n\nimport pytest\n\nimport calc\n\n\n"
+            "@pytest.mark.parametrize('method', ['spawn', 'forkserver'])\n"
+            "def test_double_elsewhere(method):\n"
+            "    with multiprocessing.get_context(method).Pool(1) as pool:\n"
+            "        assert pool.apply(calc.double, (2,)) == 4\n")})
+    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
+        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (),
+                                          reference_harness(repo.path, commit), timeout=120.0,
+                                          test_timeout=20.0))
+    assert run.error is None, run.error
+    assert run.outcomes == {f"tests/test_calc.py::test_double_elsewhere[{method}]": PASSED
+                            for method in ("spawn", "forkserver")}, run.log[-3000:]

@@ -45,7 +45,8 @@ def test_bearer_token_gives_the_data(app: Flask) -> None:
     assert data["corpus"]["mean_tool_calls"] == 6
     assert data["chains"] == [{"id": "1-1-abc", "repository": "textkit-dev/textkit",
                                "prs": [1, 2, 4], "kinds": ["references", "fixes"],
-                               "eligible": True, "why": "eligible: 0 of 3 PRs change tests and code",
+                               "eligible": True,
+                               "why": "eligible: 0 of 3 PRs change tests and code",
                                "state": "mined", "state_text": "eligible, not rolled out yet"}]
     assert data["deliveries"][1]["job_statuses"] == [
         {"id": "mine-textkit-dev-textkit-4", "status": "no longer in Redis"}]

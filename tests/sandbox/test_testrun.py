@@ -9,10 +9,29 @@ import docker
 from sandbox.docker import DockerSandbox
 from sandbox.factory import DEFAULT_IMAGE
 from sandbox.output import DEFAULT_CAP
-from sandbox.testrun import FAILED, PASSED, HiddenTests, reference_harness, run_hidden
+from sandbox.testrun import (
+    FAILED,
+    PASSED,
+    HiddenTests,
+    reference_harness,
+    run_hidden,
+)
+from sandbox.testrun import TestRun as Run  # not collected as a test class
 from tests.gitrepo import GitRepo
 
 CASES = 5000
+
+
+def hidden_run(engine: docker.DockerClient, repo: GitRepo, commit: str,
+               targets: tuple[str, ...] = ("tests/test_calc.py",), image: str = DEFAULT_IMAGE,
+               timeout: float = 120.0, test_timeout: float = 60.0) -> Run:
+    """The verifier's run of ``targets`` in a fresh sandbox of ``commit``, with the commit's
+    harness; the run itself must have no error."""
+    with DockerSandbox(repo.path, commit, image, engine=engine) as box:
+        run = run_hidden(box, HiddenTests(targets, (), reference_harness(repo.path, commit),
+                                          timeout=timeout, test_timeout=test_timeout))
+    assert run.error is None, run.error
+    return run
 
 
 def test_a_suite_whose_report_outgrows_the_output_cap_is_read_whole(
@@ -28,10 +47,7 @@ def test_a_suite_whose_report_outgrows_the_output_cap_is_read_whole(
             f"@pytest.mark.parametrize('x', range({CASES}))\n"
             "def test_double_of_a_rather_long_named_parameter(x):\n"
             "    assert calc.double(x) == x + x\n")})
-    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
-        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (),
-                                          reference_harness(repo.path, commit), timeout=240.0))
-    assert run.error is None, run.error
+    run = hidden_run(engine, repo, commit, timeout=240.0)
     assert len(run.outcomes) == CASES and set(run.outcomes.values()) == {PASSED}
     assert CASES * 100 > DEFAULT_CAP, "the report must outgrow a command's output cap"
 
@@ -63,10 +79,7 @@ def test_a_project_whose_warnings_are_errors_runs_with_installed_plugins(
         "calc.py": "def double(x):\n    return 2 * x\n",
         "tests/test_calc.py": "import calc\n\n\ndef test_double():\n"
                               "    assert calc.double(2) == 4\n"})
-    with DockerSandbox(repo.path, commit, image.id, engine=engine) as box:
-        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (),
-                                          reference_harness(repo.path, commit), timeout=120.0))
-    assert run.error is None, run.error
+    run = hidden_run(engine, repo, commit, image=image.id)
     assert run.outcomes == {"tests/test_calc.py::test_double": PASSED}
 
 
@@ -146,11 +159,7 @@ def test_a_test_that_hangs_fails_alone_and_the_others_are_read(
             "def test_tears_down_slowly(slow_server):\n    assert calc.double(1) == 2\n\n\n"
             "def test_double():\n    assert calc.double(2) == 4\n\n\n"
             "def test_wrong():\n    assert calc.double(2) == 5\n")})
-    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
-        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (),
-                                          reference_harness(repo.path, commit), timeout=120.0,
-                                          test_timeout=3.0))
-    assert run.error is None, run.error
+    run = hidden_run(engine, repo, commit, test_timeout=3.0)
     test = "tests/test_calc.py::"
     assert {name: run.outcomes.get(test + name) for name in (
         "test_waits_for_a_server", "test_double", "test_wrong")} == {
@@ -174,10 +183,7 @@ def test_a_test_file_that_cannot_be_collected_errs_alone(engine: docker.DockerCl
         "tests/test_cases.py": "def test_case(case):\n    assert case\n",
         "tests/test_calc.py": ("import calc\n\n\ndef test_double():\n"
                                "    assert calc.double(2) == 4\n")})
-    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
-        run = run_hidden(box, HiddenTests(("tests/test_calc.py", "tests/test_cases.py"), (),
-                                          reference_harness(repo.path, commit), timeout=120.0))
-    assert run.error is None, run.error
+    run = hidden_run(engine, repo, commit, ("tests/test_calc.py", "tests/test_cases.py"))
     assert run.outcomes.get("tests/test_calc.py::test_double") == PASSED
     assert not any(test.startswith("tests/test_cases.py::") and outcome == PASSED
                    for test, outcome in run.outcomes.items())
@@ -227,10 +233,6 @@ def test_tests_that_start_processes_with_spawn_run_once(engine: docker.DockerCli
             "def test_double_elsewhere(method):\n"
             "    with multiprocessing.get_context(method).Pool(1) as pool:\n"
             "        assert pool.apply(calc.double, (2,)) == 4\n")})
-    with DockerSandbox(repo.path, commit, DEFAULT_IMAGE, engine=engine) as box:
-        run = run_hidden(box, HiddenTests(("tests/test_calc.py",), (),
-                                          reference_harness(repo.path, commit), timeout=120.0,
-                                          test_timeout=20.0))
-    assert run.error is None, run.error
+    run = hidden_run(engine, repo, commit, test_timeout=20.0)
     assert run.outcomes == {f"tests/test_calc.py::test_double_elsewhere[{method}]": PASSED
                             for method in ("spawn", "forkserver")}, run.log[-3000:]

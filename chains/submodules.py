@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,16 +25,19 @@ class Submodule:
     commit: str
 
 
-def submodules(repo: Path, commit: str) -> list[Submodule]:
-    """The submodules ``commit`` of the git repository ``repo`` records (gitlinks of its tree),
-    with their names and URLs from its `.gitmodules`. Names and paths that would leave their
-    folder are left out, as git refuses them."""
-    tree = _git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)
-    links = {}
-    for item in tree.split(b"\0"):
-        meta, _, raw = item.partition(b"\t")
-        if meta.startswith(b"160000 commit "):
-            links[raw.decode("utf-8", "surrogateescape")] = meta.split(b" ")[2].decode()
+def submodules(repo: Path, commit: str, links: Mapping[str, str] | None = None
+               ) -> list[Submodule]:
+    """The submodules ``commit`` of the git repository ``repo`` records (gitlinks of its tree:
+    path -> commit, read here unless ``links`` gives them), with their names and URLs from
+    its `.gitmodules`. Names and paths that would leave their folder are left out, as git
+    refuses them."""
+    if links is None:
+        tree = _git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)
+        links = {}
+        for item in tree.split(b"\0"):
+            meta, _, raw = item.partition(b"\t")
+            if meta.startswith(b"160000 commit "):
+                links[raw.decode("utf-8", "surrogateescape")] = meta.split(b" ")[2].decode()
     if not links:
         return []
     names: dict[str, str] = {}

@@ -96,9 +96,10 @@ def state_files(repo: Path, commit: str, depth: int = SUBMODULE_DEPTH) -> list[S
         entries = tree_entries(repo, f"{commit}^{{commit}}")
     except SandboxError as exc:
         raise SandboxError(f"commit {commit} is not in {repo.name}: {exc}") from exc
+    links = {path: sha for _, kind, sha, path in entries if kind == "commit"}
     stores = {}
-    if depth > 0 and any(kind == "commit" for _, kind, _, _ in entries):
-        stores = {s.path: (store, s.commit) for s in submodules(repo, commit)
+    if depth > 0 and links:
+        stores = {s.path: (store, s.commit) for s in submodules(repo, commit, links)
                   if (store := _submodule_store(repo, s)) is not None}
     found: list[StateFile] = []
     for mode, kind, sha, path in entries:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -72,14 +73,43 @@ def parquet(compression: str) -> dict[str, Any]:
     return {"compression": compression, "use_dictionary": False, "write_statistics": LABELS}
 
 
-def shard(rows: list[bytes], compression: str) -> pa.Buffer:
-    """``rows`` (:func:`encoded_row`) as one Parquet file, in memory (:func:`parquet`):
-    pyarrow writes it without calling back into Python for each page, and the caller writes
-    it out in a few large pieces."""
-    table = pa.concat_tables([pa.ipc.open_stream(encoded).read_all() for encoded in rows])
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **parquet(compression))
-    return sink.getvalue()
+ROW_GROUP_BYTES = 8 << 20
+"""About how many bytes of rows (:func:`encoded_row`) a row group holds: an export encodes one
+while it reads the next, and a reader holds one in memory at a time."""
+
+
+class Shard:
+    """One Parquet file (:func:`parquet`) being encoded, a row group at a time: its bytes go
+    to ``write`` in pieces of about a megabyte as pyarrow makes them, so that a ``write`` that
+    hands them to another thread has the file written while the rest is encoded."""
+
+    def __init__(self, compression: str, write: Callable[[bytes], object]) -> None:
+        self._stream = pa.BufferedOutputStream(pa.PythonFile(_Pieces(write), mode="w"),
+                                               buffer_size=1 << 20)
+        self._writer = pq.ParquetWriter(self._stream, SCHEMA, **parquet(compression))
+
+    def add(self, rows: list[bytes]) -> None:
+        """``rows`` (:func:`encoded_row`) as one row group."""
+        self._writer.write_table(pa.concat_tables([pa.ipc.open_stream(encoded).read_all()
+                                                   for encoded in rows]))
+
+    def close(self) -> None:
+        """The footer: the file is whole."""
+        self._writer.close()
+        self._stream.close()
+
+
+class _Pieces:
+    """The file object pyarrow writes a shard to: every piece goes to ``write``."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self.write, self.closed = write, False
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def card(manifests: list[dict[str, Any]], repositories: Counter[tuple[str, str]]) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import blake3
 import orjson
+import pyarrow as pa
 import pytest
 from sqlalchemy import insert, select
 
@@ -275,6 +276,45 @@ def test_hf_shards_are_plain_by_default_and_zstd_on_request(sqlite_db: Database,
                        if path.startswith(("messages.", "tools")))
     assert small.shards[0].stat().st_size < plain.shards[0].stat().st_size / 2
     assert pq.read_table(small.shards[0]) == pq.read_table(plain.shards[0])
+
+
+def test_hf_row_groups_keep_the_export_order_and_a_row_that_does_not_encode_leaves_nothing(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    """Row groups are encoded on a thread of their own while the next rows are read, and the
+    file is written on another: the rows still come out whole and in order, and an error on
+    either thread fails the export with nothing half-written."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "hf"
+    with sqlite_db.session() as session:
+        ids = [append(session, make_record(seed, tool_calls=40, observation_chars=20_000)).id
+               for seed in range(14)]
+        done = export(session, out, "hf")
+    assert done.manifest is not None and len(done.shards) == 1
+    shard = pq.ParquetFile(done.shards[0])
+    assert shard.metadata.num_row_groups >= 2  # more than hf.ROW_GROUP_BYTES of rows
+    assert shard.read(columns=["id"]).column("id").to_pylist() == ids
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with sqlite_db.session() as session:
+        late = [append(session, make_record(seed, tool_calls=40, observation_chars=20_000)).id
+                for seed in range(20, 34)]
+        export(session, tmp_path / "elsewhere", "hf")  # stores the records' hf rows
+        variant = formats.variant("hf", "string")
+        session.execute(ExportLineRow.__table__.update()
+                        .where(ExportLineRow.id == late[-2], ExportLineRow.variant == variant)
+                        .values(line=b"not an arrow stream"))
+    assert sum(len(row) for row in _stored_rows(sqlite_db, late[:-2])) > hf.ROW_GROUP_BYTES
+    with sqlite_db.session() as session, pytest.raises(pa.ArrowInvalid):
+        export(session, out, "hf")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def _stored_rows(db: Database, ids: list[str]) -> list[bytes]:
+    with db.session() as session:
+        return [line for (line,) in session.execute(
+            select(ExportLineRow.line).where(ExportLineRow.id.in_(ids),
+                                             ExportLineRow.variant == formats.variant("hf",
+                                                                                      "string")))]
 
 
 VARIANTS = [("openai", "string"), ("openai", "object"), ("sharegpt", "string"),

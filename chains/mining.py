@@ -151,7 +151,8 @@ def attach(graph: Graph, pr: PullRequest, blame: Blame | None,
     body = _pr_text(pr)
     found = text.mentions(body, pr.repository)
     named = _earlier(graph, pr, {m.number for m in found})
-    issues = _issues(graph, pr, found, named)
+    # A release PR names the issues its changelog lists: it shares none of them.
+    issues = {} if text.is_release(pr.title) else _issues(graph, pr, found, named)
     layout = blame is not None and (text.is_sweep(pr.title) or _layout_only(pr, files, blame))
     machine = text.is_bot(pr.author)
     # Only a PR that changes tests and something beside them makes a stage its tests can

@@ -129,6 +129,18 @@ def is_sweep(title: str) -> bool:
     return bool(_SWEEP.search(title or ""))
 
 
+_RELEASE = re.compile(
+    r"^\W*(?:(?:prepare|preparing|prep|proposed|final|bump(?:ed|s)?|cut|tag)\s+)?"
+    r"(?:(?:the\s+)?(?:release|releasing|version)\s+)?(?:(?:to|for)\s+)?"
+    r"v?\d+(?:\.\d+)+[\w.+-]*(?:\s+release)?\W*$", re.I)
+
+
+def is_release(title: str) -> bool:
+    """A title that only names a version ("Release 1.20.0", "Proposed 2.8.0", "Bump version
+    to 3.1"): a release PR lists the issues of its changelog, it does not work on them."""
+    return bool(_RELEASE.match(title or ""))
+
+
 _REVERT = re.compile(r"^Revert(?:ing|s|ed)?\b|^\W*revert(?:\([^)]*\))?!?:"
                      r"|\bThis reverts commit [0-9a-f]{7,40}", re.I | re.M)
 

@@ -590,6 +590,22 @@ def test_an_issue_many_prs_name_is_an_umbrella_that_links_no_one(sqlite_db: Data
     assert shared == {(41, 42), (41, 43), (42, 43), (51, 52)}
 
 
+def test_a_release_pr_shares_no_issue_its_changelog_lists(sqlite_db: Database,
+                                                         tmp_path: Path) -> None:
+    """#61 fixes #60; the release PR #62 lists #60 in its changelog. It did no work on it, so
+    it shares it with no one, before or after: #63, which fixes #60 again, links to #61."""
+    repo = new_repo(tmp_path)
+    repo.pull_request(61, "Fix the report's totals", {"report.py": "TOTAL = 1\n"},
+                      messages=("Fixes #60",))
+    repo.pull_request(62, "Release 1.4.0", {"CHANGES.md": "## 1.4.0\n- totals (#60)\n"},
+                      messages=("Changelog for #60",))
+    repo.pull_request(63, "Fix the report's totals again", {"report.py": "TOTAL = 2\n"},
+                      messages=("Closes #60",))
+    mine(sqlite_db, repo)
+    shared = {(a, b) for a, b, kind in links(sqlite_db) if kind == "shares_issue"}
+    assert shared == {(61, 63)}
+
+
 def test_a_commit_titled_like_a_pr_inside_a_pr_is_its_own(sqlite_db: Database,
                                                          tmp_path: Path) -> None:
     """#19, merged into the maintenance line, carries a commit copied from a sister project,

@@ -49,6 +49,17 @@ def test_what_a_checker_reported_fixed_is_a_sweep(title: str, sweep: bool) -> No
     assert text.is_sweep(title) is sweep
 
 
+@pytest.mark.parametrize(("title", "release"), [
+    ("Release 1.20.0", True), ("Proposed 2.8.0", True), ("Final 2.8.0", True),
+    ("Version 0.47.3", True), ("Bump version to 3.1.0", True), ("Prepare 1.2.0 release", True),
+    ("v2.0.0rc1", True),
+    ("Fix the release 1.2 crash", False), ("Release notes for 1.2 and fixes", False),
+    ("Support Python 3.12", False), ("Bump attrs to 23.1", False),
+])
+def test_a_title_that_only_names_a_version_is_a_release(title: str, release: bool) -> None:
+    assert text.is_release(title) is release
+
+
 def test_topic_words_leave_out_what_every_description_shares() -> None:
     """A PR's topic is its own words: not the function words and PR vocabulary every text
     has, nor links, commit trailers, or a PR template's headings, checklist and comments,

@@ -41,11 +41,13 @@ FORMATS = ("openai", "sharegpt", "hf")
 POLICIES = ("all", "llm", "replay")
 ARGUMENTS = ("string", "object")
 COMPRESSIONS = ("none", "zstd")
-"""How hf shards' pages are compressed. `none`, the default, exports in about 2.5 times a plain
-write of the shards' bytes (within twice that of the same records as JSONL); `zstd` makes
-shards about half as big and takes about twice as long to export (`bench/corpus.py` prints
-both)."""
+"""How hf shards' pages are compressed. `none`, the default, exports in 2.0 to 2.7 times a
+plain synced write of the shards' bytes; `zstd` makes shards about half as big and takes
+about twice as long to export (`bench/corpus.py` prints both)."""
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
+_SYNC_BYTES = 8 << 20
+"""A Parquet shard's writing thread syncs the file to disk each time this much more is written:
+syncing all 64 MiB once the last piece was written took a fifth of an export."""
 
 
 class ExportError(ValueError):
@@ -259,17 +261,18 @@ class _ParquetShards:
 
 
 class _ParquetFile:
-    """A Parquet shard being made on two threads of its own while the export reads on: one
-    encodes its row groups (`hf.Shard`), the other writes the encoded pieces to the file
-    (which hashes them on a third). pyarrow, file writes and BLAKE3 all let other threads
-    run. Encoding a whole shard, then writing it, took 2.5 times a plain write of its bytes
-    (`bench/corpus.py`)."""
+    """A Parquet shard being made: the export's thread encodes its row groups (`hf.Shard`) as
+    their rows are read, and a thread of its own writes the encoded pieces to the file (which
+    hashes them on another), so the file is written while the next rows are read and encoded.
+    pyarrow, file writes and BLAKE3 all let other threads run; pyarrow calls back into Python
+    for each piece, on the thread that encodes, so that thread must not wait for the one
+    reading rows to let go of the interpreter: encoding on a thread of its own took longer
+    than encoding a whole shard, then writing it (`bench/corpus.py`)."""
 
     def __init__(self, hf: Any, path: Path, compression: str) -> None:
         self.file = _HashedFile(path)
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-encode")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-write")
-        self._steps: list[Future[Any]] = []  # in order on each thread; checked when closed
+        self._written: list[Future[None]] = []  # in order; checked when closed
         self._shard = hf.Shard(compression, self._write)
 
     @property
@@ -277,28 +280,35 @@ class _ParquetFile:
         return self.file.size
 
     def _write(self, piece: bytes) -> None:
-        self._steps.append(self._writer.submit(self.file.write, piece))
+        self._written.append(self._writer.submit(self._put, piece))
+
+    def _put(self, piece: bytes) -> None:
+        """On the writing thread: the piece into the file, and every few megabytes the file
+        to disk, so that little is left to sync once the last piece is written."""
+        before = self.file.size
+        self.file.write(piece)
+        if before // _SYNC_BYTES != self.file.size // _SYNC_BYTES:
+            self.file.handle.flush()
+            os.fdatasync(self.file.handle.fileno())
 
     def add(self, rows: list[bytes]) -> None:
         """``rows`` as the next row group."""
-        self._steps.append(self._encoder.submit(self._shard.add, rows))
+        self._shard.add(rows)
 
     def close(self) -> str:
-        """Wait for the file to be whole and on disk; its BLAKE3 digest. The first error of
-        either thread (a row that does not decode, a full disk) is raised here."""
-        self._steps.append(self._encoder.submit(self._shard.close))
-        self._encoder.shutdown(wait=True)
-        self._writer.shutdown(wait=True)
+        """Wait for the file to be whole and on disk; its BLAKE3 digest. A failed write (a
+        full disk) is raised here."""
         try:
-            for step in self._steps:
-                step.result()
+            self._shard.close()
+            self._writer.shutdown(wait=True)
+            for piece in self._written:
+                piece.result()
         except BaseException:
-            self.file.abandon()
+            self.abandon()
             raise
         return self.file.close()
 
     def abandon(self) -> None:
-        self._encoder.shutdown(wait=True, cancel_futures=True)
         self._writer.shutdown(wait=True, cancel_futures=True)
         self.file.abandon()
 

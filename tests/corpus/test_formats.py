@@ -280,9 +280,9 @@ def test_hf_shards_are_plain_by_default_and_zstd_on_request(sqlite_db: Database,
 
 def test_hf_row_groups_keep_the_export_order_and_a_row_that_does_not_encode_leaves_nothing(
         sqlite_db: Database, tmp_path: Path) -> None:
-    """Row groups are encoded on a thread of their own while the next rows are read, and the
-    file is written on another: the rows still come out whole and in order, and an error on
-    either thread fails the export with nothing half-written."""
+    """Row groups are encoded as their rows are read, and the file is written on a thread of
+    its own meanwhile: the rows still come out whole and in order, and a row that does not
+    decode fails the export with nothing half-written."""
     import pyarrow.parquet as pq
 
     out = tmp_path / "hf"

@@ -134,7 +134,8 @@ def list_chains(runtime: Runtime, repository: str | None, show_all: bool,
         click.echo(f"{doc['id']}  {doc['repository']}  {_path(doc['prs'], doc['kinds'])}")
         ends = dict.fromkeys([doc["prs"][0], doc["prs"][-1]])
         click.echo("    " + " … ".join(f"#{n} {_short(doc['titles'][str(n)])}" for n in ends))
-        click.echo(f"    {doc['why']}")
+        if doc["why"] != doc["state_text"]:  # a chain mining found not eligible says so once
+            click.echo(f"    {doc['why']}")
         click.echo(f"    state: {doc['state_text']}")
 
 

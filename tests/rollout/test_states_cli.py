@@ -41,6 +41,9 @@ def test_chains_list_shows_each_chain_state(states: Arranged) -> None:
     assert state_line(states.not_eligible) == f"    state: not eligible: {NO_STAGE}"
     assert state_line(states.no_environment) == f"    state: not eligible: {NO_ENVIRONMENT}"
     assert state_line(states.mined) == "    state: eligible, not rolled out yet"
+    unready = "not eligible: no PR changes tests and code, so no stage can be verified"
+    assert state_line(states.unready) == f"    state: {unready}"
+    assert listing.stdout.count(unready) == 1  # mining's verdict is the state: said once
     assert state_line(states.retrying).startswith("    state: failed, retrying at ")
     assert " UTC: fetching the repository failed (MirrorError" in state_line(states.retrying)
     documents = {c["id"]: c for c in json.loads(davinci("chains", "list", "--json").stdout)

@@ -52,34 +52,62 @@ def test_a_suite_whose_report_outgrows_the_output_cap_is_read_whole(
     assert CASES * 100 > DEFAULT_CAP, "the report must outgrow a command's output cap"
 
 
+def _image_with_plugin(engine: docker.DockerClient, context: Path, name: str,
+                       source: str) -> str:
+    """An image of the default one with a pytest plugin ``name`` installed (an entry point,
+    as pip installs it)."""
+    info = context / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (context / f"{name}.py").write_text(source)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[pytest11]\n{name} = {name}\n")
+    (info / "RECORD").write_text(f"{name}.py,,\n{name}-1.0.dist-info/METADATA,,\n")
+    (context / "Dockerfile").write_text(
+        f"FROM {DEFAULT_IMAGE}\nCOPY . /tmp/plug\nUSER root\n"
+        "RUN site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') "
+        f"&& mkdir -p \"$site\" && cp -r /tmp/plug/{name}.py /tmp/plug/{name}-1.0.dist-info "
+        "\"$site\"/\n")
+    image, _ = engine.images.build(path=str(context), labels={"davinci.env": "1"}, rm=True)
+    return str(image.id)
+
+
+def _strict_project(path: Path) -> tuple[GitRepo, str]:
+    """A project whose warnings are errors (`filterwarnings = ["error"]`, as `packaging` and
+    `starlette` have), with one passing test."""
+    repo = GitRepo.init(path, name="strict")
+    commit = repo.commit("Strict warnings", {
+        "pyproject.toml": '[tool.pytest.ini_options]\nfilterwarnings = ["error"]\n',
+        "calc.py": "def double(x):\n    return 2 * x\n",
+        "tests/test_calc.py": "import calc\n\n\ndef test_double():\n"
+                              "    assert calc.double(2) == 4\n"})
+    return repo, commit
+
+
 def test_a_project_whose_warnings_are_errors_runs_with_installed_plugins(
         engine: docker.DockerClient, tmp_path: Path) -> None:
     """The runner imports the installed pytest plugins before the work tree joins the path,
     so pytest cannot rewrite their asserts and warns; a project with
     `filterwarnings = ["error"]` (as `packaging` has) must still run its tests."""
-    context = tmp_path / "image"
-    (context / "earlyplug-1.0.dist-info").mkdir(parents=True)
-    (context / "earlyplug.py").write_text("def pytest_configure(config):\n    pass\n")
-    (context / "earlyplug-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: earlyplug\nVersion: 1.0\n")
-    (context / "earlyplug-1.0.dist-info" / "entry_points.txt").write_text(
-        "[pytest11]\nearlyplug = earlyplug\n")
-    (context / "earlyplug-1.0.dist-info" / "RECORD").write_text(
-        "earlyplug.py,,\nearlyplug-1.0.dist-info/METADATA,,\n")
-    (context / "Dockerfile").write_text(
-        f"FROM {DEFAULT_IMAGE}\nCOPY . /tmp/plug\nUSER root\n"
-        "RUN site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') "
-        "&& mkdir -p \"$site\" && cp -r /tmp/plug/earlyplug.py "
-        "/tmp/plug/earlyplug-1.0.dist-info \"$site\"/\n")
-    image, _ = engine.images.build(path=str(context), labels={"davinci.env": "1"}, rm=True)
-    repo = GitRepo.init(tmp_path / "strict", name="strict")
-    config = '[tool.pytest.ini_options]\nfilterwarnings = ["error"]\n'
-    commit = repo.commit("Strict warnings", {
-        "pyproject.toml": config,
-        "calc.py": "def double(x):\n    return 2 * x\n",
-        "tests/test_calc.py": "import calc\n\n\ndef test_double():\n"
-                              "    assert calc.double(2) == 4\n"})
-    run = hidden_run(engine, repo, commit, image=image.id)
+    image = _image_with_plugin(engine, tmp_path / "image", "earlyplug",
+                               "def pytest_configure(config):\n    pass\n")
+    repo, commit = _strict_project(tmp_path / "strict")
+    run = hidden_run(engine, repo, commit, image=image)
+    assert run.outcomes == {"tests/test_calc.py::test_double": PASSED}
+
+
+def test_a_plugin_of_an_older_pytest_starts_when_warnings_are_errors(
+        engine: docker.DockerClient, tmp_path: Path) -> None:
+    """A state's pytest-cov 2 marks a hook the old way (`@pytest.mark.tryfirst`), which the
+    newer pytest an environment has deprecates: registered while the project's warnings are
+    errors, pytest did not start (starlette). The project never saw that warning; the runs
+    ignore it."""
+    image = _image_with_plugin(engine, tmp_path / "image", "oldplug", (
+        "import pytest\n\n\nclass Old:\n    @pytest.mark.tryfirst\n"
+        "    def pytest_runtest_setup(self, item):\n        pass\n\n\n"
+        "def pytest_load_initial_conftests(early_config, parser, args):\n"
+        "    early_config.pluginmanager.register(Old(), 'old')\n"))
+    repo, commit = _strict_project(tmp_path / "strict")
+    run = hidden_run(engine, repo, commit, image=image)
     assert run.outcomes == {"tests/test_calc.py::test_double": PASSED}
 
 

@@ -80,8 +80,9 @@ PYTEST_OPTIONS = ("-p no:cacheprovider -q -rfE --continue-on-collection-errors "
 parametrizes one file from a git submodule the sandbox does not hold) errs alone: its tests
 have no outcome, so none of them passes, and the other files still run. A plugin of the
 state's days that marks its hooks the old way (pytest-cov 2's `@pytest.mark.tryfirst`) is
-deprecated by the newer pytest an environment may hold (`environment.MODERN_PYTEST`), and a project whose warnings are
-errors did not start (starlette): the project never saw that warning, the runs ignore it."""
+deprecated by the newer pytest an environment may hold (`environment.MODERN_PYTEST`), and
+a project whose warnings are errors did not start (starlette): the project never saw that
+warning, the runs ignore it."""
 
 
 def run_tests(sandbox: Sandbox, targets: tuple[str, ...], timeout: float,

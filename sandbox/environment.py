@@ -318,17 +318,21 @@ ONE_REQUIREMENT = "/tmp/davinci-one-requirement.txt"  # noqa: S108 - inside the 
 def one_by_one(path: str, name: str) -> str:
     """Install the requirements of the file at ``path`` one by one (continued lines joined,
     comments dropped, and hashes: a lone pin cannot satisfy hash-checking); an option line
-    (`-r base.txt`) runs as it is, from the folder of ``name``. What fails is named, and the
-    step succeeds. Only with current releases: a dated install that fails must fail, so that
-    the state falls back to current releases first (`sandbox.packages.dated`)."""
+    (`-r base.txt`) runs as it is, from the folder of ``name``. In a dated install, a line
+    that has no release of the state's date that installs here (a 2019 `typed-ast`, which
+    does not build on Python 3.9) gets current releases, and says so: before, that one line
+    failed the dated install, and every package of the state came as of today. What fails
+    even so is named, and the step succeeds."""
     folder = shlex.quote(str(Path(name).parent))
     tidy = r"""sed -e ':a' -e '/\\$/N; s/\\\n//; ta' -e '/^[[:space:]]*\(#.*\)\?$/d' """ \
         r"""-e 's/[[:space:]]--hash[= ][^[:space:]]*//g'"""
-    return (f"(test -z \"${{PIP_UPLOADED_PRIOR_TO:-}}\" && cd {folder} && {tidy} {path} "
+    return (f"(cd {folder} && {tidy} {path} "
             "| while IFS= read -r line; do "
-            f"case \"$line\" in -*) {PIP} $line && continue;; *) "
-            f"printf '%s\\n' \"$line\" > {ONE_REQUIREMENT} && "
-            f"{PIP} -r {ONE_REQUIREMENT} && continue;; esac; "
+            "case \"$line\" in -*) set -- $line;; "
+            f"*) printf '%s\\n' \"$line\" > {ONE_REQUIREMENT} && set -- -r {ONE_REQUIREMENT};; "
+            f"esac; {PIP} \"$@\" && continue; "
+            f"[ -n \"${{PIP_UPLOADED_PRIOR_TO:-}}\" ] && {UNDATED_PIP} \"$@\" && "
+            f"{{ echo \"current releases for {name}: $line\"; continue; }}; "
             f"echo \"left out of {name}: $line\"; done)")
 
 

@@ -432,7 +432,7 @@ def test_the_build_network_answer_is_shared_by_processes(engine: docker.DockerCl
 def test_packages_come_as_they_were_when_the_state_was_committed(
         engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
     """A state from December 2018 gets six 1.12.0 (the last release before 2019), not today's; a
-    state older than any release of a package falls back to current releases and says so."""
+    state older than any release of a package gets its current release and says so."""
     name = f"dated-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     git.clock = 1_545_000_000  # 2018-12-16
@@ -448,10 +448,31 @@ def test_packages_come_as_they_were_when_the_state_was_committed(
     output.clear()
     built = ensure_environment(git.path, ancient, None, DEFAULT_IMAGE, access=index_access,
                                python="3.11", on_output=output.append)
-    assert "did not all install: current releases" in "".join(output)
+    assert "current releases for requirements.txt: six" in "".join(output)
     with DockerSandbox(git.path, ancient, built.image, engine=engine) as box:
         found = box.exec("python3 -c 'import six; print(six.__version__)'")
         assert found.ok and found.stdout.strip() != "1.12.0"
+
+
+def test_a_requirement_with_no_release_of_its_day_that_installs_costs_only_itself(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """A December 2018 state wants `typed-ast` (for its linters): the release of its day does
+    not build on Python 3.9. That line gets today's release; the rest keep their day's: idna
+    2.8. Before, the one line failed the dated install and every package came as of
+    today (starlette's 2019 states got today's requests and urllib3)."""
+    name = f"olddev-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    git.clock = 1_545_000_000  # 2018-12-16
+    commit = git.commit("Old", {"requirements.txt": "idna\ntyped-ast\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+                               python="3.9", on_output=output.append)
+    log = "".join(output)
+    assert "current releases for requirements.txt: typed-ast" in log, log[-3000:]
+    assert "did not all install" not in log, log[-3000:]
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        found = box.exec("python3 -c 'import idna, typed_ast; print(idna.__version__)'")
+        assert found.stdout.strip() == "2.8", found.stderr + log[-3000:]
 
 
 def test_an_old_state_builds_the_source_distributions_of_its_day(

@@ -9,14 +9,16 @@ from the agent run so it can be inspected alone.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import structlog
 
+from chains import text
 from chains.model import verifiable_needed
 from rollout.task import Stage, Task
 from sandbox.base import PatchConflict, Sandbox
-from sandbox.testrun import DEFAULT_RUNNER, TestRun, run_hidden
+from sandbox.testrun import DEFAULT_RUNNER, FAILED, TestRun, run_hidden
 
 log = structlog.get_logger(__name__)
 
@@ -121,10 +123,27 @@ def _compare(pr: int, before: list[TestRun], after: list[TestRun]) -> StageValid
     steady = [t for t in last.outcomes if t not in flaky]
     f2p = tuple(sorted(t for t in steady if last.passed(t) and not first.passed(t)))
     p2p = tuple(sorted(t for t in steady if last.passed(t) and first.passed(t)))
-    reason = "" if f2p else "no test fails before the gold patch and passes after it"
-    if not f2p and flaky:
-        reason += f" ({len(flaky)} flaky test(s) left out)"
+    reason = ""
+    if not f2p:
+        still = _failing_after(last)
+        notes = ([f"{len(flaky)} flaky test(s) left out"] if flaky else []) + (
+            [still] if still else [])
+        reason = "no test fails before the gold patch and passes after it" + (
+            f" ({'; '.join(notes)})" if notes else "")
     return StageValidation(pr, f2p, p2p, bool(f2p), reason, first.log, last.log, flaky)
+
+
+def _failing_after(run: TestRun) -> str:
+    """How many tests still fail with the gold patch, and the most common first line of what
+    they report (the environment lacks something when most fail the same way: babel's tests
+    need the CLDR data a build step downloads): '' when none does."""
+    failing = [t for t, outcome in run.outcomes.items() if outcome == FAILED]
+    if not failing:
+        return ""
+    lines = Counter(run.messages.get(t, "").strip().split("\n", 1)[0] for t in failing)
+    common, count = lines.most_common(1)[0]
+    said = f", {count} of them with: {text.snippet(common, 0, 120)}" if common else ""
+    return f"{len(failing)} of {len(run.outcomes)} fail with it too{said}"
 
 
 def _changing(runs: list[TestRun]) -> set[str]:

@@ -154,6 +154,32 @@ def test_a_test_that_changes_its_mind_is_not_evidence(tmp_path: Path) -> None:
     assert "tests/test_core.py::test_sometimes" not in stage.pass_to_pass
 
 
+def test_a_stage_whose_tests_fail_either_way_says_how(tmp_path: Path) -> None:
+    """babel's tests need data files a build step downloads: every test fails before and
+    after the gold patch, and the stage says so, with the error most of them report."""
+    repo = GitRepo.init(tmp_path / "nodata")
+    data = ("import pathlib\n\n\ndef table():\n"
+            "    path = pathlib.Path(__file__).with_name('table.dat')\n"
+            "    if not path.exists():\n"
+            "        raise RuntimeError('the data files are not built: run make data')\n"
+            "    return path.read_text()\n")
+    base = repo.commit("Start", {"calc/__init__.py": "", "calc/data.py": data})
+    tests = "".join(f"from calc.data import table\n\n\ndef test_{n}():\n"
+                    f"    assert table()\n\n\n" for n in ("one", "two"))
+    merge = repo.commit("Read the table twice", {
+        "calc/data.py": data.replace("return path.read_text()", "return path.read_text() * 2"),
+        "tests/test_data.py": tests})
+    pr = PullRequest(repository="octo/nodata", number=1, title="Read the table twice",
+                     base_commit=base, merge_commit=merge)
+    task = build_task(repo.path, "nodata", [pr])
+    with sandboxes.open_sandbox(repo.path, base) as box:
+        stage = validate_task(task, box).stages[0]
+    assert not stage.verifiable
+    assert stage.reason == ("no test fails before the gold patch and passes after it (2 of 2 "
+                            "fail with it too, 2 of them with: RuntimeError: the data files "
+                            "are not built: run make data)")
+
+
 def test_the_licence_is_read_from_its_wording(tmp_path: Path) -> None:
     repo = GitRepo.init(tmp_path / "lic")
     mit = repo.commit("mit", {"LICENSE": "MIT License\n\nPermission is hereby granted, free of\n"

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
+from sandbox.base import ExecResult
 from sandbox.docker import DockerSandbox
 from sandbox.environment import (
     BROKEN_PLUGINS,
@@ -429,29 +430,40 @@ def test_the_build_network_answer_is_shared_by_processes(engine: docker.DockerCl
         path.unlink(missing_ok=True)
 
 
+def _dated_state(tmp_path: Path, clock: int, requirements: str, access: PackageAccess,
+                 python: str) -> tuple[GitRepo, str, Environment, str]:
+    """A repository whose one state, committed at ``clock``, has ``requirements.txt``; its
+    environment built with packages as of that state, and the build's output."""
+    name = f"dated-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    git.clock = clock
+    commit = git.commit("Old", {"requirements.txt": requirements})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=access,
+                               python=python, on_output=output.append)
+    return git, commit, built, "".join(output)
+
+
+def _python_says(engine: docker.DockerClient, git: GitRepo, commit: str, image: str,
+                 code: str) -> ExecResult:
+    """What ``code`` prints in a sandbox of ``commit`` from ``image``."""
+    with DockerSandbox(git.path, commit, image, engine=engine) as box:
+        return box.exec(f"python3 -c {shlex.quote(code)}")
+
+
 def test_packages_come_as_they_were_when_the_state_was_committed(
         engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
     """A state from December 2018 gets six 1.12.0 (the last release before 2019), not today's; a
     state older than any release of a package gets its current release and says so."""
-    name = f"dated-{uuid.uuid4().hex[:8]}"
-    git = GitRepo.init(tmp_path / name, name=name)
-    git.clock = 1_545_000_000  # 2018-12-16
-    commit = git.commit("Old", {"requirements.txt": "six\n"})
-    output: list[str] = []
-    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
-                               python="3.11", on_output=output.append)
-    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
-        found = box.exec("python3 -c 'import six; print(six.__version__)'")
-        assert found.stdout.strip() == "1.12.0", "".join(output)[-3000:]
-    git.clock = 946_684_800  # 2000-01-01: no six yet
-    ancient = git.commit("Ancient", {"requirements.txt": "six\n\n"})
-    output.clear()
-    built = ensure_environment(git.path, ancient, None, DEFAULT_IMAGE, access=index_access,
-                               python="3.11", on_output=output.append)
-    assert "current releases for requirements.txt: six" in "".join(output)
-    with DockerSandbox(git.path, ancient, built.image, engine=engine) as box:
-        found = box.exec("python3 -c 'import six; print(six.__version__)'")
-        assert found.ok and found.stdout.strip() != "1.12.0"
+    git, commit, built, log = _dated_state(tmp_path, 1_545_000_000,  # 2018-12-16
+                                           "six\n", index_access, "3.11")
+    found = _python_says(engine, git, commit, built.image, "import six; print(six.__version__)")
+    assert found.stdout.strip() == "1.12.0", log[-3000:]
+    git, ancient, built, log = _dated_state(tmp_path, 946_684_800,  # 2000-01-01: no six yet
+                                            "six\n", index_access, "3.11")
+    assert "current releases for requirements.txt: six" in log
+    found = _python_says(engine, git, ancient, built.image, "import six; print(six.__version__)")
+    assert found.ok and found.stdout.strip() != "1.12.0"
 
 
 def test_a_requirement_with_no_release_of_its_day_that_installs_costs_only_itself(
@@ -460,19 +472,13 @@ def test_a_requirement_with_no_release_of_its_day_that_installs_costs_only_itsel
     not build on Python 3.9. That line gets today's release; the rest keep their day's: idna
     2.8. Before, the one line failed the dated install and every package came as of
     today (starlette's 2019 states got today's requests and urllib3)."""
-    name = f"olddev-{uuid.uuid4().hex[:8]}"
-    git = GitRepo.init(tmp_path / name, name=name)
-    git.clock = 1_545_000_000  # 2018-12-16
-    commit = git.commit("Old", {"requirements.txt": "idna\ntyped-ast\n"})
-    output: list[str] = []
-    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
-                               python="3.9", on_output=output.append)
-    log = "".join(output)
+    git, commit, built, log = _dated_state(tmp_path, 1_545_000_000,  # 2018-12-16
+                                           "idna\ntyped-ast\n", index_access, "3.9")
     assert "current releases for requirements.txt: typed-ast" in log, log[-3000:]
     assert "did not all install" not in log, log[-3000:]
-    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
-        found = box.exec("python3 -c 'import idna, typed_ast; print(idna.__version__)'")
-        assert found.stdout.strip() == "2.8", found.stderr + log[-3000:]
+    found = _python_says(engine, git, commit, built.image,
+                         "import idna, typed_ast; print(idna.__version__)")
+    assert found.stdout.strip() == "2.8", found.stderr + log[-3000:]
 
 
 def test_an_old_state_builds_the_source_distributions_of_its_day(
@@ -481,22 +487,15 @@ def test_an_old_state_builds_the_source_distributions_of_its_day(
     pip builds those with `setuptools>=40.8.0`, released in 2019 and so dated away: the whole
     dated install failed, and the state got today's MarkupSafe, which no longer has the
     `soft_unicode` that code of the time imports (pallets/jinja in 2017)."""
-    name = f"oldsdist-{uuid.uuid4().hex[:8]}"
-    git = GitRepo.init(tmp_path / name, name=name)
-    git.clock = 1_528_000_000  # 2018-06-03
-    commit = git.commit("Old", {"requirements.txt": "MarkupSafe\n"})
-    output: list[str] = []
     # Without pip's cache: a wheel an earlier build made of MarkupSafe 1.0 would hide the build.
     uncached = PackageAccess({**index_access.environment, "PIP_NO_CACHE_DIR": "1"},
                              index_access.mounts, index_access.indexes)
-    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=uncached,
-                               python="3.9", on_output=output.append)
-    log = "".join(output)
+    git, commit, built, log = _dated_state(tmp_path, 1_528_000_000,  # 2018-06-03
+                                           "MarkupSafe\n", uncached, "3.9")
     assert "did not all install" not in log, log[-3000:]
-    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
-        found = box.exec("python3 -c 'from markupsafe import __version__, soft_unicode; "
-                         "print(__version__)'")
-        assert found.stdout.strip() == "1.0", found.stderr + log[-3000:]
+    found = _python_says(engine, git, commit, built.image,
+                         "from markupsafe import __version__, soft_unicode; print(__version__)")
+    assert found.stdout.strip() == "1.0", found.stderr + log[-3000:]
 
 
 def test_pytest_starts_beside_the_py_library_of_an_old_state(

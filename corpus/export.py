@@ -148,6 +148,11 @@ class _HashedFile:
         self.size += len(data)
         return len(data)
 
+    def sync(self) -> None:
+        """What was written so far, on disk (the data, not the metadata)."""
+        self.handle.flush()
+        os.fdatasync(self.handle.fileno())
+
     def close(self) -> str:
         """Close the file, its bytes on disk (fsync: a shard a manifest names survives a
         crash of the machine, not only of the process); its BLAKE3 digest (hex)."""
@@ -288,8 +293,7 @@ class _ParquetFile:
         before = self.file.size
         self.file.write(piece)
         if before // _SYNC_BYTES != self.file.size // _SYNC_BYTES:
-            self.file.handle.flush()
-            os.fdatasync(self.file.handle.fileno())
+            self.file.sync()
 
     def add(self, rows: list[bytes]) -> None:
         """``rows`` as the next row group."""

@@ -125,9 +125,9 @@ def _compare(pr: int, before: list[TestRun], after: list[TestRun]) -> StageValid
     p2p = tuple(sorted(t for t in steady if last.passed(t) and first.passed(t)))
     reason = ""
     if not f2p:
-        still = _failing_after(last)
-        notes = ([f"{len(flaky)} flaky test(s) left out"] if flaky else []) + (
-            [still] if still else [])
+        notes = [f"{len(flaky)} flaky test(s) left out"] if flaky else []
+        if still := _failing_after(last):
+            notes.append(still)
         reason = "no test fails before the gold patch and passes after it" + (
             f" ({'; '.join(notes)})" if notes else "")
     return StageValidation(pr, f2p, p2p, bool(f2p), reason, first.log, last.log, flaky)

@@ -93,27 +93,46 @@ fails at its own import, and pluggy 0.12 imports it: pytest did not start. One t
 installed and does not import is upgraded, with current releases."""
 BROKEN_PLUGINS = "python3 -I -c " + shlex.quote("""
 import importlib.metadata as m
+try:
+    from _pytest.config import get_config
+except Exception:
+    get_config = None
 broken = set()
-for dist in list(m.distributions()):
-    for point in dist.entry_points:
-        if point.group == 'pytest11':
-            try:
-                point.load()
-            except Exception:
-                broken.add(dist.metadata['Name'])
+points = [(dist.metadata['Name'], point) for dist in list(m.distributions())
+          for point in dist.entry_points if point.group == 'pytest11']
+for name, point in points:
+    try:
+        plugin = point.load()
+        if get_config is not None:  # as pytest starts: the hooks' history, then the plugin
+            config = get_config()
+            config.hook.pytest_addhooks.call_historic(
+                kwargs=dict(pluginmanager=config.pluginmanager))
+            config.pluginmanager.register(plugin, point.name)
+    except (Exception, SystemExit):
+        broken.add(name)
 print(' '.join(sorted(broken)))
 """)
-"""The pytest plugins installed that do not load with the installed pytest, by name. The
-distributions are listed before any plugin loads: loading one can import an old
-`importlib_metadata` backport (0.18, pinned by a 2018 state), which adds a finder the
-standard library cannot call, and the listing then failed the build."""
-PYTEST_PLUGINS = ("(plugins=$(" + BROKEN_PLUGINS + ") && { [ -z \"$plugins\" ] || "
+"""The pytest plugins installed that do not load, or do not register, with the installed
+pytest, by name. Registering runs the plugin's historic hooks (`pytest_addhooks`,
+`pytest_addoption`): pytest-xdist 1.8 imports, then calls `pluginmanager.addhooks`, gone from
+pytest 7, and pytest stopped before collecting (sqlparse's 2013 states). The distributions are
+listed before any plugin loads: loading one can import an old `importlib_metadata` backport
+(0.18, pinned by a 2018 state), which adds a finder the standard library cannot call, and the
+listing then failed the build."""
+PYTEST_PLUGINS = ("(plugins=$(" + BROKEN_PLUGINS + ") && { [ -z \"$plugins\" ] || { "
                   f"{UNDATED_PIP} --upgrade "
                   "\"pytest==$(python3 -c 'import pytest; print(pytest.__version__)')\" "
-                  "$plugins || echo \"pytest plugins that do not load: $plugins\"; })")
+                  "$plugins || echo \"pytest plugins that do not load: $plugins\"; "
+                  "left=$(" + BROKEN_PLUGINS + ") && { [ -z \"$left\" ] || "
+                  "{ echo \"pytest plugins that do not load with this pytest, removed: $left\" "
+                  "&& python3 -m pip uninstall --yes $left || echo 'they could not be removed'; "
+                  "}; }; }; })")
 """Plugins of an old pytest's days that do not load with the pytest put in their place
 (pytest-rerunfailures 9 imports `_pytest.resultlog`, gone in pytest 6.1) are upgraded to
-releases that do, for that same pytest."""
+releases that do, for that same pytest. One that does not load even so (pytest-travis-fold
+1.3, its last release, imports `py.builtin`, which pytest's own `py` does not have) is
+removed, and named: pytest loads every plugin installed before it collects anything, so it
+stopped every test of the state, where without it only tests using it could fail."""
 MODERN_PIP = (f"{UNDATED_PIP} --upgrade 'pip>=26.0' "
               f"|| {UNDATED_PIP} --upgrade 'pip>=26.0,<26.1' "
               f"|| {UNDATED_PIP} --upgrade --ignore-installed 'pip>=26.0' "
@@ -273,7 +292,7 @@ def detect_install(files: dict[str, bytes]) -> str | None:
     if not re.search(r"(?m)^\s*pytest\b(?!-)", texts + "\n" + "\n".join(wanted)):
         wanted.append("pytest")
     if wanted:
-        steps.append(f"{PIP} " + " ".join(shlex.quote(d) for d in dict.fromkeys(wanted)))
+        steps.append(_packages(list(dict.fromkeys(wanted))))
     if project:
         extras = _project_extras(files)
         with_extras = f"{PIP} -e {shlex.quote(f'.[{extras}]')} || " if extras else ""
@@ -313,17 +332,29 @@ def _not_fatal(step: str) -> str:
 
 
 ONE_REQUIREMENT = "/tmp/davinci-one-requirement.txt"  # noqa: S108 - inside the build
+DECLARED = "/tmp/davinci-declared-packages.txt"  # noqa: S108 - inside the build
 
 
-def one_by_one(path: str, name: str) -> str:
+def _packages(wanted: list[str]) -> str:
+    """Install the packages the project's configuration declares (and pytest with its
+    plugins) in one go; when that fails, one by one (:func:`one_by_one`), so that one with no
+    release that installs here costs only itself: before, a dated install of a
+    `pyproject.toml` that wanted a 2019 `typed-ast` failed as a whole, and every package of
+    the state came as of today."""
+    quoted = " ".join(shlex.quote(d) for d in wanted)
+    return (f"({PIP} {quoted} || (printf '%s\\n' {quoted} > {DECLARED} && "
+            f"{one_by_one(DECLARED, 'the declared packages', folder='.')}))")
+
+
+def one_by_one(path: str, name: str, folder: str | None = None) -> str:
     """Install the requirements of the file at ``path`` one by one (continued lines joined,
     comments dropped, and hashes: a lone pin cannot satisfy hash-checking); an option line
-    (`-r base.txt`) runs as it is, from the folder of ``name``. In a dated install, a line
-    that has no release of the state's date that installs here (a 2019 `typed-ast`, which
-    does not build on Python 3.9) gets current releases, and says so: before, that one line
-    failed the dated install, and every package of the state came as of today. What fails
-    even so is named, and the step succeeds."""
-    folder = shlex.quote(str(Path(name).parent))
+    (`-r base.txt`) runs as it is, from ``folder`` (by default, that of the file ``name``).
+    In a dated install, a line that has no release of the state's date that installs here (a
+    2019 `typed-ast`, which does not build on Python 3.9) gets current releases, and says so:
+    before, that one line failed the dated install, and every package of the state came as
+    of today. What fails even so is named (after ``name``), and the step succeeds."""
+    folder = shlex.quote(folder or str(Path(name).parent))
     tidy = r"""sed -e ':a' -e '/\\$/N; s/\\\n//; ta' -e '/^[[:space:]]*\(#.*\)\?$/d' """ \
         r"""-e 's/[[:space:]]--hash[= ][^[:space:]]*//g'"""
     return (f"(cd {folder} && {tidy} {path} "

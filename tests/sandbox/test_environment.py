@@ -25,6 +25,7 @@ from sandbox.docker import DockerSandbox
 from sandbox.environment import (
     BROKEN_PLUGINS,
     BUILD_LOG,
+    DECLARED,
     DEVELOP,
     MODERN_PYTEST,
     OLD_METADATA,
@@ -84,8 +85,14 @@ def test_detected_install_commands() -> None:
                  b'[project.optional-dependencies]\ntest = ["pytest-timeout", "click"]\n'
                  b'[dependency-groups]\ntests = ["freezegun", {include-group = "x"}]\n'
                  b'[tool.pytest.ini_options]\naddopts = "--cov=x"\n')
+    def packages(*names: str) -> str:  # together, then one by one
+        listed = " ".join(shlex.quote(name) for name in names)
+        return (f"({pip} {listed} || (printf '%s\\n' {listed} > {DECLARED} && "
+                f"{one_by_one(DECLARED, 'the declared packages', folder='.')}))")
+
     assert detect_install({"pyproject.toml": pyproject}) == (
-        f"{pip} 'attrs>=23' click pytest-timeout freezegun pytest-cov pytest && "
+        packages("attrs>=23", "click", "pytest-timeout", "freezegun", "pytest-cov", "pytest")
+        + " && "
         f"({pip} -e . || (({pip} .) && {DEVELOP}) || "
         f"((env -u PIP_UPLOADED_PRIOR_TO {pip} .) && {DEVELOP}) || {pip} --no-deps -e . || "
         f"{pip} --no-deps --no-build-isolation -e . || "
@@ -97,25 +104,26 @@ def test_detected_install_commands() -> None:
     pdm = (b'[project]\nname = "x"\ndependencies = ["attrs"]\n'
            b'[tool.pdm.dev-dependencies]\ntest = ["hypothesis>=6.79", "-e file:///${PROJECT_ROOT}"]\n'
            b'lint = ["ruff"]\n')
-    assert detect_install({"pyproject.toml": pdm}).startswith(f"{pip} attrs 'hypothesis>=6.79' "
-                                                              "pytest && ")
+    assert detect_install({"pyproject.toml": pdm}).startswith(
+        packages("attrs", "hypothesis>=6.79", "pytest") + " && ")
     poetry = (b'[tool.poetry]\nname = "x"\n[tool.poetry.dependencies]\npython = "^3.8"\n'
               b'[tool.poetry.group.test.dependencies]\npytest = "^7.0"\nfreezegun = "*"\n'
               b'[tool.poetry.group.docs.dependencies]\nsphinx = "*"\n'
               b'[tool.poetry.dev-dependencies]\nmypy = "^1"\n'
               b'[build-system]\nrequires = ["poetry-core"]\n')
-    assert detect_install({"pyproject.toml": poetry}).startswith(f"{pip} mypy pytest freezegun && ")
+    assert detect_install({"pyproject.toml": poetry}).startswith(
+        f"{packages('mypy', 'pytest', 'freezegun')} && ")
     assert detect_install({"pyproject.toml": b"[tool.black]\n"}) is None
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
     assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(
-        f"{pip} pytest && ({pip} -e . || (({pip} .) && {DEVELOP}) || "
+        f"{packages('pytest')} && ({pip} -e . || (({pip} .) && {DEVELOP}) || "
         f"((env -u PIP_UPLOADED_PRIOR_TO {pip} .) && {DEVELOP}) || {pip} --no-deps -e .")
     tox = b"[testenv]\ndeps =\n    -r requirements/tests.txt\n    py37: mock\n    hypothesis\n"
     folder = {"tox.ini": tox, "requirements/tests.txt": b"pytest==8\n",
               "requirements/tests.in": b"pytest\n", "requirements/docs.txt": b"sphinx\n",
               "requirements/base.txt": b"attrs\n"}
-    assert detect_install(folder) == (f"{req('requirements/tests.txt')} && {pip} hypothesis && "
-                                      + runner)
+    assert detect_install(folder) == (f"{req('requirements/tests.txt')} && "
+                                      f"{packages('hypothesis')} && {runner}")
     # The extras tox installs for the tests, else the test extras setup.py defines in a dict.
     extras = {"setup.py": b'EXTRAS = {"tests": ["simplejson"], "lint": ["flake8"]}\n',
               "tox.ini": b"[testenv]\nextras = tests\n[testenv:docs]\nextras = docs\n"}
@@ -430,14 +438,14 @@ def test_the_build_network_answer_is_shared_by_processes(engine: docker.DockerCl
         path.unlink(missing_ok=True)
 
 
-def _dated_state(tmp_path: Path, clock: int, requirements: str, access: PackageAccess,
+def _dated_state(tmp_path: Path, clock: int, files: dict[str, str], access: PackageAccess,
                  python: str) -> tuple[GitRepo, str, Environment, str]:
-    """A repository whose one state, committed at ``clock``, has ``requirements.txt``; its
-    environment built with packages as of that state, and the build's output."""
+    """A repository whose one state, committed at ``clock``, has ``files``; its environment
+    built with packages as of that state, and the build's output."""
     name = f"dated-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     git.clock = clock
-    commit = git.commit("Old", {"requirements.txt": requirements})
+    commit = git.commit("Old", files)
     output: list[str] = []
     built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=access,
                                python=python, on_output=output.append)
@@ -456,11 +464,11 @@ def test_packages_come_as_they_were_when_the_state_was_committed(
     """A state from December 2018 gets six 1.12.0 (the last release before 2019), not today's; a
     state older than any release of a package gets its current release and says so."""
     git, commit, built, log = _dated_state(tmp_path, 1_545_000_000,  # 2018-12-16
-                                           "six\n", index_access, "3.11")
+                                           {"requirements.txt": "six\n"}, index_access, "3.11")
     found = _python_says(engine, git, commit, built.image, "import six; print(six.__version__)")
     assert found.stdout.strip() == "1.12.0", log[-3000:]
     git, ancient, built, log = _dated_state(tmp_path, 946_684_800,  # 2000-01-01: no six yet
-                                            "six\n", index_access, "3.11")
+                                            {"requirements.txt": "six\n"}, index_access, "3.11")
     assert "current releases for requirements.txt: six" in log
     found = _python_says(engine, git, ancient, built.image, "import six; print(six.__version__)")
     assert found.ok and found.stdout.strip() != "1.12.0"
@@ -473,8 +481,25 @@ def test_a_requirement_with_no_release_of_its_day_that_installs_costs_only_itsel
     2.8. Before, the one line failed the dated install and every package came as of
     today (starlette's 2019 states got today's requests and urllib3)."""
     git, commit, built, log = _dated_state(tmp_path, 1_545_000_000,  # 2018-12-16
-                                           "idna\ntyped-ast\n", index_access, "3.9")
+                                           {"requirements.txt": "idna\ntyped-ast\n"}, index_access,
+                                           "3.9")
     assert "current releases for requirements.txt: typed-ast" in log, log[-3000:]
+    assert "did not all install" not in log, log[-3000:]
+    found = _python_says(engine, git, commit, built.image,
+                         "import idna, typed_ast; print(idna.__version__)")
+    assert found.stdout.strip() == "2.8", found.stderr + log[-3000:]
+
+
+def test_a_declared_package_with_no_release_of_its_day_that_installs_costs_only_itself(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """The same state with its packages declared in `pyproject.toml` rather than in a
+    requirement file: they were installed in one pip call, and when typed-ast failed, every
+    package came as of today."""
+    pyproject = ('[project]\nname = "old"\nversion = "0"\n'
+                 'dependencies = ["idna", "typed-ast"]\n')
+    git, commit, built, log = _dated_state(tmp_path, 1_545_000_000,  # 2018-12-16
+                                           {"pyproject.toml": pyproject}, index_access, "3.9")
+    assert "current releases for the declared packages: typed-ast" in log, log[-3000:]
     assert "did not all install" not in log, log[-3000:]
     found = _python_says(engine, git, commit, built.image,
                          "import idna, typed_ast; print(idna.__version__)")
@@ -491,7 +516,7 @@ def test_an_old_state_builds_the_source_distributions_of_its_day(
     uncached = PackageAccess({**index_access.environment, "PIP_NO_CACHE_DIR": "1"},
                              index_access.mounts, index_access.indexes)
     git, commit, built, log = _dated_state(tmp_path, 1_528_000_000,  # 2018-06-03
-                                           "MarkupSafe\n", uncached, "3.9")
+                                           {"requirements.txt": "MarkupSafe\n"}, uncached, "3.9")
     assert "did not all install" not in log, log[-3000:]
     found = _python_says(engine, git, commit, built.image,
                          "from markupsafe import __version__, soft_unicode; print(__version__)")
@@ -598,9 +623,32 @@ def test_plugins_of_an_old_pytest_are_upgraded_with_it(
                     "pytest==5.4.1\npytest-rerunfailures==9.0\n")
 
 
+def test_a_plugin_that_fails_as_pytest_registers_it_is_upgraded(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """pytest-xdist 1.8 (sqlparse's 2013 test pins) imports with pytest 7, then calls
+    `pluginmanager.addhooks`, which pytest 7 no longer has: pytest stopped before collecting.
+    It is upgraded to a release that registers with the pytest in place."""
+    xdist = probe_with_pins(engine, tmp_path, index_access, "oldhooks",
+                            "pytest==7.4.4\npytest-xdist==1.8\n",
+                            also="python3 -c 'import xdist; print(xdist.__version__)'")
+    assert xdist.strip() != "1.8"
+
+
+def test_a_plugin_that_loads_with_no_pytest_of_today_is_removed(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """pytest-travis-fold 1.3 (sqlparse's 2016 test pins; its last release) imports
+    `py.builtin`, which the `py` pytest brings in its stead does not have (the Python 3.13
+    image has no `py` library of its own): no upgrade helps, and pytest stopped before
+    collecting. The plugin is removed, and the tests run."""
+    left = probe_with_pins(engine, tmp_path, index_access, "travisfold",
+                           "pytest==8.3.5\npytest-travis-fold==1.3.0\n", python="3.13",
+                           also="python3 -m pip show pytest-travis-fold || echo gone")
+    assert left.strip() == "gone"
+
+
 def probe_with_pins(engine: docker.DockerClient, tmp_path: Path, access: PackageAccess,
-                    name: str, requirements: str, also: str = "") -> str:
-    """Build the environment of a state with ``requirements`` on Python 3.11 and check that
+                    name: str, requirements: str, also: str = "", python: str = "3.11") -> str:
+    """Build the environment of a state with ``requirements`` on ``python`` and check that
     its probe test runs and passes; the output of ``also``, run in the same sandbox."""
     name = f"{name}-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
@@ -609,7 +657,7 @@ def probe_with_pins(engine: docker.DockerClient, tmp_path: Path, access: Package
         "tests/test_probe.py": "def test_probe():\n    assert True\n"})
     output: list[str] = []
     built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=access,
-                               python="3.11", on_output=output.append)
+                               python=python, on_output=output.append)
     with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
         run = run_tests(box, ("tests/test_probe.py",), timeout=120)
         said = box.exec(also).stdout if also else ""
@@ -623,7 +671,8 @@ def test_broken_plugins_are_found_when_a_plugin_brings_an_old_metadata_finder(
     """A plugin whose import adds a metadata finder the standard library cannot call (an
     old `importlib_metadata` backport, 0.18, does when imported: trio's 2018 test pins) no
     longer fails the listing of broken plugins, which failed trio's environment build; a
-    plugin that does not load is still named."""
+    plugin that does not load is still named, and so is one that loads but fails as pytest
+    registers it (pytest-xdist 1.8 calls `pluginmanager.addhooks`, gone from pytest 7)."""
     site = tmp_path / "site"
     for name, body in (("oldfinder", "import sys\n\n\nclass Finder:\n"
                         "    def find_module(self, *args):\n        return None\n\n"
@@ -631,7 +680,9 @@ def test_broken_plugins_are_found_when_a_plugin_brings_an_old_metadata_finder(
                         "    def find_distributions(self, name=None, path=None):\n"
                         "        return iter([name.upper()])\n\n\n"
                         "sys.meta_path.append(Finder())\n"),
-                       ("zzbroken", "raise ImportError('needs _pytest.resultlog')\n")):
+                       ("zzbroken", "raise ImportError('needs _pytest.resultlog')\n"),
+                       ("zzoldhooks", "def pytest_addhooks(pluginmanager):\n"
+                        "    pluginmanager.addhooks(object())\n")):
         (site / f"{name}-1.0.dist-info").mkdir(parents=True)
         (site / f"{name}.py").write_text(body)
         (site / f"{name}-1.0.dist-info" / "METADATA").write_text(
@@ -643,7 +694,7 @@ def test_broken_plugins_are_found_when_a_plugin_brings_an_old_metadata_finder(
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(site)}, timeout=60)
     assert found.returncode == 0, found.stderr
-    assert found.stdout.split() == ["zzbroken"]
+    assert found.stdout.split() == ["zzbroken", "zzoldhooks"]
 
 
 def test_an_importlib_metadata_too_old_for_the_python_is_upgraded(

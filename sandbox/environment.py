@@ -97,25 +97,49 @@ try:
     from _pytest.config import get_config
 except Exception:
     get_config = None
-broken = set()
+
+def started():  # a pytest as it starts: the hooks' history made, no plugin of its own yet
+    config = get_config()
+    config.hook.pytest_addhooks.call_historic(kwargs=dict(pluginmanager=config.pluginmanager))
+    return config.pluginmanager
+
+broken, loaded = set(), []
 points = [(dist.metadata['Name'], point) for dist in list(m.distributions())
           for point in dist.entry_points if point.group == 'pytest11']
 for name, point in points:
     try:
         plugin = point.load()
-        if get_config is not None:  # as pytest starts: the hooks' history, then the plugin
-            config = get_config()
-            config.hook.pytest_addhooks.call_historic(
-                kwargs=dict(pluginmanager=config.pluginmanager))
-            config.pluginmanager.register(plugin, point.name)
+        if get_config is not None:
+            started().register(plugin, point.name)
+        loaded.append((name, point.name, plugin))
     except (Exception, SystemExit):
         broken.add(name)
+if get_config is not None and loaded:
+    manager, owners = started(), {}
+    for name, point_name, plugin in loaded:
+        try:
+            manager.register(plugin, point_name)
+            owners[id(plugin)] = name
+        except (Exception, SystemExit):
+            pass  # two plugins at odds: neither is broken alone
+    while True:
+        try:
+            manager.check_pending()
+            break
+        except Exception as error:
+            plugin = getattr(error, 'plugin', None)
+            if id(plugin) not in owners:
+                break
+            broken.add(owners.pop(id(plugin)))
+            manager.unregister(plugin)
 print(' '.join(sorted(broken)))
 """)
-"""The pytest plugins installed that do not load, or do not register, with the installed
-pytest, by name. Registering runs the plugin's historic hooks (`pytest_addhooks`,
-`pytest_addoption`): pytest-xdist 1.8 imports, then calls `pluginmanager.addhooks`, gone from
-pytest 7, and pytest stopped before collecting (sqlparse's 2013 states). The distributions are
+"""The pytest plugins installed that do not load with the installed pytest, by name: those
+that do not import; that fail as pytest registers them, which runs their historic hooks
+(pytest-xdist 1.8 calls `pluginmanager.addhooks`, gone from pytest 7); and those with hooks
+pytest does not know, which it refuses once every plugin is registered (pytest-cov 1.6
+defines `pytest_funcarg__cov`, the fixture style pytest 4 dropped). Each stopped pytest
+before it collected anything (sqlparse's 2013 states). The distributions are
 listed before any plugin loads: loading one can import an old `importlib_metadata` backport
 (0.18, pinned by a 2018 state), which adds a finder the standard library cannot call, and the
 listing then failed the build."""

@@ -625,13 +625,14 @@ def test_plugins_of_an_old_pytest_are_upgraded_with_it(
 
 def test_a_plugin_that_fails_as_pytest_registers_it_is_upgraded(
         engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
-    """pytest-xdist 1.8 (sqlparse's 2013 test pins) imports with pytest 7, then calls
-    `pluginmanager.addhooks`, which pytest 7 no longer has: pytest stopped before collecting.
-    It is upgraded to a release that registers with the pytest in place."""
-    xdist = probe_with_pins(engine, tmp_path, index_access, "oldhooks",
-                            "pytest==7.4.4\npytest-xdist==1.8\n",
-                            also="python3 -c 'import xdist; print(xdist.__version__)'")
-    assert xdist.strip() != "1.8"
+    """sqlparse's 2013 test pins: pytest-xdist 1.8 imports with pytest 7, then calls
+    `pluginmanager.addhooks`, which pytest 7 no longer has; pytest-cov 1.6 defines
+    `pytest_funcarg__cov`, a hook pytest 7 refuses. Either stopped pytest before it collected
+    anything. Both are upgraded to releases that work with the pytest in place."""
+    found = probe_with_pins(engine, tmp_path, index_access, "oldhooks",
+                            "pytest==7.4.4\npytest-xdist==1.8\npytest-cov==1.6\n",
+                            also="python3 -m pip list --format=freeze")
+    assert "pytest-xdist==1.8" not in found and "pytest-cov==1.6" not in found, found
 
 
 def test_a_plugin_that_loads_with_no_pytest_of_today_is_removed(
@@ -671,8 +672,10 @@ def test_broken_plugins_are_found_when_a_plugin_brings_an_old_metadata_finder(
     """A plugin whose import adds a metadata finder the standard library cannot call (an
     old `importlib_metadata` backport, 0.18, does when imported: trio's 2018 test pins) no
     longer fails the listing of broken plugins, which failed trio's environment build; a
-    plugin that does not load is still named, and so is one that loads but fails as pytest
-    registers it (pytest-xdist 1.8 calls `pluginmanager.addhooks`, gone from pytest 7)."""
+    plugin that does not load is still named, and so are one that loads but fails as pytest
+    registers it (pytest-xdist 1.8 calls `pluginmanager.addhooks`, gone from pytest 7) and
+    one with a hook pytest does not know (pytest-cov 1.6's `pytest_funcarg__cov`); one that
+    works is not."""
     site = tmp_path / "site"
     for name, body in (("oldfinder", "import sys\n\n\nclass Finder:\n"
                         "    def find_module(self, *args):\n        return None\n\n"
@@ -682,7 +685,10 @@ def test_broken_plugins_are_found_when_a_plugin_brings_an_old_metadata_finder(
                         "sys.meta_path.append(Finder())\n"),
                        ("zzbroken", "raise ImportError('needs _pytest.resultlog')\n"),
                        ("zzoldhooks", "def pytest_addhooks(pluginmanager):\n"
-                        "    pluginmanager.addhooks(object())\n")):
+                        "    pluginmanager.addhooks(object())\n"),
+                       ("zzfuncarg", "def pytest_funcarg__cov(request):\n    return None\n"),
+                       ("zzfine", "def pytest_addoption(parser):\n"
+                        "    parser.addoption('--zz-fine')\n")):
         (site / f"{name}-1.0.dist-info").mkdir(parents=True)
         (site / f"{name}.py").write_text(body)
         (site / f"{name}-1.0.dist-info" / "METADATA").write_text(
@@ -694,7 +700,7 @@ def test_broken_plugins_are_found_when_a_plugin_brings_an_old_metadata_finder(
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(site)}, timeout=60)
     assert found.returncode == 0, found.stderr
-    assert found.stdout.split() == ["zzbroken", "zzoldhooks"]
+    assert found.stdout.split() == ["zzbroken", "zzfuncarg", "zzoldhooks"]
 
 
 def test_an_importlib_metadata_too_old_for_the_python_is_upgraded(

@@ -275,6 +275,18 @@ def _read(result: ExecResult, report: str | None, timeout: float) -> TestRun:
     return replace(run, outcomes=outcomes, messages=messages)
 
 
+_RAISED = re.compile(r"(?m)^E\s+([A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit)\b.*)$")
+
+
+def _headline(message: str, details: str) -> str:
+    """A failure's first line: pytest's message, and for a module it could not collect (the
+    message is only "collection failure") the error its traceback ends with, so a reason
+    reads "collection failure: SyntaxError: Generator expression must be parenthesized"
+    (2015 code on Python 3.9) rather than the same words for every cause."""
+    raised = _RAISED.findall(details) if message == "collection failure" else []
+    return f"{message}: {raised[-1].strip()}" if raised else message
+
+
 def parse_junit(text: str) -> tuple[dict[str, str], dict[str, str]]:
     root = ET.fromstring(text)  # noqa: S314 - produced by pytest in our sandbox
     outcomes: dict[str, str] = {}
@@ -286,7 +298,8 @@ def parse_junit(text: str) -> tuple[dict[str, str], dict[str, str]]:
             problem = case.find("error")
         if problem is not None:
             outcomes[test_id] = FAILED
-            messages[test_id] = (problem.get("message", "") + "\n" + (problem.text or "")).strip()
+            messages[test_id] = (_headline(problem.get("message", ""), problem.text or "")
+                                 + "\n" + (problem.text or "")).strip()
         elif case.find("skipped") is not None:
             outcomes[test_id] = SKIPPED
         else:

@@ -180,6 +180,27 @@ def test_a_stage_whose_tests_fail_either_way_says_how(tmp_path: Path) -> None:
                             "are not built: run make data)")
 
 
+def test_a_stage_whose_code_does_not_compile_here_says_so(tmp_path: Path) -> None:
+    """toolz's 2015 code passes a bare generator with a trailing comma, a SyntaxError since
+    Python 3.7: no test module imports, before or after the gold patch. The stage names the
+    error, not only pytest's "collection failure"."""
+    repo = GitRepo.init(tmp_path / "oldsyntax")
+    code = "def names(fs):\n    return ', '.join(\n        f.__name__ for f in fs,\n    )\n"
+    base = repo.commit("Start", {"calc/__init__.py": "", "calc/names.py": code})
+    merge = repo.commit("Name them in order", {
+        "calc/names.py": code.replace("for f in fs", "for f in sorted(fs, key=id)"),
+        "tests/test_names.py": "from calc.names import names\n\n\ndef test_one():\n"
+                               "    assert names([len]) == 'len'\n"})
+    pr = PullRequest(repository="octo/oldsyntax", number=1, title="Name them in order",
+                     base_commit=base, merge_commit=merge)
+    task = build_task(repo.path, "oldsyntax", [pr])
+    with sandboxes.open_sandbox(repo.path, base) as box:
+        stage = validate_task(task, box).stages[0]
+    assert not stage.verifiable
+    assert ("1 of them with: collection failure: SyntaxError: Generator expression must be "
+            "parenthesized") in (stage.reason or ""), stage.reason
+
+
 def test_the_licence_is_read_from_its_wording(tmp_path: Path) -> None:
     repo = GitRepo.init(tmp_path / "lic")
     mit = repo.commit("mit", {"LICENSE": "MIT License\n\nPermission is hereby granted, free of\n"

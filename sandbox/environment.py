@@ -198,6 +198,42 @@ the project is installed as a copy for its dependencies, the copy removed, and t
 put on the path (`setup.py develop` by hand), so tests import the code the agent edits."""
 
 
+SETUP_REQUIREMENTS = "/tmp/davinci-setup-requirements.txt"  # noqa: S108 - inside the build
+SETUP_REQUIRES = "python3 -I -c " + shlex.quote(f"""
+import glob, os, re, subprocess, sys, tempfile
+extras = set(filter(None, sys.argv[1].split(',')))
+where = tempfile.mkdtemp()
+subprocess.run([sys.executable, 'setup.py', '-q', 'egg_info', '--egg-base', where], check=True)
+found = glob.glob(os.path.join(where, '*.egg-info', 'requires.txt'))
+section, marker, wanted = '', '', []
+for line in (open(found[0]).read().splitlines() if found else []):
+    line = line.strip()
+    if line.startswith('['):
+        section, _, marker = line.strip('[]').partition(':')
+    elif line and (not section or section in extras):
+        line = re.sub(r'(>=|<=|~=|>|<)\\s*([0-9][0-9.]*)\\.\\*', r'\\1\\2', line)
+        wanted.append(line + ('; ' + marker if marker else ''))
+if not wanted:
+    sys.exit('setup.py requires nothing that could be read')
+open('{SETUP_REQUIREMENTS}', 'w').write(chr(10).join(wanted) + chr(10))
+""")
+"""When pip cannot install the project at all (uvicorn's 2021 `setup.py` asks for `click>=7.*`,
+metadata current pip refuses, and its setuptools of the day cannot install editable), what
+`setup.py` requires (with the extras the tests need) is read from its `egg_info`, with such
+specifiers made valid (`>=7`), for :func:`one_by_one`: before, the state got none of its
+dependencies, and every test failed to import `asgiref`. Takes the extras, comma-separated."""
+OLD_SETUPTOOLS = "/tmp/davinci-old-setuptools"  # noqa: S108 - inside the build
+
+
+def setup_requires(extras: str) -> str:
+    """Install what `setup.py` requires (:data:`SETUP_REQUIRES`) one by one; its `egg_info`
+    runs with the setuptools installed, else with one older than 66, the last whose own
+    `packaging` still read specifiers like `>=7.*` (on the side, for that command only)."""
+    read = f"{SETUP_REQUIRES} {shlex.quote(extras)}"
+    return (f"({read} || ({UNDATED_PIP} --target {OLD_SETUPTOOLS} 'setuptools<66' && "
+            f"PYTHONPATH={OLD_SETUPTOOLS} {read})) && {one_by_one(SETUP_REQUIREMENTS, 'setup.py')}")
+
+
 BUILD_PROGRESS_SECONDS = 10.0
 """How often a build that runs reports that it still does."""
 
@@ -324,8 +360,10 @@ def detect_install(files: dict[str, bytes]) -> str | None:
         undated = f"{copy.replace(PIP, UNDATED_PIP)}{UNDATED_PIP} ."
         # Last before going without dependencies: the copy built with current tools (an old
         # state's own setuptools may not run on this Python).
+        requires = setup_requires(extras)
         steps.append(f"({with_extras}{PIP} -e . || (({copy}{PIP} .) && {DEVELOP}) || "
-                     f"(({undated}) && {DEVELOP}) || {PIP} --no-deps -e . || "
+                     f"(({undated}) && {DEVELOP}) || (({requires}) && {DEVELOP}) || "
+                     f"{PIP} --no-deps -e . || "
                      f"{PIP} --no-deps --no-build-isolation -e . || echo 'the project itself "
                      "could not be installed; tests import it from the work tree')")
     steps.extend((OLD_METADATA, MODERN_PYTEST, OLD_PY_LIB, PYTEST_PLUGINS))
@@ -391,11 +429,19 @@ def one_by_one(path: str, name: str, folder: str | None = None) -> str:
             f"echo \"left out of {name}: $line\"; done)")
 
 
+_LOCAL_EXTRAS = re.compile(r"(?m)^[ \t]*(?:(?:-e|--editable)[ \t]*)?\.\[([^\]\n]+)\]")
+"""A requirement line installing the project with extras (`-e .[standard]`)."""
+
+
 def _project_extras(files: dict[str, bytes]) -> str:
-    """The project's extras the tests need, comma-separated: those tox's default test
-    environment installs (`[testenv] extras = tests`), else the test and dev extras
-    `setup.py` defines (a dict pip cannot be asked about without running it; their names
-    are enough)."""
+    """The project's extras the tests need, comma-separated: those a requirement file
+    installs the project with (`-e .[standard]`: the line itself is left to the project
+    step), and those tox's default test environment installs (`[testenv] extras = tests`),
+    else the test and dev extras `setup.py` defines (a dict pip cannot be asked about without
+    running it; their names are enough)."""
+    local = [word.strip() for name in _requirement_files(files)
+             for match in _LOCAL_EXTRAS.finditer(files[name].decode("utf-8", "replace"))
+             for word in match.group(1).split(",")]
     named: list[str] = []
     config = configparser.ConfigParser(interpolation=None)
     with contextlib.suppress(configparser.Error, UnicodeDecodeError):
@@ -407,7 +453,8 @@ def _project_extras(files: dict[str, bytes]) -> str:
         setup = files.get("setup.py", b"").decode("utf-8", "replace")
         named = [extra for extra in TEST_EXTRAS
                  if re.search(rf"""["']{extra}["']\s*:""", setup)]
-    return ",".join(dict.fromkeys(named))
+    return ",".join(dict.fromkeys(word for word in (*local, *named)
+                                  if re.fullmatch(r"[A-Za-z][\w.-]*", word)))
 
 
 def _project(files: dict[str, bytes]) -> bool:

@@ -41,6 +41,7 @@ from sandbox.environment import (
     environment_key,
     image_name,
     one_by_one,
+    setup_requires,
 )
 from sandbox.factory import DEFAULT_IMAGE, open_sandbox
 from sandbox.interpreters import base_images, image_for
@@ -94,7 +95,8 @@ def test_detected_install_commands() -> None:
         packages("attrs>=23", "click", "pytest-timeout", "freezegun", "pytest-cov", "pytest")
         + " && "
         f"({pip} -e . || (({pip} .) && {DEVELOP}) || "
-        f"((env -u PIP_UPLOADED_PRIOR_TO {pip} .) && {DEVELOP}) || {pip} --no-deps -e . || "
+        f"((env -u PIP_UPLOADED_PRIOR_TO {pip} .) && {DEVELOP}) || (({setup_requires('')}) && "
+        f"{DEVELOP}) || {pip} --no-deps -e . || "
         f"{pip} --no-deps --no-build-isolation -e . || "
         "echo 'the project itself could not be installed; tests import it from the work tree')"
         " && "
@@ -117,7 +119,7 @@ def test_detected_install_commands() -> None:
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
     assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(
         f"{packages('pytest')} && ({pip} -e . || (({pip} .) && {DEVELOP}) || "
-        f"((env -u PIP_UPLOADED_PRIOR_TO {pip} .) && {DEVELOP}) || {pip} --no-deps -e .")
+        f"((env -u PIP_UPLOADED_PRIOR_TO {pip} .) && {DEVELOP}) || (({setup_requires('')})")
     tox = b"[testenv]\ndeps =\n    -r requirements/tests.txt\n    py37: mock\n    hypothesis\n"
     folder = {"tox.ini": tox, "requirements/tests.txt": b"pytest==8\n",
               "requirements/tests.in": b"pytest\n", "requirements/docs.txt": b"sphinx\n",
@@ -130,6 +132,10 @@ def test_detected_install_commands() -> None:
     assert f"({pip} -e '.[tests]' || {pip} -e . ||" in detect_install(extras)
     extras.pop("tox.ini")
     assert "-e '.[tests]' ||" in detect_install(extras)
+    # A requirement file that installs the project with extras names them (the line itself is
+    # left to the project step).
+    extras["requirements.txt"] = b"-e .[standard]\npytest\n"
+    assert f"({pip} -e '.[standard,tests]' || {pip} -e . ||" in detect_install(extras)
 
 
 def test_the_key_follows_dependencies_not_other_files() -> None:
@@ -504,6 +510,31 @@ def test_a_declared_package_with_no_release_of_its_day_that_installs_costs_only_
     found = _python_says(engine, git, commit, built.image,
                          "import idna, typed_ast; print(idna.__version__)")
     assert found.stdout.strip() == "2.8", found.stderr + log[-3000:]
+
+
+def test_a_project_pip_refuses_still_gets_what_its_setup_py_requires(
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+    """uvicorn's 2021 `setup.py` asks for `click>=7.*`: current pip refuses the metadata, so
+    neither an install nor a copy of the project worked, and the state got none of what it
+    requires (every test failed to import `asgiref`). Its requirements are read from
+    `egg_info`, made valid, and installed, with the extra a requirement file names."""
+    name = f"legacy-{uuid.uuid4().hex[:8]}"
+    git = GitRepo.init(tmp_path / name, name=name)
+    commit = git.commit("Legacy", {
+        "setup.py": "from setuptools import setup\n\nsetup(name='legacy', version='1.0', "
+                    "packages=['legacy'], install_requires=['six>=1.*'],\n"
+                    "      extras_require={'standard': ['idna>=2.*']})\n",
+        "legacy/__init__.py": "import six\n",
+        "requirements.txt": "-e .[standard]\n",
+        "tests/test_legacy.py": "import idna\nimport legacy\n\n\ndef test_six():\n"
+                                "    assert legacy.six.PY3\n"})
+    output: list[str] = []
+    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
+                               python="3.11", on_output=output.append)
+    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
+        run = run_tests(box, ("tests/test_legacy.py",), timeout=120)
+    log = "".join(output)
+    assert run.outcomes == {"tests/test_legacy.py::test_six": PASSED}, run.log[-2000:] + log[-3000:]
 
 
 def test_an_old_state_builds_the_source_distributions_of_its_day(

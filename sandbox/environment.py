@@ -93,15 +93,17 @@ fails at its own import, and pluggy 0.12 imports it: pytest did not start. One t
 installed and does not import is upgraded, with current releases."""
 BROKEN_PLUGINS = "python3 -I -c " + shlex.quote("""
 import importlib.metadata as m
-try:
-    from _pytest.config import get_config
-except Exception:
-    get_config = None
 
 def started():  # a pytest as it starts: the hooks' history made, no plugin of its own yet
     config = get_config()
     config.hook.pytest_addhooks.call_historic(kwargs=dict(pluginmanager=config.pluginmanager))
     return config.pluginmanager
+
+try:
+    from _pytest.config import get_config
+    started()  # one that cannot start without plugins says nothing about them
+except Exception:
+    get_config = None
 
 broken, loaded = set(), []
 points = [(dist.metadata['Name'], point) for dist in list(m.distributions())

@@ -754,9 +754,13 @@ def _changed_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame
                   ) -> list[tuple[FileChange, str | None, tuple[LineRange, ...]]]:
     """The base's code lines the PR changed, per blamable file (with the file's base text):
     those it did not carry elsewhere; or, when it carried every one, those it wrapped in new
-    code in place (a fix that puts `try:` around a call works on that call)."""
-    blamable = [(change, blame.show(pr.base_commit, change.old_path or change.path))
-                for change in files if _blamable(change)]
+    code in place (a fix that puts `try:` around a call works on that call). A file the PR
+    only re-laid out (the same syntax tree: "Fix formatting" after a lint failure) has no
+    line it changed."""
+    blamable = [(change, base) for change in files if _blamable(change)
+                for base in (blame.show(pr.base_commit, change.old_path or change.path),)
+                if not substance.format_only(base, blame.show(pr.merge_commit, change.path),
+                                             change.path)]
     added = _added_code(pr, files, blame)
     carried = Counter(added)  # a line carried from one file to another counts once
     found = [(change, base, ranges) for change, base in blamable

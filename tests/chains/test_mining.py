@@ -344,6 +344,32 @@ def test_blame_looks_through_a_formatter_run_and_a_rename(sqlite_db: Database,
     assert ignored == {2}
 
 
+def test_a_fix_of_layout_fixes_no_one(sqlite_db: Database, tmp_path: Path) -> None:
+    """uvicorn #616 "Fix formatting" re-laid out a statement #609 wrote and sorted an import:
+    the lines of a file whose syntax tree stays the same are no lines it changed, and an
+    import is no code line, so it fixes no one (it was linked to #609). A fix beside a
+    re-layout still links through the file it changed."""
+    repo = GitRepo.init(tmp_path / "relaid", owner="textkit-dev", name="textkit")
+    repo.commit("init", {"README.md": "# kit\n"})
+    reload = ("class BaseReload:\n    def should_restart(self):\n"
+              "        raise NotImplementedError(\n"
+              "            'Reload strategies should override should_restart()'\n        )\n")
+    main = "from kit.supervisors import Multiprocess, ChangeReload\n\n\ndef run():\n    pass\n"
+    repo.pull_request(1, "Use watchdog for file changes", {
+        "kit/reload.py": reload, "kit/main.py": main}, squash=True)
+    repo.pull_request(2, "Fix formatting", {
+        "kit/reload.py": reload.replace("(\n            'Reload", "('Reload")
+        .replace("()'\n        )", "()')"),
+        "kit/main.py": main.replace("Multiprocess, ChangeReload", "ChangeReload, Multiprocess")},
+        squash=True)
+    repo.pull_request(3, "Fix run and reflow the reload error", {
+        "kit/reload.py": reload.replace("(\n            'Reload", "(  'Reload"),
+        "kit/main.py": main.replace("    pass\n", "    return Multiprocess\n")}, squash=True)
+    mine(sqlite_db, repo.path)
+    assert fixes_into(sqlite_db, 2) == set()
+    assert fixes_into(sqlite_db, 3) == {1}
+
+
 def test_only_code_lines_count_and_only_code_changes_fix(sqlite_db: Database,
                                                          tmp_path: Path) -> None:
     """A fix whose only line of #1 is a comment (or an import, or a blank) does not link to

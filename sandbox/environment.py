@@ -312,6 +312,9 @@ def dependency_files(repo: Path, commit: str, install: str | None = None) -> dic
     folder = _git(repo, "ls-tree", "-r", "--name-only", commit, "--", *REQUIREMENT_DIRS)
     names |= {name for name in folder.decode().splitlines() if name.endswith((".txt", ".in"))}
     names |= _named_files(repo, commit, install)
+    if "tox.ini" in names:
+        tox = _git(repo, "show", f"{commit}:tox.ini")
+        names |= _named_files(repo, commit, " ".join(map(shlex.quote, _tox_requirements(tox))))
     return {name: _git(repo, "show", f"{commit}:{name}") for name in sorted(names)}
 
 
@@ -468,7 +471,37 @@ def _project(files: dict[str, bytes]) -> bool:
         or b"[build-system]" in files["pyproject.toml"] or "setup.py" in files)
 
 
+_TOX_REQUIREMENT = re.compile(r"^(?:([\w,.!{}-]+):\s*)?(?:-r|--requirement[= ]?)\s*(\S+)$")
+"""A line of tox's `deps` naming a requirement file, perhaps for some factors only."""
+
+
+def _tox_requirements(tox: bytes) -> list[str]:
+    """The requirement files tox's default test environment installs (`deps =
+    -rtests/requirements.txt`, also under a test or Python factor, `tests: -r…`, with
+    `{toxinidir}/` dropped): tablib's 2019 tests needed MarkupPy from there, and no other
+    file named it."""
+    config = configparser.ConfigParser(interpolation=None)
+    try:
+        config.read_string(tox.decode())
+        deps = config.get("testenv", "deps", fallback="")
+    except (configparser.Error, UnicodeDecodeError):
+        return []
+    found = []
+    for line in deps.splitlines():
+        match = _TOX_REQUIREMENT.match(line.strip())
+        if match is None:
+            continue
+        factors = re.split(r"[,-]", (match.group(1) or "").lstrip("!"))
+        if match.group(1) and not any(f.startswith(("py", "test", "unit")) for f in factors):
+            continue  # docs, lint, typing: not what the tests need
+        found.append(match.group(2).replace("{toxinidir}/", "").removeprefix("./"))
+    return found
+
+
 def _requirement_files(files: dict[str, bytes]) -> list[str]:
+    """The requirement files for running the tests (see :func:`detect_install`), and those
+    tox's test environment installs."""
+    named = [name for name in _tox_requirements(files.get("tox.ini", b"")) if name in files]
     found = []
     for name in sorted(files):
         folder, _, base = name.rpartition("/")
@@ -482,11 +515,13 @@ def _requirement_files(files: dict[str, bytes]) -> list[str]:
             continue  # the compiled pins win
         if base.endswith((".txt", ".in")):
             found.append(name)
-    return found
+    return [*found, *(name for name in dict.fromkeys(named) if name not in found)]
 
 
 def _declared(files: dict[str, bytes]) -> list[str]:
-    """Packages from pyproject.toml, setup.cfg and tox.ini (test extras and groups too)."""
+    """Packages from pyproject.toml (PEP 621's, PDM's, Poetry's and Flit's own tables, before
+    PEP 621: typer's 2020 `[tool.flit.metadata.requires-extra] test`), setup.cfg and tox.ini
+    (test extras and groups too)."""
     wanted: list[str] = []
     if "pyproject.toml" in files:
         try:
@@ -495,10 +530,13 @@ def _declared(files: dict[str, bytes]) -> list[str]:
             data = {}
         project = data.get("project", {})
         tool = data.get("tool", {})
+        flit = tool.get("flit", {}).get("metadata", {})  # Flit's own, before PEP 621
         wanted += project.get("dependencies", [])
+        wanted += flit.get("requires", []) if isinstance(flit.get("requires"), list) else []
         for table in (project.get("optional-dependencies", {}),
                       data.get("dependency-groups", {}),
-                      tool.get("pdm", {}).get("dev-dependencies", {})):
+                      tool.get("pdm", {}).get("dev-dependencies", {}),
+                      flit.get("requires-extra", {})):
             for extra in TEST_EXTRAS:
                 wanted += table.get(extra, []) if isinstance(table.get(extra), list) else []
         wanted += _poetry_development(tool.get("poetry", {}))

@@ -115,6 +115,12 @@ def test_detected_install_commands() -> None:
               b'[build-system]\nrequires = ["poetry-core"]\n')
     assert detect_install({"pyproject.toml": poetry}).startswith(
         f"{packages('mypy', 'pytest', 'freezegun')} && ")
+    flit = (b'[build-system]\nrequires = ["flit_core >=2,<3"]\n[tool.flit.metadata]\n'
+            b'module = "typer"\nrequires = ["click >= 7.1.1, <7.2.0"]\n'
+            b'[tool.flit.metadata.requires-extra]\ntest = ["shellingham", "pytest >=4.4.0,< 5.4"]\n'
+            b'doc = ["mkdocs"]\n')
+    assert detect_install({"pyproject.toml": flit}).startswith(
+        packages("click >= 7.1.1, <7.2.0", "shellingham", "pytest >=4.4.0,< 5.4") + " && ")
     assert detect_install({"pyproject.toml": b"[tool.black]\n"}) is None
     assert detect_install({"pyproject.toml": b"not toml ["}) is None
     assert detect_install({"setup.py": b"from setuptools import setup\nsetup()\n"}).startswith(
@@ -149,6 +155,24 @@ def test_the_key_follows_dependencies_not_other_files() -> None:
                                    {"requirements.txt": b"attrs\n"})
     assert base != environment_key("sha256:base", "pip install -r requirements.txt -U",
                                    {"requirements.txt": b"attrs\n"})
+
+
+def test_requirement_files_tox_installs_for_the_tests_are_dependencies(tmp_path: Path) -> None:
+    """tablib's 2019 tox.ini installs `-rtests/requirements.txt` (under a `tests:` factor),
+    where MarkupPy is, and no other file names it: that file is a dependency and installed;
+    one for another factor (docs) is not."""
+    git = GitRepo.init(tmp_path / "toxreq")
+    tox = ("[testenv]\ndeps =\n    tests: -rtests/requirements.txt\n"
+           "    docs: -rdocs/requirements.txt\n    -r{toxinidir}/ci/pins.txt\nextras = pandas\n")
+    commit = git.commit("Start", {"tox.ini": tox, "tests/requirements.txt": "MarkupPy\n",
+                                  "docs/requirements.txt": "sphinx\n", "ci/pins.txt": "six\n",
+                                  "setup.py": "from setuptools import setup\nsetup()\n"})
+    files = dependency_files(git.path, commit)
+    assert sorted(files) == ["ci/pins.txt", "setup.py", "tests/requirements.txt", "tox.ini"]
+    detected = detect_install(files) or ""
+    assert detected.startswith("(python3 -m pip install --no-input --disable-pip-version-check"
+                               " -r tests/requirements.txt || "), detected[:200]
+    assert "-r ci/pins.txt" in detected and "docs/requirements.txt" not in detected
 
 
 def test_files_the_install_command_names_are_dependencies(tmp_path: Path) -> None:

@@ -138,17 +138,24 @@ def test_sometimes():
 '''
 
 
-def test_a_test_that_changes_its_mind_is_not_evidence(tmp_path: Path) -> None:
-    repo = GitRepo.init(tmp_path / "flaky")
-    base = repo.commit("Start", {"calc/__init__.py": "", "calc/core.py": "X = 1\n"})
-    merge = repo.commit("Add double", {"calc/core.py": "X = 1\n\n\ndef double(x):\n"
-                                                       "    return 2 * x\n",
-                                       "tests/test_core.py": FLAKY_TEST})
-    pr = PullRequest(repository="octo/flaky", number=1, title="Add double",
+def _validated_stage(tmp_path: Path, name: str, start: dict[str, str],
+                     title: str, change: dict[str, str]) -> StageValidation:
+    """The validation of a one-PR history: ``start``, then the PR ``title`` with ``change``."""
+    repo = GitRepo.init(tmp_path / name)
+    base = repo.commit("Start", start)
+    merge = repo.commit(title, change)
+    pr = PullRequest(repository=f"octo/{name}", number=1, title=title,
                      base_commit=base, merge_commit=merge)
-    task = build_task(repo.path, "flaky", [pr])
+    task = build_task(repo.path, name, [pr])
     with sandboxes.open_sandbox(repo.path, base) as box:
-        stage = validate_task(task, box, runs=2).stages[0]
+        return validate_task(task, box, runs=2).stages[0]
+
+
+def test_a_test_that_changes_its_mind_is_not_evidence(tmp_path: Path) -> None:
+    stage = _validated_stage(tmp_path, "flaky", {"calc/__init__.py": "", "calc/core.py": "X = 1\n"},
+                             "Add double", {"calc/core.py": "X = 1\n\n\ndef double(x):\n"
+                                                           "    return 2 * x\n",
+                                            "tests/test_core.py": FLAKY_TEST})
     assert stage.fail_to_pass == ("tests/test_core.py::test_double",)
     assert stage.flaky == ("tests/test_core.py::test_sometimes",)
     assert "tests/test_core.py::test_sometimes" not in stage.pass_to_pass
@@ -157,23 +164,18 @@ def test_a_test_that_changes_its_mind_is_not_evidence(tmp_path: Path) -> None:
 def test_a_stage_whose_tests_fail_either_way_says_how(tmp_path: Path) -> None:
     """babel's tests need data files a build step downloads: every test fails before and
     after the gold patch, and the stage says so, with the error most of them report."""
-    repo = GitRepo.init(tmp_path / "nodata")
     data = ("import pathlib\n\n\ndef table():\n"
             "    path = pathlib.Path(__file__).with_name('table.dat')\n"
             "    if not path.exists():\n"
             "        raise RuntimeError('the data files are not built: run make data')\n"
             "    return path.read_text()\n")
-    base = repo.commit("Start", {"calc/__init__.py": "", "calc/data.py": data})
     tests = "".join(f"from calc.data import table\n\n\ndef test_{n}():\n"
                     f"    assert table()\n\n\n" for n in ("one", "two"))
-    merge = repo.commit("Read the table twice", {
-        "calc/data.py": data.replace("return path.read_text()", "return path.read_text() * 2"),
-        "tests/test_data.py": tests})
-    pr = PullRequest(repository="octo/nodata", number=1, title="Read the table twice",
-                     base_commit=base, merge_commit=merge)
-    task = build_task(repo.path, "nodata", [pr])
-    with sandboxes.open_sandbox(repo.path, base) as box:
-        stage = validate_task(task, box).stages[0]
+    stage = _validated_stage(tmp_path, "nodata", {"calc/__init__.py": "", "calc/data.py": data},
+                             "Read the table twice", {
+                                 "calc/data.py": data.replace("return path.read_text()",
+                                                              "return path.read_text() * 2"),
+                                 "tests/test_data.py": tests})
     assert not stage.verifiable
     assert stage.reason == ("no test fails before the gold patch and passes after it (2 of 2 "
                             "fail with it too, 2 of them with: RuntimeError: the data files "
@@ -184,18 +186,14 @@ def test_a_stage_whose_code_does_not_compile_here_says_so(tmp_path: Path) -> Non
     """toolz's 2015 code passes a bare generator with a trailing comma, a SyntaxError since
     Python 3.7: no test module imports, before or after the gold patch. The stage names the
     error, not only pytest's "collection failure"."""
-    repo = GitRepo.init(tmp_path / "oldsyntax")
     code = "def names(fs):\n    return ', '.join(\n        f.__name__ for f in fs,\n    )\n"
-    base = repo.commit("Start", {"calc/__init__.py": "", "calc/names.py": code})
-    merge = repo.commit("Name them in order", {
-        "calc/names.py": code.replace("for f in fs", "for f in sorted(fs, key=id)"),
-        "tests/test_names.py": "from calc.names import names\n\n\ndef test_one():\n"
-                               "    assert names([len]) == 'len'\n"})
-    pr = PullRequest(repository="octo/oldsyntax", number=1, title="Name them in order",
-                     base_commit=base, merge_commit=merge)
-    task = build_task(repo.path, "oldsyntax", [pr])
-    with sandboxes.open_sandbox(repo.path, base) as box:
-        stage = validate_task(task, box).stages[0]
+    stage = _validated_stage(tmp_path, "oldsyntax", {"calc/__init__.py": "", "calc/names.py": code},
+                             "Name them in order", {
+                                 "calc/names.py": code.replace("for f in fs",
+                                                               "for f in sorted(fs, key=id)"),
+                                 "tests/test_names.py": "from calc.names import names\n\n\n"
+                                                        "def test_one():\n"
+                                                        "    assert names([len]) == 'len'\n"})
     assert not stage.verifiable
     assert ("1 of them with: collection failure: SyntaxError: Generator expression must be "
             "parenthesized") in (stage.reason or ""), stage.reason

@@ -504,32 +504,22 @@ def test_packages_come_as_they_were_when_the_state_was_committed(
     assert found.ok and found.stdout.strip() != "1.12.0"
 
 
+@pytest.mark.parametrize("files, source", [
+    ({"requirements.txt": "idna\ntyped-ast\n"}, "requirements.txt"),
+    ({"pyproject.toml": '[project]\nname = "old"\nversion = "0"\n'
+                        'dependencies = ["idna", "typed-ast"]\n'}, "the declared packages"),
+], ids=["requirement file", "declared"])
 def test_a_requirement_with_no_release_of_its_day_that_installs_costs_only_itself(
-        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
+        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess,
+        files: dict[str, str], source: str) -> None:
     """A December 2018 state wants `typed-ast` (for its linters): the release of its day does
     not build on Python 3.9. That line gets today's release; the rest keep their day's: idna
     2.8. Before, the one line failed the dated install and every package came as of
-    today (starlette's 2019 states got today's requests and urllib3)."""
+    today (starlette's 2019 states got today's requests and urllib3). Packages declared in
+    `pyproject.toml` went in one pip call, and failed the same way as a whole."""
     git, commit, built, log = _dated_state(tmp_path, 1_545_000_000,  # 2018-12-16
-                                           {"requirements.txt": "idna\ntyped-ast\n"}, index_access,
-                                           "3.9")
-    assert "current releases for requirements.txt: typed-ast" in log, log[-3000:]
-    assert "did not all install" not in log, log[-3000:]
-    found = _python_says(engine, git, commit, built.image,
-                         "import idna, typed_ast; print(idna.__version__)")
-    assert found.stdout.strip() == "2.8", found.stderr + log[-3000:]
-
-
-def test_a_declared_package_with_no_release_of_its_day_that_installs_costs_only_itself(
-        engine: docker.DockerClient, tmp_path: Path, index_access: PackageAccess) -> None:
-    """The same state with its packages declared in `pyproject.toml` rather than in a
-    requirement file: they were installed in one pip call, and when typed-ast failed, every
-    package came as of today."""
-    pyproject = ('[project]\nname = "old"\nversion = "0"\n'
-                 'dependencies = ["idna", "typed-ast"]\n')
-    git, commit, built, log = _dated_state(tmp_path, 1_545_000_000,  # 2018-12-16
-                                           {"pyproject.toml": pyproject}, index_access, "3.9")
-    assert "current releases for the declared packages: typed-ast" in log, log[-3000:]
+                                           files, index_access, "3.9")
+    assert f"current releases for {source}: typed-ast" in log, log[-3000:]
     assert "did not all install" not in log, log[-3000:]
     found = _python_says(engine, git, commit, built.image,
                          "import idna, typed_ast; print(idna.__version__)")
@@ -542,23 +532,13 @@ def test_a_project_pip_refuses_still_gets_what_its_setup_py_requires(
     neither an install nor a copy of the project worked, and the state got none of what it
     requires (every test failed to import `asgiref`). Its requirements are read from
     `egg_info`, made valid, and installed, with the extra a requirement file names."""
-    name = f"legacy-{uuid.uuid4().hex[:8]}"
-    git = GitRepo.init(tmp_path / name, name=name)
-    commit = git.commit("Legacy", {
+    probe_with_pins(engine, tmp_path, index_access, "legacy", "-e .[standard]\n", files={
         "setup.py": "from setuptools import setup\n\nsetup(name='legacy', version='1.0', "
                     "packages=['legacy'], install_requires=['six>=1.*'],\n"
                     "      extras_require={'standard': ['idna>=2.*']})\n",
         "legacy/__init__.py": "import six\n",
-        "requirements.txt": "-e .[standard]\n",
-        "tests/test_legacy.py": "import idna\nimport legacy\n\n\ndef test_six():\n"
-                                "    assert legacy.six.PY3\n"})
-    output: list[str] = []
-    built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=index_access,
-                               python="3.11", on_output=output.append)
-    with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
-        run = run_tests(box, ("tests/test_legacy.py",), timeout=120)
-    log = "".join(output)
-    assert run.outcomes == {"tests/test_legacy.py::test_six": PASSED}, run.log[-2000:] + log[-3000:]
+        "tests/test_probe.py": "import idna\nimport legacy\n\n\ndef test_probe():\n"
+                               "    assert legacy.six.PY3\n"})
 
 
 def test_an_old_state_builds_the_source_distributions_of_its_day(
@@ -703,22 +683,25 @@ def test_a_plugin_that_loads_with_no_pytest_of_today_is_removed(
 
 
 def probe_with_pins(engine: docker.DockerClient, tmp_path: Path, access: PackageAccess,
-                    name: str, requirements: str, also: str = "", python: str = "3.11") -> str:
-    """Build the environment of a state with ``requirements`` on ``python`` and check that
-    its probe test runs and passes; the output of ``also``, run in the same sandbox."""
+                    name: str, requirements: str, also: str = "", python: str = "3.11",
+                    files: dict[str, str] | None = None) -> str:
+    """Build the environment of a state with ``requirements`` (and ``files``, which may
+    replace the probe test) on ``python`` and check that its probe test runs and passes; the
+    output of ``also``, run in the same sandbox."""
     name = f"{name}-{uuid.uuid4().hex[:8]}"
     git = GitRepo.init(tmp_path / name, name=name)
     commit = git.commit("Pins", {
         "requirements.txt": requirements,
-        "tests/test_probe.py": "def test_probe():\n    assert True\n"})
+        "tests/test_probe.py": "def test_probe():\n    assert True\n", **(files or {})})
     output: list[str] = []
     built = ensure_environment(git.path, commit, None, DEFAULT_IMAGE, access=access,
                                python=python, on_output=output.append)
     with DockerSandbox(git.path, commit, built.image, engine=engine) as box:
         run = run_tests(box, ("tests/test_probe.py",), timeout=120)
         said = box.exec(also).stdout if also else ""
-    assert run.error is None, run.log[-2000:] + "".join(output)[-2000:]
-    assert run.outcomes == {"tests/test_probe.py::test_probe": PASSED}
+    told = run.log[-2000:] + "".join(output)[-3000:]
+    assert run.error is None, told
+    assert run.outcomes == {"tests/test_probe.py::test_probe": PASSED}, told
     return said
 
 

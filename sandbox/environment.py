@@ -450,13 +450,8 @@ def _project_extras(files: dict[str, bytes]) -> str:
     local = [word.strip() for name in _requirement_files(files)
              for match in _LOCAL_EXTRAS.finditer(files[name].decode("utf-8", "replace"))
              for word in match.group(1).split(",")]
-    named: list[str] = []
-    config = configparser.ConfigParser(interpolation=None)
-    with contextlib.suppress(configparser.Error, UnicodeDecodeError):
-        config.read_string(files.get("tox.ini", b"").decode())
-        named = [word for word in re.split(r"[\s,]+", config.get("testenv", "extras",
-                                                                 fallback=""))
-                 if re.fullmatch(r"[A-Za-z][\w.-]*", word)]
+    named = [word for word in re.split(r"[\s,]+", _testenv(files.get("tox.ini", b""), "extras"))
+             if re.fullmatch(r"[A-Za-z][\w.-]*", word)]
     if not named:
         setup = files.get("setup.py", b"").decode("utf-8", "replace")
         named = [extra for extra in TEST_EXTRAS
@@ -471,6 +466,17 @@ def _project(files: dict[str, bytes]) -> bool:
         or b"[build-system]" in files["pyproject.toml"] or "setup.py" in files)
 
 
+def _testenv(tox: bytes, key: str) -> str:
+    """``key`` of tox's default test environment (`[testenv]`); '' when there is none or the
+    file does not parse."""
+    config = configparser.ConfigParser(interpolation=None)
+    try:
+        config.read_string(tox.decode())
+        return config.get("testenv", key, fallback="")
+    except (configparser.Error, UnicodeDecodeError):
+        return ""
+
+
 _TOX_REQUIREMENT = re.compile(r"^(?:([\w,.!{}-]+):\s*)?(?:-r|--requirement[= ]?)\s*(\S+)$")
 """A line of tox's `deps` naming a requirement file, perhaps for some factors only."""
 
@@ -480,14 +486,8 @@ def _tox_requirements(tox: bytes) -> list[str]:
     -rtests/requirements.txt`, also under a test or Python factor, `tests: -r…`, with
     `{toxinidir}/` dropped): tablib's 2019 tests needed MarkupPy from there, and no other
     file named it."""
-    config = configparser.ConfigParser(interpolation=None)
-    try:
-        config.read_string(tox.decode())
-        deps = config.get("testenv", "deps", fallback="")
-    except (configparser.Error, UnicodeDecodeError):
-        return []
     found = []
-    for line in deps.splitlines():
+    for line in _testenv(tox, "deps").splitlines():
         match = _TOX_REQUIREMENT.match(line.strip())
         if match is None:
             continue

@@ -22,14 +22,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from chains import substance
 from chains.collector import fewer_collections
 from chains.diff import parse_diff
-from chains.model import Commit, FileChange, LineRange, PullRequest
+from chains.model import UNTRACED, Commit, FileChange, LineRange, PullRequest
 
 _MERGE = re.compile(r"^Merge pull request #(?P<number>\d+) from (?P<branch>\S+)")
 _SQUASH = re.compile(r"^(?P<title>.+?) \(#(?P<number>\d+)\)\s*$")
 MAX_SHOWN = 2_000_000
-_BLAME_HEADER = re.compile(rb"^([0-9a-f]{40}) \d+ (\d+)")
+_BLAME_HEADER = re.compile(rb"^([0-9a-f]{40}) (\d+) (\d+)")
 _NONCE = uuid.uuid4().hex[:16]
 RECORD, FIELD = f"\x1e{_NONCE}\x1e", f"\x1f{_NONCE}\x1f"
 """Separators of `git log` records and fields: control characters around a token drawn per
@@ -422,7 +423,9 @@ class GitBlame:
               ignore: frozenset[str] = frozenset(),
               follow: bool = True) -> dict[int, tuple[str, str]]:
         """Line number at ``commit`` -> (sha of the commit that last changed it, its text);
-        ``follow=False``: the commit that put the line where it is, moved or copied."""
+        ``follow=False``: the commit that put the line where it is, moved or copied.
+        `UNTRACED` for a line whose origin blame could only guess, looking through
+        ``ignore``d commits."""
         if not ranges:
             return {}
         args = ["git", "-C", str(self.path), "blame", "--porcelain", "-w"]
@@ -437,14 +440,40 @@ class GitBlame:
         if result.returncode != 0:
             return {}  # the file or those lines are not at that commit (a rename, a rewrite)
         found: dict[int, tuple[str, str]] = {}
-        sha, line = "", 0
+        origins: dict[int, tuple[str, int]] = {}  # line -> (path in the commit, line there)
+        paths: dict[str, str] = {}
+        sha, source, line = "", 0, 0
         for raw in result.stdout.split(b"\n"):
             match = _BLAME_HEADER.match(raw)
             if match:
-                sha, line = match.group(1).decode(), int(match.group(2))
+                sha, source, line = (match.group(1).decode(), int(match.group(2)),
+                                     int(match.group(3)))
+            elif raw.startswith(b"filename ") and sha:
+                paths[sha] = raw[len(b"filename "):].decode("utf-8", "replace")
             elif raw.startswith(b"\t") and sha:
                 found[line] = (sha, raw[1:].decode("utf-8", "replace"))
+                origins[line] = (paths.get(sha, ""), source)
+        if revs:
+            self._untrace_guesses(found, origins)
         return found
+
+    def _untrace_guesses(self, found: dict[int, tuple[str, str]],
+                         origins: dict[int, tuple[str, int]]) -> None:
+        """Give `UNTRACED` as the commit of the lines blame credited, through an ignored
+        revision, to a line they cannot have come from (`substance.traced`): git guesses an
+        origin for every line an ignored commit wrote, a neighbour when none is alike."""
+        texts: dict[tuple[str, str], list[str] | None] = {}
+        for number, (sha, line) in list(found.items()):
+            where, source = origins[number]
+            if not where or where.startswith('"'):  # a path git quoted: not checked
+                continue
+            if (sha, where) not in texts:
+                shown = self.show(sha, where)
+                texts[(sha, where)] = shown.split("\n") if shown is not None else None
+            text = texts[(sha, where)]
+            if text is not None and not (0 < source <= len(text)
+                                         and substance.traced(line, text[source - 1])):
+                found[number] = (UNTRACED, line)
 
     def changed_lines(self, sha: str, where: Callable[[str], bool] | None = None
                       ) -> tuple[tuple[str, ...], tuple[str, ...]]:

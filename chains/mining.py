@@ -28,6 +28,7 @@ from chains.collector import fewer_collections
 from chains.config import RepoConfig
 from chains.graph import ChainState, Graph, MemoryGraph, SqlGraph, aware, title_key
 from chains.model import (
+    UNTRACED,
     Chain,
     FileChange,
     LineRange,
@@ -85,8 +86,9 @@ class Blame(Protocol):
               ignore: frozenset[str] = frozenset(),
               follow: bool = True) -> dict[int, tuple[str, str]]:
         """Line number -> (sha of the commit that last changed it, the line), looking
-        through ``ignore``d commits; ``follow``: through lines moved or copied from
-        elsewhere to the commit that wrote them there."""
+        through ``ignore``d commits (`UNTRACED` for a line blame could not trace past
+        them); ``follow``: through lines moved or copied from elsewhere to the commit that
+        wrote them there."""
         ...
 
     def changed_lines(self, sha: str, where: Callable[[str], bool] | None = None
@@ -476,7 +478,7 @@ def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange
         looked |= skip
         lines = blame.lines(commit, path, ranges, frozenset(looked))
     for _ in range(COSMETIC_ROUNDS):
-        shas = {sha for sha, _ in lines.values()} - looked
+        shas = {sha for sha, _ in lines.values()} - looked - {UNTRACED}
         cosmetic = ignored(shas) | {sha for sha in shas if text.is_revert(blame.message(sha))
                     or substance.cosmetic(blame.show(f"{sha}^", path), blame.show(sha, path),
                                           path, hints)}
@@ -485,7 +487,7 @@ def _blame_through(blame: Blame, commit: str, path: str, ranges: tuple[LineRange
             lines = blame.lines(commit, path, ranges, frozenset(looked))
             continue
         moved = {n: sha for n, (sha, line) in lines.items()
-                 if sha not in carriers and _carried(blame, sha, line)}
+                 if sha not in carriers and sha != UNTRACED and _carried(blame, sha, line)}
         if not moved:
             break
         carriers |= set(moved.values())
@@ -566,6 +568,8 @@ def _past_passing(blame: Blame, commit: str, path: str, lines: dict[int, tuple[s
     for _ in range(PASSING_ROUNDS):
         passed: dict[frozenset[str], list[int]] = defaultdict(list)
         for number, (sha, line) in current.items():
+            if sha == UNTRACED:
+                continue
             if sha not in removed:
                 code, _ = blame.changed_lines(sha, lambda path: not _not_code(path))
                 removed[sha] = [substance.tokens(text) for text in code]

@@ -30,6 +30,11 @@ def verifiable_needed(stages: int) -> int:
     return min(MIN_VERIFIABLE, stages)
 
 
+UNTRACED = "0" * 40
+"""The commit blame gives a line whose origin it could not trace (git's null id): someone's
+work, no one's that is known."""
+
+
 @dataclass(frozen=True)
 class LineRange:
     start: int

@@ -69,6 +69,53 @@ def shape(line: str) -> str:
     return _DOTTED.sub("_", names)
 
 
+def traced(line: str, origin: str) -> bool:
+    """Whether ``origin``, the line blame credits for ``line``, can be where it came from.
+    Blame that looks through a commit guesses the origins of the lines that commit wrote,
+    and takes a neighbour when none is alike: `past = 'fazem {0}'`, moved into a new class,
+    was credited to the `past = 'nakaraang {0}'` of the class beside it. A line is traced
+    when the tokens of one are all among the other's, once names are blanked or once
+    keywords and symbols are left out (quotes aside): the same code re-laid out (a call split
+    over lines, or lines joined), renamed, or with its keywords and symbols rewritten
+    (`x == None` made `x is None`, `elif` made `if`, a lambda's value now returned). Or
+    when the two share half the names (:func:`names`) of the one with fewer and, if both
+    hold strings, one alike: code that type hints were added to."""
+    mine, theirs = _quoted(tokens(line)), _quoted(tokens(origin))
+    if _among(set(shape(" ".join(mine)).split()), set(shape(" ".join(theirs)).split())) \
+            or _among(_words(mine), _words(theirs)):
+        return True
+    named, known = names([line]), names([origin])
+    if 2 * len(named & known) < min(len(named), len(known)) or not named & known:
+        return False
+    strings, others = _strings(mine), _strings(theirs)
+    return not strings or not others or bool(strings & others) or SequenceMatcher(
+        None, " ".join(sorted(strings)), " ".join(sorted(others)),
+        autojunk=False).ratio() >= ALIKE_STRINGS
+
+
+ALIKE_STRINGS = 0.6
+"""How alike (difflib's ratio) the strings of a line and of the origin blame gives it must
+be, when none is the same, for the origin to be believed."""
+
+
+def _strings(found: list[str]) -> set[str]:
+    return {token[1:-1] for token in found if token[0] == '"'}
+
+
+def _quoted(found: list[str]) -> list[str]:
+    return [f'"{token[1:-1]}"' if token[0] == "'" else token for token in found]
+
+
+def _words(found: list[str]) -> set[str]:
+    """The names (not keywords) and literals among ``found``."""
+    return {token for token in found
+            if (token[0].isalnum() or token[0] in "_\"") and token not in keyword.kwlist}
+
+
+def _among(one: set[str], other: set[str]) -> bool:
+    return bool(one) and bool(other) and (one <= other or other <= one)
+
+
 def tokens(line: str) -> list[str]:
     """The tokens of a line's code (names, numbers, whole strings, single symbols)."""
     return _TOKEN.findall(code_of(line))

@@ -8,6 +8,7 @@ from pathlib import Path
 from bot.db import Database
 from chains.gitsource import GitBlame, GitHistory
 from chains.mining import attach_pull_request
+from chains.model import UNTRACED, LineRange
 from chains.queries import all_links
 from tests.gitrepo import GitRepo
 
@@ -663,3 +664,48 @@ def test_a_fix_links_only_to_a_pr_it_shares_a_topic_or_a_name_with(sqlite_db: Da
     assert (5, 7) not in evidence
     assert (4, 8) in evidence
     assert "cents" in evidence[(4, 8)] and "which #4 brought in" in evidence[(4, 8)]
+
+
+def test_a_line_blame_cannot_trace_past_its_mover_credits_no_neighbour(
+        sqlite_db: Database, tmp_path: Path) -> None:
+    """#4 split #2's locale into a base class and a subclass, moving `past = 'fazem {0}'`
+    next to #3's locale; #5 fixes that phrase. Blame looking past the move guesses the
+    neighbouring `past` line of #3's class, which #5 does not touch: no `fixes` link to #3."""
+    tagalog = ("class TagalogLocale(Locale):\n    names = ['tl']\n\n"
+               "    past = 'nakaraang {0}'\n    future = '{0} mula ngayon'\n")
+    words = ("    future = 'em {0}'\n\n    timeframes = {\n"
+             + "".join(f"        '{unit}': '{word}',\n" for unit, word in (
+                 ("now", "agora"), ("second", "segundo"), ("minute", "um minuto"),
+                 ("hour", "uma hora"), ("day", "um dia"), ("month", "um mês")))
+             + "    }\n")
+    brazilian = ("class BrazilianLocale(Locale):\n    names = ['pt_br']\n\n"
+                 f"    past = 'fazem {{0}}'\n{words}")
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add the Brazilian locale", {"locales.py": (
+        f"class Locale:\n    names = []\n\n\n{brazilian}")}, squash=True)
+    repo.pull_request(3, "Add the Tagalog locale", {"locales.py": (
+        f"class Locale:\n    names = []\n\n\n{brazilian}\n\n{tagalog}")}, squash=True)
+
+    def split(phrase: str) -> str:
+        return ("class Locale:\n    names = []\n\n\n"
+                "class PortugueseLocale(Locale):\n    names = ['pt']\n\n"
+                f"    past = 'há {{0}}'\n{words}\n\n"
+                "class BrazilianPortugueseLocale(PortugueseLocale):\n    names = ['pt_br']\n\n"
+                f"    past = '{phrase} {{0}}'\n\n\n{tagalog}")
+
+    repo.pull_request(4, "Add the Portuguese locale", {"locales.py": split("fazem")},
+                      squash=True)
+    repo.pull_request(5, "Fix the Brazilian locale's past", {"locales.py": split("faz")},
+                      squash=True)
+    mine(sqlite_db, repo)
+    found = links(sqlite_db)
+    assert (3, 5, "fixes") not in found and (4, 5, "fixes") not in found
+    with GitBlame(repo.path) as blame:
+        mover = repo.git("rev-parse", "HEAD^").strip()  # #4, the base of #5
+        moved = next(number for number, line in enumerate(
+            blame.show(mover, "locales.py").split("\n"), 1) if "fazem" in line)
+        # Blame alone names the mover; looking past it, it says it cannot trace the line
+        # rather than guess.
+        assert blame.lines(mover, "locales.py", (LineRange(moved, moved),))[moved][0] == mover
+        assert blame.lines(mover, "locales.py", (LineRange(moved, moved),),
+                           frozenset({mover})) == {moved: (UNTRACED, "    past = 'fazem {0}'")}

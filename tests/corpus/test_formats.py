@@ -309,6 +309,27 @@ def test_hf_row_groups_keep_the_export_order_and_a_row_that_does_not_encode_leav
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+def test_a_stored_hf_row_of_other_columns_is_refused(sqlite_db: Database,
+                                                     tmp_path: Path) -> None:
+    """A shard reads each stored row's batch against `hf.SCHEMA` without parsing the row's
+    own schema; a row stored with other columns (a shaping version not bumped) fails the
+    export with what to do, rather than being read as the wrong columns."""
+    with sqlite_db.session() as session:
+        record = append(session, make_record(1))
+        export(session, tmp_path / "first", "hf")
+        other = pa.schema([(field.name, pa.string()) for field in hf.SCHEMA][:3])
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, other) as stream:
+            stream.write_table(pa.Table.from_pylist([{"id": record.id}], schema=other))
+        session.execute(ExportLineRow.__table__.update()
+                        .where(ExportLineRow.id == record.id,
+                               ExportLineRow.variant == formats.variant("hf", "string"))
+                        .values(line=bytes(sink.getvalue())))
+    with sqlite_db.session() as session, pytest.raises(ValueError, match="SHAPING_VERSION"):
+        export(session, tmp_path / "second", "hf")
+    assert not list((tmp_path / "second").rglob("*.parquet*"))
+
+
 def _stored_rows(db: Database, ids: list[str]) -> list[bytes]:
     with db.session() as session:
         return [line for (line,) in session.execute(

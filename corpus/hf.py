@@ -103,8 +103,9 @@ class Shard:
 
 def _batch(encoded: bytes) -> pa.RecordBatch:
     """The row of an :func:`encoded_row` stream. Its schema message is compared with
-    :data:`SCHEMA`'s, not parsed: parsing each row's nested schema took a sixth of an export.
-    A row of another schema (stored under a shaping version that was not bumped) is refused."""
+    :data:`SCHEMA`'s, not parsed: parsing every row's nested schema took 17 ms of processor
+    time for 200 rows, against 3 ms. A row of another schema (stored under a shaping version
+    that was not bumped) is refused."""
     reader = pa.BufferReader(encoded)
     if not pa.ipc.read_message(reader).metadata.equals(_SCHEMA_MESSAGE):
         raise ValueError("a stored hf row has columns other than corpus.hf.SCHEMA's: bump "

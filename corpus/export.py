@@ -41,7 +41,7 @@ FORMATS = ("openai", "sharegpt", "hf")
 POLICIES = ("all", "llm", "replay")
 ARGUMENTS = ("string", "object")
 COMPRESSIONS = ("none", "zstd")
-"""How hf shards' pages are compressed. `none`, the default, exports in 2.0 to 2.7 times a
+"""How hf shards' pages are compressed. `none`, the default, exports in 1.8 to 2.7 times a
 plain synced write of the shards' bytes; `zstd` makes shards about half as big and takes
 about twice as long to export (`bench/corpus.py` prints both)."""
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024

@@ -761,21 +761,20 @@ def _changed_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame
     code in place (a fix that puts `try:` around a call works on that call). A file the PR
     only re-laid out (the same syntax tree: "Fix formatting" after a lint failure) has no
     line it changed."""
-    blamable = [(change, base) for change in files if _blamable(change)
+    blamable = [(change, base, merged) for change in files if _blamable(change)
                 for base in (blame.show(pr.base_commit, change.old_path or change.path),)
-                if not substance.format_only(base, blame.show(pr.merge_commit, change.path),
-                                             change.path)]
+                for merged in (blame.show(pr.merge_commit, change.path),)
+                if not substance.format_only(base, merged, change.path)]
     added = _added_code(pr, files, blame)
     carried = Counter(added)  # a line carried from one file to another counts once
-    found = [(change, base, ranges) for change, base in blamable
+    found = [(change, base, ranges) for change, base, _ in blamable
              if (ranges := _substantive(change, base, carried))]
     if found or not blamable:
         return found
     carried = Counter(added)
-    return [(change, base, ranges) for change, base in blamable
+    return [(change, base, ranges) for change, base, merged in blamable
             if (ranges := _substantive(change, base, carried,
-                                       _wrapped(change, base,
-                                                blame.show(pr.merge_commit, change.path))))]
+                                       _wrapped(change, base, merged)))]
 
 
 def _restores(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,

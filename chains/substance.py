@@ -85,7 +85,8 @@ def traced(line: str, origin: str) -> bool:
             or _among(_words(mine), _words(theirs)):
         return True
     named, known = names([line]), names([origin])
-    if 2 * len(named & known) < min(len(named), len(known)) or not named & known:
+    shared = named & known
+    if not shared or 2 * len(shared) < min(len(named), len(known)):
         return False
     strings, others = _strings(mine), _strings(theirs)
     return not strings or not others or bool(strings & others) or SequenceMatcher(

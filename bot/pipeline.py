@@ -38,7 +38,15 @@ from rollout.judge import LLMJudge
 from rollout.llm import LLMClient, LLMConfig
 from rollout.policies import LLMPolicy, Policy
 from rollout.record import trajectory_record, verdict_summary
-from rollout.store import mark_run, not_eligible_verdict, save_rollout, save_validation
+from rollout.store import (
+    RolloutRow,
+    claim_verdict,
+    mark_run,
+    not_eligible_verdict,
+    run_verdict,
+    save_rollout,
+    save_validation,
+)
 from sandbox.base import Sandbox
 from sandbox.environment import Environment, EnvironmentBuildFailed
 from sandbox.factory import choose_backend, open_sandbox
@@ -101,6 +109,13 @@ class RolloutOutcome:
                 "stored": self.stored}
 
     @classmethod
+    def of(cls, row: RolloutRow) -> RolloutOutcome:
+        """The outcome a stored verdict records (nothing stored by this call)."""
+        return cls(row.chain_id, row.policy, "accepted" if row.accepted else "rejected",
+                   str(row.summary.get("reason") or ""), row.score, dict(row.summary),
+                   row.record_id, False, row.id)
+
+    @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> RolloutOutcome:
         chain, policy = str(document.get("chain", "")), str(document.get("policy", ""))
         reason = str(document.get("reason") or "")
@@ -161,6 +176,12 @@ class _Run:
             mark_run(session, self.id, state, chain_id=self.chain.id,
                      chain_length=len(self.chain.prs), policy=self.policy, **fields)
 
+    def earlier_verdict(self) -> RolloutOutcome | None:
+        """What an earlier attempt of this run concluded, if one did."""
+        with self.runtime.db.session() as session:
+            row = run_verdict(session, self.id)
+            return RolloutOutcome.of(row) if row is not None else None
+
     def start(self, count: bool) -> None:
         """``count``: this is a new attempt (a job counts its own when it starts)."""
         with self.runtime.db.session() as session:
@@ -215,6 +236,9 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
     chain, prs = _find(runtime, chain_id)
     run = _Run(runtime, run_id or f"local-{uuid.uuid4().hex[:12]}", chain, policy_name,
                on_progress or (lambda _: None))
+    if (earlier := run.earlier_verdict()) is not None:  # a retry of a job that did finish
+        log.info("rollout.verdict_exists", run=run.id, chain=chain.id)
+        return run.end(earlier)
     run.start(count=run_id is None)
     with _failures_recorded(run):
         helpers = _helpers(runtime.settings, policy_name, run.notify)
@@ -246,7 +270,7 @@ def roll_out_chain(runtime: Runtime, repo_path: Path, chain_id: str, policy_name
             result, journal = _execute(repo_path, task, box,
                                        llm if policy_name == "llm" else None, config,
                                        validation, run, helpers.judge, runtime.settings)
-        outcome = _persist(runtime, result)
+        outcome = _persist(runtime, result, run.id)
         journal.finish()  # the verdict and the messages are stored: its work is done
         return run.end(outcome)
     raise AssertionError("unreachable")  # pragma: no cover - the block returns or raises
@@ -363,11 +387,39 @@ def _execute(repo_path: Path, task: Task, box: Sandbox, llm: LLMClient | None,
     return result, journal
 
 
-def _persist(runtime: Runtime, result: RolloutResult) -> RolloutOutcome:
-    """The verdict and, when accepted, the trajectory in the corpus."""
+class _VerdictTaken(Exception):
+    """Another attempt of the run stored its verdict first."""
+
+
+def _persist(runtime: Runtime, result: RolloutResult, run_id: str) -> RolloutOutcome:
+    """The verdict and, when accepted, the trajectory in the corpus; or, when another
+    attempt of run ``run_id`` got there first, that attempt's verdict and nothing stored."""
     record = trajectory_record(result)
+    try:
+        rollout_id, stored = _store_verdict(runtime, result, record, run_id)
+    except _VerdictTaken:
+        with runtime.db.session() as session:
+            row = run_verdict(session, run_id)
+            assert row is not None, "a claimed verdict is stored in the same transaction"
+            log.warning("rollout.verdict_taken", run=run_id, chain=result.task.chain_id,
+                        kept=row.record_id, discarded=record["id"])
+            return RolloutOutcome.of(row)
+    summary = verdict_summary(result)
+    log.info("rollout.finished", chain=result.task.chain_id, accepted=result.accepted,
+             score=result.score)
+    return RolloutOutcome(result.task.chain_id, result.policy,
+                          "accepted" if result.accepted else "rejected", result.reason,
+                          result.score, summary, record["id"], stored, rollout_id)
+
+
+def _store_verdict(runtime: Runtime, result: RolloutResult, record: dict[str, Any],
+                   run_id: str) -> tuple[int, bool]:
+    """Save the verdict, claim it as the run's, and append the trajectory, in one
+    transaction; raises _VerdictTaken (and stores nothing) when the claim fails."""
     with runtime.db.session() as session:
         rollout_id = save_rollout(session, result)
+        if not claim_verdict(session, run_id, rollout_id):
+            raise _VerdictTaken(run_id)
         if result.accepted:
             try:
                 with session.begin_nested():
@@ -378,9 +430,4 @@ def _persist(runtime: Runtime, result: RolloutResult) -> RolloutOutcome:
         else:
             record_rejection(session, record, result.reason)
             stored = False
-    summary = verdict_summary(result)
-    log.info("rollout.finished", chain=result.task.chain_id, accepted=result.accepted,
-             score=result.score)
-    return RolloutOutcome(result.task.chain_id, result.policy,
-                          "accepted" if result.accepted else "rejected", result.reason,
-                          result.score, summary, record["id"], stored, rollout_id)
+    return rollout_id, stored

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
+from corpus.record import record_id
 from rollout.agent import RolloutResult
 
 SCHEMA_VERSION = 1
@@ -56,12 +56,6 @@ def token_fields(result: RolloutResult) -> dict[str, Any]:
             "tokens_source": "server" if counted else "estimate",
             "tokens_billed": result.usage.billed,
             "tokens_completion": result.usage.completion}
-
-
-def record_id(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k not in ("id", "created_at")}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def verdict_summary(result: RolloutResult) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, select
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from chains.queries import AmbiguousPrefix, by_prefix
@@ -110,8 +110,10 @@ def mark_run(session: Session, run_id: str, state: str, *, chain_id: str | None 
                 setattr(row, name, value)
     row.state = state
     if state in ("queued", "validating"):
-        row.stage = row.stages = row.score = row.rollout_id = row.retry_at = None
+        row.stage = row.stages = row.score = row.retry_at = None
         row.reason = ""
+    if state == "queued":  # asked for anew: the next attempt may reach a verdict of its own
+        row.rollout_id = None
     for name, value in fields.items():
         if not hasattr(RolloutRunRow, name):
             raise TypeError(f"a run has no field {name!r}")
@@ -131,6 +133,33 @@ def count_attempt(session: Session, run_id: str, chain_id: str, chain_length: in
     row.attempts = (row.attempts or 0) + 1
     session.flush()
     return row
+
+
+def run_verdict(session: Session, run_id: str) -> RolloutRow | None:
+    """The verdict an attempt of run ``run_id`` already reached, if any.
+
+    An attempt can outlive the worker that started it (a work horse still running when its
+    worker's heartbeat stopped), and the job is retried meanwhile: the retry finds the verdict
+    here instead of rolling the chain out again."""
+    run = session.get(RolloutRunRow, run_id)
+    if run is None or run.rollout_id is None:
+        return None
+    return session.get(RolloutRow, run.rollout_id)
+
+
+def claim_verdict(session: Session, run_id: str, rollout_id: int) -> bool:
+    """Make RolloutRow ``rollout_id`` the verdict of run ``run_id``, unless another attempt
+    of the run claimed one first: one verdict, and one trajectory, per run.
+
+    A conditional update, so two attempts finishing at once cannot both claim: PostgreSQL
+    re-checks the condition once the first one commits, SQLite lets one writer in at a time.
+    """
+    claimed = session.execute(
+        update(RolloutRunRow)
+        .where(RolloutRunRow.id == run_id, RolloutRunRow.rollout_id.is_(None))
+        .values(rollout_id=rollout_id, updated_at=_utcnow())
+        .execution_options(synchronize_session=False))
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
 def latest_runs(session: Session, chain_ids: list[str]) -> dict[str, RolloutRunRow]:

@@ -80,11 +80,14 @@ def start_worker(env: dict[str, str], log: Path, *queues: str) -> subprocess.Pop
 def stop_worker(process: subprocess.Popen[bytes], kill: bool = False) -> None:
     """Ask the worker to stop (warm shutdown), or SIGKILL it with every process it started.
 
-    rq's work horse runs in a session of its own, so killing the worker's process group
-    would leave it running: a machine that dies takes all of them.
+    rq's work horse runs in a process group of its own, so killing the worker's process group
+    would leave it running: a machine that dies takes all of them. The worker is frozen
+    first: rq marks a job started before it forks the horse, and a horse forked after the
+    processes were listed would outlive the kill.
     """
     if process.poll() is None:
         if kill:
+            os.kill(process.pid, signal.SIGSTOP)
             for pid in descendants(process.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

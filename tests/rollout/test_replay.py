@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from bot.db import Database
 from chains.model import Commit, PullRequest
+from corpus.record import record_id
 from rollout import RolloutResult, Task, build_task, run_rollout
-from rollout.record import audit, record_id, trajectory_record, verdict_summary
+from rollout.record import audit, trajectory_record, verdict_summary
 from rollout.store import ValidationRow, latest_rollout, save_rollout, save_validation
 from tests.gitrepo import GitRepo
 from tests.rollout.fixture_repo import ChainRepo

@@ -128,20 +128,22 @@ def test_a_failed_export_leaves_the_previous_version_and_nothing_half_written(
         export(session, out, "sharegpt", policy="llm")
 
 
+@pytest.mark.parametrize("fmt", ["openai", "hf"])
 def test_a_failure_while_shards_are_written_leaves_nothing(sqlite_db: Database,
-                                                          tmp_path: Path) -> None:
-    """Shards of several megabytes were already being written and hashed when a record
-    failed: the partial files go."""
+                                                          tmp_path: Path, fmt: str) -> None:
+    """Shards of several megabytes were already being written, hashed and finished when a
+    record failed: the partial files go."""
     out = tmp_path / "export"
     with sqlite_db.session() as session:
         for seed in range(4):
             append(session, make_record(seed, tool_calls=40, observation_chars=20_000))
         broken = append(session, make_record(9)).id
+        export(session, tmp_path / "before", fmt)  # every record's line is stored
         session.execute(TrajectoryRow.__table__.update().where(TrajectoryRow.id == broken)
                         .values(document="{cut short"))
     with sqlite_db.session() as session, pytest.raises(orjson.JSONDecodeError):
-        export(session, out, "openai", shard_bytes=2_000_000)
-    assert list(out.iterdir()) == []
+        export(session, out, fmt, shard_bytes=2_000_000)
+    assert [p for p in out.rglob("*") if p.is_file()] == []
 
 
 @pytest.mark.parametrize("fmt", ["openai", "hf"])

@@ -780,7 +780,8 @@ def _changed_code(pr: PullRequest, files: tuple[FileChange, ...], blame: Blame
 def _restores(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: Blame,
               out: _Candidates) -> None:
     """`fixes` links to the PRs that removed code lines this PR puts back: a restore, or a
-    fix that only re-adds what was deleted (nothing of the base to blame)."""
+    fix that only re-adds what was deleted (nothing of the base to blame). Only lines the file
+    does not hold at the base are looked for."""
     probes: list[tuple[str, str]] = []
     for change in files:
         if change.binary or change.status == "removed" or _not_code(change.path):
@@ -790,7 +791,12 @@ def _restores(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blam
             continue
         code = substance.substantive_lines(new, change.path)
         added = [line.strip() for n, line in numbered if code is None or n in code]
-        distinctive = sorted({line for line in added if len(line) >= RESTORE_MIN_LENGTH},
+        # A line the file already holds is not missing from it: adding one more copy (a
+        # `self.write("\n")` in another function) puts nothing back.
+        held = {line.strip() for line in
+                (blame.show(pr.base_commit, change.old_path or change.path) or "").split("\n")}
+        distinctive = sorted({line for line in added
+                              if len(line) >= RESTORE_MIN_LENGTH and line not in held},
                              key=len, reverse=True)
         probes += [(change.old_path or change.path, line) for line in distinctive[:2]]
     removers: Counter[str] = Counter()

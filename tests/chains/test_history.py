@@ -149,6 +149,29 @@ def test_a_restore_links_to_the_pr_that_removed_the_lines(sqlite_db: Database,
     assert (7, 8, "fixes") in found
 
 
+def test_one_more_copy_of_a_line_the_file_holds_puts_nothing_back(sqlite_db: Database,
+                                                                   tmp_path: Path) -> None:
+    """click #1832 removed a `self.write("\n")` from one method; #3434 fixes another method
+    by only adding a `self.write("\n")` to it, while the file still holds that line elsewhere.
+    Nothing was missing, so nothing was put back: no `fixes` link to #1832."""
+    usage = ('    def write_usage(self, prog, args):\n        self.write(prog)\n'
+             '        self.write(" " + args)\n')
+    text = ('class Formatter:\n    def write_dl(self, rows):\n        for row in rows:\n'
+            '            self.write(row)\n            self.write("\\n")\n\n'
+            '    def write_heading(self, heading):\n        self.write(heading)\n'
+            '        self.write("\\n")\n\n')
+    repo = new_repo(tmp_path)
+    repo.pull_request(2, "Add the formatter", {"formatting.py": text + usage}, squash=True)
+    repo.pull_request(3, "Revert the blank line after the definition list", {
+        "formatting.py": text.replace('            self.write("\\n")\n', "", 1) + usage},
+        squash=True)
+    repo.pull_request(4, "Fix write_usage output running into the next line", {
+        "formatting.py": text.replace('            self.write("\\n")\n', "", 1) + usage
+        + '        self.write("\\n")\n'}, squash=True)
+    mine(sqlite_db, repo)
+    assert (3, 4, "fixes") not in links(sqlite_db)
+
+
 def test_code_moved_and_renamed_by_a_refactor_is_not_the_refactor_s(sqlite_db: Database,
                                                                     tmp_path: Path) -> None:
     """#3 moved #2's loop into a method and renamed its variables; #4 fixes a line of that

@@ -57,6 +57,11 @@ OLD_FIX = timedelta(days=365)
 """A fix links to a PR merged longer than this before it only when that PR wrote every code
 line the fix changes: of judged links, those older than a year with a shared blame were
 mostly lines the fix met on its way to an older or newer bug."""
+STALE_LONE_LINE = timedelta(days=2 * 365)
+"""A fix links to a PR merged longer than this before it only when it changes more than one
+line of that PR: one line that lived two years among others' changes is thin evidence (of
+judged links, such single old lines were two thirds correct against four fifths of all),
+and a chain that spans years seldom runs in one environment."""
 
 _RESULT = re.compile(r"^(?:return|yield|await)\s+")
 """What a function body line says before the expression it hands back."""
@@ -641,8 +646,9 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
     lock files, vendored or generated; blame ignores whitespace, follows moves and copies,
     and looks through format-only PRs and `.git-blame-ignore-revs`. An earlier PR is linked
     when it wrote at least a quarter of those lines that earlier PRs wrote (half, when it
-    wrote only one), and when more than blame says so (`_Corroboration`); the link's strength
-    grows with its share and its line count.
+    wrote only one; all of them, when it merged over a year before; more than one, when over
+    two years before), and when more than blame says so (`_Corroboration`); the link's
+    strength grows with its share and its line count.
     """
     lines_by_commit: Counter[str] = Counter()
     paths_by_commit: dict[str, set[str]] = defaultdict(set)
@@ -677,7 +683,7 @@ def _fixes(graph: Graph, pr: PullRequest, files: tuple[FileChange, ...], blame: 
         share = count / total
         age = _age(known[number], pr)
         if share < FIX_SHARE or (count == 1 and share < LONE_LINE_SHARE) \
-                or (age > OLD_FIX and count < total):
+                or (age > OLD_FIX and count < total) or (age > STALE_LONE_LINE and count == 1):
             continue
         kept[number] = (count, share, age)
     corroboration = _Corroboration(pr, files, blame, changed, graph.described(kept))

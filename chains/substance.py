@@ -45,6 +45,9 @@ PACKAGING_NAMES = ("setup.py", "manifest.in")
 """Packaging configuration written as code, like `pyproject.toml` (dot-files are
 configuration too)."""
 VENDORED = re.compile(r"(^|/)(vendor|vendored|_vendor|third_party|thirdparty|node_modules)/")
+VERSION_NAMES = frozenset({"__version__", "__version_info__", "version", "version_info",
+                           "VERSION", "__build__"})
+"""Module-level names a release sets: assigning them a literal is bookkeeping, not code."""
 GENERATED = re.compile(r"(_pb2(_grpc)?\.pyi?|\.min\.js|\.generated\.\w+)$|(^|/)generated/")
 COMMENT = re.compile(r"^\s*(#|//|/\*|\*|--|;)")
 NAME_FIELDS = ("id", "attr", "arg", "name", "asname", "module")
@@ -213,6 +216,9 @@ def substantive_lines(text: str, path: str) -> set[int] | None:
     except (SyntaxError, ValueError):
         return None
     prose: set[int] = set()
+    for statement in tree.body:  # a release's version, set at the top of a module
+        if _sets_version(statement):
+            prose.update(range(statement.lineno, (statement.end_lineno or statement.lineno) + 1))
     for node in ast.walk(tree):
         if not isinstance(node, ast.Expr | ast.Import | ast.ImportFrom):
             continue
@@ -222,6 +228,22 @@ def substantive_lines(text: str, path: str) -> set[int] | None:
         prose.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
     return {n for n, line in enumerate(lines, 1)
             if n not in prose and line.strip() and not line.lstrip().startswith("#")}
+
+
+def _sets_version(node: ast.stmt) -> bool:
+    """`__version__ = "1.2"`, `VERSION = (1, 2, 0)`, `__build__ = 0x010200`: a literal given
+    to one of VERSION_NAMES."""
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets, value = [node.target], node.value
+    else:
+        return False
+    try:
+        ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return all(isinstance(t, ast.Name) and t.id in VERSION_NAMES for t in targets)
 
 
 def changes_code(old: str | None, new: str | None, path: str) -> bool:

@@ -172,6 +172,21 @@ def test_one_more_copy_of_a_line_the_file_holds_puts_nothing_back(sqlite_db: Dat
     assert (3, 4, "fixes") not in links(sqlite_db)
 
 
+def test_a_release_s_version_is_no_one_s_code(sqlite_db: Database, tmp_path: Path) -> None:
+    """urllib3 #1570 "Restore dev version" put back the `__version__ = 'dev'` the release
+    #1568 replaced: a version a release sets is bookkeeping, not code anyone fixes."""
+    repo = new_repo(tmp_path)
+    code = "def load(path):\n    return open(path).read()\n"
+    repo.pull_request(2, "Add the loader", {"kit/__init__.py": '__version__ = "dev"\n\n' + code},
+                      squash=True)
+    repo.pull_request(3, "Release 1.0", {"kit/__init__.py": '__version__ = "1.0"\n\n' + code},
+                      squash=True)
+    repo.pull_request(4, "Restore dev version", {
+        "kit/__init__.py": '__version__ = "dev"\n\n' + code}, squash=True)
+    mine(sqlite_db, repo)
+    assert (3, 4, "fixes") not in links(sqlite_db)
+
+
 def test_code_moved_and_renamed_by_a_refactor_is_not_the_refactor_s(sqlite_db: Database,
                                                                     tmp_path: Path) -> None:
     """#3 moved #2's loop into a method and renamed its variables; #4 fixes a line of that
@@ -417,7 +432,8 @@ YEAR = 365 * 24 * 3600
 def test_a_pr_years_older_is_fixed_only_when_it_wrote_every_line(sqlite_db: Database,
                                                                  tmp_path: Path) -> None:
     """#4 changes one line of #2, two years old, and one of #3, recent: the old line is one
-    it met on its way, so it fixes #3 alone. #5 changes only #2's lines: it fixes #2."""
+    it met on its way, so it fixes #3 alone. #5 changes only #2's lines: it fixes #2, unless
+    it is one line of a PR more than two years old (#6)."""
     repo = new_repo(tmp_path)
     repo.pull_request(2, "Add the price", {"shop.py": (
         "def price(item):\n    base = item.cost * 2\n    return round(base, 2)\n")},
@@ -430,12 +446,19 @@ def test_a_pr_years_older_is_fixed_only_when_it_wrote_every_line(sqlite_db: Data
         "def price(item):\n    base = item.cost * 2.0\n    base = max(0, base - item.discount)\n"
         "    return round(base, 2)\n")}, squash=True)
     repo.pull_request(5, "Fix rounding of prices", {"shop.py": (
-        "def price(item):\n    base = item.cost * 2.0\n    base = max(0, base - item.discount)\n"
-        "    return round(base + 0.0, 2)\n")}, squash=True)
+        "def price(item, places=2):\n    base = item.cost * 2.0\n"
+        "    base = max(0, base - item.discount)\n    return round(base + 0.0, places)\n")},
+        squash=True)
+    repo.pull_request(6, "Add the tax", {"tax.py": (
+        "def tax(amount):\n    rate = 0.2\n    return amount * rate\n")}, squash=True)
+    repo.clock += 2 * YEAR
+    repo.pull_request(7, "Fix the tax rate", {"tax.py": (
+        "def tax(amount):\n    rate = 0.25\n    return amount * rate\n")}, squash=True)
     mine(sqlite_db, repo)
     found = links(sqlite_db)
     assert (3, 4, "fixes") in found and (2, 4, "fixes") not in found
-    assert (2, 5, "fixes") in found
+    assert (2, 5, "fixes") in found  # two lines of #2
+    assert (6, 7, "fixes") not in found  # one line, over two years on
 
 
 def test_an_else_after_return_removed_is_looked_through(sqlite_db: Database,

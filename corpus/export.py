@@ -46,8 +46,8 @@ plain synced write of the shards' bytes; `zstd` makes shards about half as big a
 about twice as long to export (`bench/corpus.py` prints both)."""
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
 _SYNC_BYTES = 8 << 20
-"""A Parquet shard is synced to disk each time this much more of it is written
-(:class:`_Follower`)."""
+"""A Parquet shard's writing thread syncs the file to disk each time this much more is written:
+syncing all 64 MiB once the last piece was written took a fifth of an export."""
 
 
 class ExportError(ValueError):
@@ -208,9 +208,7 @@ class _ShardWriter:
 class _ParquetShards:
     """Parquet shards under `data/`, named `<split>-<version>-<n>.parquet` so the dataset
     card's globs find every version's files. A shard's row groups (`hf.ROW_GROUP_BYTES` of
-    rows each) are encoded while the next rows are read (:class:`_ParquetFile`), and a full
-    shard is finished (its last row groups encoded, hashed and synced) while the next one is
-    begun."""
+    rows each) are encoded while the next rows are read (:class:`_ParquetFile`)."""
 
     def __init__(self, out: Path, prefix: str, limit: int, compression: str) -> None:
         from corpus import hf  # pyarrow is needed for this format only
@@ -222,8 +220,6 @@ class _ParquetShards:
         self.file: _ParquetFile | None = None
         self.group: list[bytes] = []
         self.group_size = self.size = self.count = 0
-        self._finishing: list[tuple[dict[str, Any], _ParquetFile, Future[str]]] = []
-        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-finish")
 
     def add(self, line: bytes) -> None:
         """``line``: the record's encoded row, whose size the shard size limit counts (the
@@ -239,30 +235,21 @@ class _ParquetShards:
         if self.group_size >= self.hf.ROW_GROUP_BYTES:
             self._flush_group()
         if self.size >= self.limit:
-            self._finish()
+            self.close()
 
     def _flush_group(self) -> None:
         if self.file is not None and self.group:
             self.file.add(self.group)
         self.group, self.group_size = [], 0
 
-    def _finish(self) -> None:
-        """The current shard is full: it is finished on a thread of its own."""
+    def close(self) -> None:
         if self.file is None:
             return
         self._flush_group()
         file, self.file = self.file, None
-        self.shards[-1]["records"] = self.count
-        self._finishing.append((self.shards[-1], file, self._finisher.submit(file.close)))
+        digest = file.close()
+        self.shards[-1].update(records=self.count, bytes=file.size, blake3=digest)
         self.size = self.count = 0
-
-    def close(self) -> None:
-        """Every shard whole and on disk."""
-        self._finish()
-        self._finisher.shutdown(wait=True)
-        for shard, file, digest in self._finishing:
-            shard.update(bytes=file.size, blake3=digest.result())
-        self._finishing = []
 
     def publish(self) -> None:
         """Give every shard, closed, its name."""
@@ -274,110 +261,60 @@ class _ParquetShards:
             self.file.abandon()
             self.file = None
         self.group = []
-        self._finisher.shutdown(wait=True)  # a shard that failed to finish removed itself
         for shard in self.shards:
             (self.out / f"{shard['file']}.partial").unlink(missing_ok=True)
 
 
 class _ParquetFile:
-    """A Parquet shard being made by three threads. The export's thread reads the rows; one
-    thread encodes them and writes the file (`hf.Shard`, pyarrow alone, without the
-    interpreter); one follows the file as it grows (:class:`_Follower`: BLAKE3 and syncing).
-    At most two row groups wait to be encoded, so the rows read ahead stay in memory no longer
-    than that (`bench/corpus.py`: the export's thread reading while pyarrow called back into
-    Python on it took a fifth longer)."""
-
-    _AHEAD = 2
+    """A Parquet shard being made: the export's thread encodes its row groups (`hf.Shard`) as
+    their rows are read, and a thread of its own writes the encoded pieces to the file (which
+    hashes them on another), so the file is written while the next rows are read and encoded.
+    pyarrow, file writes and BLAKE3 all let other threads run; pyarrow calls back into Python
+    for each piece, on the thread that encodes, so that thread must not wait for the one
+    reading rows to let go of the interpreter: encoding on a thread of its own took longer
+    than encoding a whole shard, then writing it (`bench/corpus.py`)."""
 
     def __init__(self, hf: Any, path: Path, compression: str) -> None:
-        self._shard = hf.Shard(path, compression)
-        self.path, self.size = path, 0
-        self._follower = _Follower(path)
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-encode")
-        self._groups: list[Future[None]] = []  # in order; checked as they finish
+        self.file = _HashedFile(path)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-write")
+        self._written: list[Future[None]] = []  # in order; checked when closed
+        self._shard = hf.Shard(compression, self._write)
+
+    @property
+    def size(self) -> int:
+        return self.file.size
+
+    def _write(self, piece: bytes) -> None:
+        self._written.append(self._writer.submit(self._put, piece))
+
+    def _put(self, piece: bytes) -> None:
+        """On the writing thread: the piece into the file, and every few megabytes the file
+        to disk, so that little is left to sync once the last piece is written."""
+        before = self.file.size
+        self.file.write(piece)
+        if before // _SYNC_BYTES != self.file.size // _SYNC_BYTES:
+            self.file.sync()
 
     def add(self, rows: list[bytes]) -> None:
-        """``rows`` as the next row group, encoded on the encoding thread."""
-        self._groups.append(self._encoder.submit(self._encode, rows))
-        while len(self._groups) > self._AHEAD:
-            self._groups.pop(0).result()
-
-    def _encode(self, rows: list[bytes]) -> None:
-        self._follower.grew(self._shard.add(rows))
+        """``rows`` as the next row group."""
+        self._shard.add(rows)
 
     def close(self) -> str:
         """Wait for the file to be whole and on disk; its BLAKE3 digest. A failed write (a
         full disk) is raised here."""
         try:
-            for group in self._groups:
-                group.result()
-            self._encoder.shutdown(wait=True)
-            self.size = self._shard.close()
-            self._follower.grew(self.size)
-            return self._follower.close()
+            self._shard.close()
+            self._writer.shutdown(wait=True)
+            for piece in self._written:
+                piece.result()
         except BaseException:
             self.abandon()
             raise
+        return self.file.close()
 
     def abandon(self) -> None:
-        self._encoder.shutdown(wait=True, cancel_futures=True)
-        self._shard.abandon()
-        self._follower.abandon()
-        self.path.unlink(missing_ok=True)
-
-
-class _Follower:
-    """Hashes (BLAKE3) and syncs a file that another thread writes, as it grows, on a thread
-    of its own: the bytes are read back from the page cache into one buffer, so no copy of the
-    file is held; every `_SYNC_BYTES` the file is synced, so that little is left to sync once
-    it is whole (syncing all 64 MiB at the end took a fifth of an export)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
-        self._blake3 = blake3.blake3()
-        self._hashed = self._synced = 0
-        self._buffer = memoryview(bytearray(1 << 20))
-        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blake3")
-        self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fdatasync")
-        self._steps: list[Future[None]] = []
-
-    def grew(self, size: int) -> None:
-        """The file's first ``size`` bytes are written."""
-        self._steps.append(self._hasher.submit(self._hash, size))
-        if size - self._synced >= _SYNC_BYTES:  # waiting on the disk, beside the hashing
-            self._steps.append(self._syncer.submit(os.fdatasync, self._fd))
-            self._synced = size
-
-    def _hash(self, size: int) -> None:
-        while self._hashed < size:
-            read = os.preadv(self._fd, [self._buffer[:size - self._hashed]], self._hashed)
-            if not read:
-                raise OSError(f"the file ended at {self._hashed} bytes, not {size}")
-            self._blake3.update(self._buffer[:read])
-            self._hashed += read
-
-    def close(self) -> str:
-        """The whole file on disk (fsync: a shard a manifest names survives a crash of the
-        machine, not only of the process); its BLAKE3 digest (hex)."""
-        self._hasher.shutdown(wait=True)
-        self._syncer.shutdown(wait=True)
-        for step in self._steps:
-            step.result()
-        try:
-            os.fsync(self._fd)
-        finally:
-            self._release()
-        return self._blake3.hexdigest()
-
-    def abandon(self) -> None:
-        self._hasher.shutdown(wait=True, cancel_futures=True)
-        self._syncer.shutdown(wait=True, cancel_futures=True)
-        self._release()
-
-    def _release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._writer.shutdown(wait=True, cancel_futures=True)
+        self.file.abandon()
 
 
 def is_test(record: dict[str, Any], test_after: datetime) -> bool | None:

@@ -9,10 +9,9 @@ verdicts, merge times, tokens, tool calls).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -82,35 +81,23 @@ while it reads the next, and a reader holds one in memory at a time."""
 
 
 class Shard:
-    """One Parquet file (:func:`parquet`) being encoded and written a row group at a time by
-    pyarrow alone: the thread that encodes it never calls back into Python, so it runs beside
-    the thread that reads the rows instead of waiting for it to let go of the interpreter."""
+    """One Parquet file (:func:`parquet`) being encoded, a row group at a time: its bytes go
+    to ``write`` in pieces of about a megabyte as pyarrow makes them, so that a ``write`` that
+    hands them to another thread has the file written while the rest is encoded."""
 
-    def __init__(self, path: Path, compression: str) -> None:
-        self._file = pa.OSFile(str(path), "wb")
-        self._stream = pa.BufferedOutputStream(self._file, buffer_size=1 << 20)
+    def __init__(self, compression: str, write: Callable[[bytes], object]) -> None:
+        self._stream = pa.BufferedOutputStream(pa.PythonFile(_Pieces(write), mode="w"),
+                                               buffer_size=1 << 20)
         self._writer = pq.ParquetWriter(self._stream, SCHEMA, **parquet(compression))
 
-    def add(self, rows: list[bytes]) -> int:
-        """``rows`` (:func:`encoded_row`) as one row group; how many bytes of the file are
-        written (the rest of the file grows after them)."""
+    def add(self, rows: list[bytes]) -> None:
+        """``rows`` (:func:`encoded_row`) as one row group."""
         self._writer.write_table(pa.Table.from_batches([_batch(encoded) for encoded in rows],
                                                        schema=SCHEMA))
-        self._stream.flush()
-        return int(self._file.tell())
 
-    def close(self) -> int:
-        """The footer: the file is whole; its size."""
+    def close(self) -> None:
+        """The footer: the file is whole."""
         self._writer.close()
-        self._stream.flush()
-        size = int(self._file.tell())
-        self._stream.close()
-        return size
-
-    def abandon(self) -> None:
-        """Stop writing; the file is left as it is, for the caller to remove."""
-        with contextlib.suppress(Exception):  # what failed may fail again: it is abandoned
-            self._writer.close()
         self._stream.close()
 
 
@@ -127,6 +114,19 @@ def _batch(encoded: bytes) -> pa.RecordBatch:
 
 
 _SCHEMA_MESSAGE = pa.ipc.read_message(SCHEMA.serialize()).metadata
+
+
+class _Pieces:
+    """The file object pyarrow writes a shard to: every piece goes to ``write``."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self.write, self.closed = write, False
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def card(manifests: list[dict[str, Any]], repositories: Counter[tuple[str, str]]) -> str:

@@ -215,19 +215,22 @@ def substantive_lines(text: str, path: str) -> set[int] | None:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return None
-    prose: set[int] = set()
-    for statement in tree.body:  # a release's version, set at the top of a module
-        if _sets_version(statement):
-            prose.update(range(statement.lineno, (statement.end_lineno or statement.lineno) + 1))
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Expr | ast.Import | ast.ImportFrom):
-            continue
-        if isinstance(node, ast.Expr) and not (isinstance(node.value, ast.Constant)
-                                               and isinstance(node.value.value, str)):
-            continue  # an expression statement that is not a bare string is code
-        prose.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    # A release's version, set at the top of a module; imports and bare strings anywhere.
+    skipped = [statement for statement in tree.body if _sets_version(statement)]
+    skipped += [node for node in ast.walk(tree)
+                if isinstance(node, ast.stmt) and _import_or_prose(node)]
+    prose = {n for node in skipped
+             for n in range(node.lineno, (node.end_lineno or node.lineno) + 1)}
     return {n for n, line in enumerate(lines, 1)
             if n not in prose and line.strip() and not line.lstrip().startswith("#")}
+
+
+def _import_or_prose(node: ast.stmt) -> bool:
+    """An import, or a bare string (a docstring): an expression statement that is not a
+    bare string is code."""
+    return isinstance(node, ast.Import | ast.ImportFrom) or (
+        isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str))
 
 
 def _sets_version(node: ast.stmt) -> bool:

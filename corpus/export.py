@@ -22,19 +22,18 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import blake3
 import orjson
 from sqlalchemy import Row, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from corpus import formats
 from corpus.record import SCHEMA_VERSION
+from corpus.shardfile import ShardFile
 from corpus.store import SHAPING_ERRORS, ExportLineRow, TrajectoryRow, store_line, with_lines
 
 FORMATS = ("openai", "sharegpt", "hf")
@@ -45,9 +44,6 @@ COMPRESSIONS = ("none", "zstd")
 plain synced write of the shards' bytes; `zstd` makes shards about half as big and takes
 about twice as long to export (`bench/corpus.py` prints both)."""
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
-_SYNC_BYTES = 8 << 20
-"""A Parquet shard's writing thread syncs the file to disk each time this much more is written:
-syncing all 64 MiB once the last piece was written took a fifth of an export."""
 
 
 class ExportError(ValueError):
@@ -122,64 +118,18 @@ def _rows(session: Session, after: tuple[str, str] | None, since_id: str | None,
     yield from with_lines(session, query)
 
 
-class _HashedFile:
-    """A shard being written as a hidden `.partial` file, with its size and BLAKE3 digest.
-
-    BLAKE3 rather than sha256: sha256 of every byte an export writes took two and a half
-    times as long as writing them, more than an export may take in all; BLAKE3 hashes them
-    five times faster (`b3sum FILE` checks it). It hashes on a thread of its own, in the
-    order the bytes were written, while the writing goes on (it lets other threads run while
-    it hashes, so the two share the machine's cores); the bytes handed over are immutable."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.handle = path.open("wb")
-        self.size = 0
-        self._blake3 = blake3.blake3()
-        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blake3")
-
-    @property
-    def closed(self) -> bool:
-        return self.handle.closed
-
-    def write(self, data: bytes | memoryview) -> int:
-        self.handle.write(data)
-        self._hasher.submit(self._blake3.update, data)  # one worker: updates stay in order
-        self.size += len(data)
-        return len(data)
-
-    def sync(self) -> None:
-        """What was written so far, on disk (the data, not the metadata)."""
-        self.handle.flush()
-        os.fdatasync(self.handle.fileno())
-
-    def close(self) -> str:
-        """Close the file, its bytes on disk (fsync: a shard a manifest names survives a
-        crash of the machine, not only of the process); its BLAKE3 digest (hex)."""
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        self._hasher.shutdown(wait=True)
-        return self._blake3.hexdigest()
-
-    def abandon(self) -> None:
-        self.handle.close()
-        self._hasher.shutdown(wait=False, cancel_futures=True)
-        self.path.unlink(missing_ok=True)
-
-
 class _ShardWriter:
     def __init__(self, out: Path, prefix: str, limit: int) -> None:
         self.out, self.prefix, self.limit = out, prefix, limit
         self.shards: list[dict[str, Any]] = []
-        self.file: _HashedFile | None = None
+        self.file: ShardFile | None = None
         self.count = 0
 
     def add(self, line: bytes) -> None:
         if self.file is None or (self.file.size and self.file.size + len(line) > self.limit):
             self.close()
             name = f"{self.prefix}-{len(self.shards) + 1:05d}.jsonl"
-            self.file = _HashedFile(self.out / f"{name}.partial")
+            self.file = ShardFile(self.out / f"{name}.partial")
             self.shards.append({"file": name})
             self.count = 0
         self.file.write(line)
@@ -267,33 +217,19 @@ class _ParquetShards:
 
 class _ParquetFile:
     """A Parquet shard being made: the export's thread encodes its row groups (`hf.Shard`) as
-    their rows are read, and a thread of its own writes the encoded pieces to the file (which
-    hashes them on another), so the file is written while the next rows are read and encoded.
-    pyarrow, file writes and BLAKE3 all let other threads run; pyarrow calls back into Python
-    for each piece, on the thread that encodes, so that thread must not wait for the one
-    reading rows to let go of the interpreter: encoding on a thread of its own took longer
-    than encoding a whole shard, then writing it (`bench/corpus.py`)."""
+    their rows are read, and the encoded pieces go to the file (`shardfile.ShardFile`), which
+    hashes them and writes them to disk on threads of its own while the next rows are read
+    and encoded. pyarrow calls back into Python for each piece, on the thread that encodes, so
+    that thread must not wait for another to let go of the interpreter: encoding on a thread of
+    its own took longer than encoding a whole shard, then writing it (`bench/corpus.py`)."""
 
     def __init__(self, hf: Any, path: Path, compression: str) -> None:
-        self.file = _HashedFile(path)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-write")
-        self._written: list[Future[None]] = []  # in order; checked when closed
-        self._shard = hf.Shard(compression, self._write)
+        self.file = ShardFile(path)
+        self._shard = hf.Shard(compression, self.file.write)
 
     @property
     def size(self) -> int:
         return self.file.size
-
-    def _write(self, piece: bytes) -> None:
-        self._written.append(self._writer.submit(self._put, piece))
-
-    def _put(self, piece: bytes) -> None:
-        """On the writing thread: the piece into the file, and every few megabytes the file
-        to disk, so that little is left to sync once the last piece is written."""
-        before = self.file.size
-        self.file.write(piece)
-        if before // _SYNC_BYTES != self.file.size // _SYNC_BYTES:
-            self.file.sync()
 
     def add(self, rows: list[bytes]) -> None:
         """``rows`` as the next row group."""
@@ -304,16 +240,12 @@ class _ParquetFile:
         full disk) is raised here."""
         try:
             self._shard.close()
-            self._writer.shutdown(wait=True)
-            for piece in self._written:
-                piece.result()
         except BaseException:
             self.abandon()
             raise
         return self.file.close()
 
     def abandon(self) -> None:
-        self._writer.shutdown(wait=True, cancel_futures=True)
         self.file.abandon()
 
 

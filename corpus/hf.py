@@ -82,8 +82,8 @@ while it reads the next, and a reader holds one in memory at a time."""
 
 class Shard:
     """One Parquet file (:func:`parquet`) being encoded, a row group at a time: its bytes go
-    to ``write`` in pieces of about a megabyte as pyarrow makes them, so that a ``write`` that
-    hands them to another thread has the file written while the rest is encoded."""
+    to ``write`` in pieces of about a megabyte as pyarrow makes them, so the file is written
+    while the rest is encoded."""
 
     def __init__(self, compression: str, write: Callable[[bytes], object]) -> None:
         self._stream = pa.BufferedOutputStream(pa.PythonFile(_Pieces(write), mode="w"),

@@ -6,9 +6,10 @@ copied into a cache page that is then written back and synced: for 70 MB on a te
 included), in the same wall time. Here the bytes
 are gathered into page-aligned buffers of `CHUNK` bytes that the disk reads by itself
 (`O_DIRECT`), `DEPTH` of them in flight while the next is filled, and each buffer is hashed on
-a thread of its own while it is written. Where the file system refuses direct I/O (tmpfs, some
-network and FUSE file systems, systems without `O_DIRECT`), the same buffers go through the
-page cache, synced every `SYNC_BYTES`, so that little is left to sync at the end.
+a thread of its own while it is written. Where the file system refuses direct I/O (tmpfs
+before Linux 6.6, some network and FUSE file systems, systems without `O_DIRECT`), the same
+buffers go through the page cache, synced every `SYNC_BYTES`, so that little is left to sync
+at the end.
 
 The digest is BLAKE3 (`b3sum FILE` checks it): sha256 of every byte an export writes took two
 and a half times as long as writing them, more than an export may take in all.
